@@ -1,0 +1,37 @@
+# reelay: the whole set-up is `make demo` and `make test` (each runs `setup` first).
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= demo_out
+export RAY_AUTH_MODE ?= disabled
+export RAY_USAGE_STATS_ENABLED ?= 0
+
+.PHONY: setup demo test test-all bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]' > $(VENV)/pip.log 2>&1 || (tail -40 $(VENV)/pip.log; exit 1)
+	$(PY) -c "import torch, torchvision, ray, decord, av, s3fs, duckdb, moto, pytest"
+	touch $(STAMP)
+
+demo: setup
+	$(PY) -m pipeline.demo --workdir $(DEMO_DIR)
+
+test: setup
+	$(PY) -m pytest -m "not slow" -q --durations=15
+
+test-all: setup
+	$(PY) -m pytest -q --durations=25
+
+bench: setup
+	$(PY) -m benchmarks.run
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,121 @@
+"""Index a video corpus into Parquet: `python jobs/index.py --input URI --output URI [options]`.
+
+Exit codes: 0 success, 2 bad usage or input, 3 more failures than --max-failure-fraction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
+
+from pipeline.cli import (  # noqa: E402,E501
+    add_model_flags,
+    add_sampling_flags,
+    configure_logging,
+    model_config,
+    sampling_config,
+)
+from pipeline.config import (  # noqa: E402
+    ConfigError,
+    IndexConfig,
+    InferConfig,
+    PlanConfig,
+    StorageConfig,
+)
+
+EXIT_USAGE, EXIT_THRESHOLD = 2, 3
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument(
+        "--input",
+        required=True,
+        help="folder, s3://bucket/prefix/, glob, or manifest .csv/.parquet (uri column)",
+    )
+    p.add_argument("--output", required=True, help="local folder or s3://bucket/prefix")
+    add_sampling_flags(p)
+    add_model_flags(p)
+    p.add_argument(
+        "--checkpoint",
+        help="a training run's output folder or a checkpoint file; "
+        "its model, labels and sampling override the flags",
+    )
+    p.add_argument("--run-id", help="name of this run (default: UTC time + random suffix)")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per forward pass")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument(
+        "--cpus-per-actor",
+        type=float,
+        default=1.0,
+        help="CPUs (and torch threads) per inference actor",
+    )
+    p.add_argument("--max-actors", type=int, help="upper bound of the inference actor pool")
+    p.add_argument(
+        "--unit-frames",
+        type=int,
+        default=128,
+        help="sampled frames per work unit: longer videos are split in time ranges",
+    )
+    p.add_argument(
+        "--max-failure-fraction",
+        type=float,
+        default=0.5,
+        help="fail the run (exit 3) when more videos than this fraction fail",
+    )
+    p.add_argument(
+        "--storage-options",
+        help='JSON of extra s3fs options, e.g. \'{"client_kwargs": {"region_name": "eu-west-1"}}\'',
+    )
+    return p.parse_args(argv)
+
+
+def build_config(args: argparse.Namespace) -> IndexConfig:
+    return IndexConfig(
+        input_uri=args.input,
+        output_uri=args.output,
+        sampling=sampling_config(args),
+        model=model_config(args),
+        plan=PlanConfig(unit_frames=args.unit_frames),
+        infer=InferConfig(
+            batch_size=args.batch_size,
+            device=args.device,
+            cpus_per_actor=args.cpus_per_actor,
+            max_actors=args.max_actors,
+        ),
+        storage=StorageConfig.from_json(args.storage_options),
+        checkpoint_uri=args.checkpoint,
+        seed=args.seed,
+        run_id=args.run_id,
+        max_failure_fraction=args.max_failure_fraction,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    configure_logging()
+    args = parse_args(argv)
+    from pipeline import index
+    from pipeline.listing import InputError
+
+    try:
+        cfg = build_config(args)
+        summary = index.run(cfg)
+    except (ConfigError, InputError) as e:
+        logging.getLogger("reelay").error("%s", e)
+        return EXIT_USAGE
+    except index.FailureThresholdExceeded as e:
+        logging.getLogger("reelay").error("%s", e)
+        print(e.summary.line(), flush=True)
+        return EXIT_THRESHOLD
+    print(summary.line(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""reelay: index large video corpora with deep learning on Ray."""

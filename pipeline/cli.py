@@ -1,0 +1,78 @@
+"""Flags shared by the jobs (sampling and model), turned into typed configs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from pipeline.config import ConfigError, SamplingConfig
+from pipeline.models import ModelConfig, list_encoders, list_temporal_heads
+
+
+def configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def add_sampling_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fps", type=float, default=1.0, help="frames sampled per second of video")
+    p.add_argument("--clip-frames", type=int, default=16, help="sampled frames per clip")
+    p.add_argument(
+        "--clip-stride",
+        type=int,
+        help="sampled frames between clip starts (default: --clip-frames)",
+    )
+    p.add_argument("--image-size", type=int, default=112, help="square model input, pixels")
+
+
+def add_model_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--encoder", default="small_cnn", help=f"per-frame CNN: {', '.join(list_encoders())}"
+    )
+    p.add_argument(
+        "--temporal", default="mean", help=f"temporal head: {', '.join(list_temporal_heads())}"
+    )
+    p.add_argument("--num-classes", type=int, default=8, help="classes of an untrained model")
+    p.add_argument("--hidden-dim", type=int, default=256, help="RNN / attention width")
+    p.add_argument("--bidirectional", action="store_true", help="bidirectional LSTM/GRU")
+    p.add_argument(
+        "--weights",
+        help="torchvision pretrained weights, e.g. DEFAULT or "
+        "IMAGENET1K_V1 (must be in the torch cache; nothing is downloaded)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of an untrained model")
+
+
+def sampling_config(args: argparse.Namespace) -> SamplingConfig:
+    return SamplingConfig(
+        fps=args.fps,
+        clip_frames=args.clip_frames,
+        clip_stride=args.clip_stride,
+        image_size=args.image_size,
+    )
+
+
+def model_config(args: argparse.Namespace) -> ModelConfig:
+    if args.encoder not in list_encoders():
+        raise ConfigError(
+            f"--encoder {args.encoder!r} is unknown; known: {', '.join(list_encoders())}"
+        )
+    if args.temporal not in list_temporal_heads():
+        raise ConfigError(
+            f"--temporal {args.temporal!r} is unknown; known: {', '.join(list_temporal_heads())}"
+        )
+    try:
+        return ModelConfig(
+            encoder=args.encoder,
+            temporal=args.temporal,
+            num_classes=args.num_classes,
+            hidden_dim=args.hidden_dim,
+            bidirectional=args.bidirectional,
+            pretrained_weights=args.weights,
+        )
+    except ValueError as e:
+        raise ConfigError(str(e)) from e

@@ -1,0 +1,136 @@
+"""Typed, frozen configuration for the jobs. Each stage takes the smallest piece it needs."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+
+from pipeline.models.config import ModelConfig
+
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class ConfigError(ValueError):
+    """A bad option: the message says what to do instead."""
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Which frames become clips: `fps` samples per second, `clip_frames` per clip."""
+
+    fps: float = 1.0
+    clip_frames: int = 16
+    clip_stride: int | None = None  # sampled frames between clip starts; None = clip_frames
+    image_size: int = 112
+
+    def __post_init__(self) -> None:
+        if not self.fps > 0:
+            raise ConfigError(f"--fps must be > 0 (got {self.fps})")
+        if self.clip_frames < 1:
+            raise ConfigError(f"--clip-frames must be >= 1 (got {self.clip_frames})")
+        if self.clip_stride is not None and self.clip_stride < 1:
+            raise ConfigError(f"--clip-stride must be >= 1 (got {self.clip_stride})")
+        if not 16 <= self.image_size <= 1024:
+            raise ConfigError(f"--image-size must be in [16, 1024] (got {self.image_size})")
+
+    @property
+    def stride(self) -> int:
+        return self.clip_stride or self.clip_frames
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SamplingConfig:
+        known = {"fps", "clip_frames", "clip_stride", "image_size"}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """How videos are cut into work units; bounds memory per decode task."""
+
+    unit_frames: int = 128  # sampled frames per work unit (long videos split into time ranges)
+    decode_chunk_bytes: int = 192 * 2**20  # native-resolution frames decoded at once
+
+    def __post_init__(self) -> None:
+        if self.unit_frames < 1:
+            raise ConfigError(f"--unit-frames must be >= 1 (got {self.unit_frames})")
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Extra fsspec options (JSON from --storage-options), merged over the AWS defaults."""
+
+    options: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> StorageConfig:
+        if not text:
+            return cls()
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"--storage-options is not valid JSON: {e}") from e
+        if not isinstance(value, dict):
+            raise ConfigError("--storage-options must be a JSON object, e.g. '{\"anon\": true}'")
+        return cls(options=value)
+
+    def __hash__(self) -> int:  # dict field: hash by content
+        return hash(json.dumps(self.options, sort_keys=True))
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    """Where and how the models run."""
+
+    batch_size: int = 8  # clips per forward pass
+    device: str = "auto"  # auto | cpu | cuda
+    cpus_per_actor: float = 1.0
+    max_actors: int | None = None  # None: one per GPU, or CPUs/2 on CPU clusters
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be >= 1 (got {self.batch_size})")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"--device must be auto, cpu or cuda (got {self.device!r})")
+        if self.cpus_per_actor <= 0:
+            raise ConfigError("--cpus-per-actor must be > 0")
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """Everything one index run needs."""
+
+    input_uri: str
+    output_uri: str
+    sampling: SamplingConfig = SamplingConfig()
+    model: ModelConfig = ModelConfig()
+    plan: PlanConfig = PlanConfig()
+    infer: InferConfig = InferConfig()
+    storage: StorageConfig = StorageConfig()
+    checkpoint_uri: str | None = None
+    seed: int = 0
+    run_id: str | None = None
+    max_failure_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.input_uri:
+            raise ConfigError(
+                "--input is required: a folder, s3://bucket/prefix/, glob or manifest"
+            )
+        if not self.output_uri:
+            raise ConfigError("--output is required: a local folder or s3://bucket/prefix")
+        if self.run_id is not None and not RUN_ID_PATTERN.match(self.run_id):
+            raise ConfigError(
+                f"--run-id {self.run_id!r} is not allowed: use 1-64 letters, digits, '.', '_' or"
+                " '-', starting with a letter or digit"
+            )
+        if not 0.0 <= self.max_failure_fraction <= 1.0:
+            raise ConfigError("--max-failure-fraction must be between 0 and 1")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["storage"] = {"options": sorted(self.storage.options)}  # keys only: no secrets in records
+        return d

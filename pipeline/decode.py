@@ -1,0 +1,80 @@
+"""Stage 2, decode (CPU tasks, 1 work unit : N clips): sampled frames, resized, as clip rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline import storage
+from pipeline.config import PlanConfig, SamplingConfig, StorageConfig
+from pipeline.rows import error_fields, no_error
+from pipeline.sampling import plan_clips
+from pipeline.video_io import VideoInfo, read_frames
+
+UNIT_META = (
+    "video_uri",
+    "size_bytes",
+    "fingerprint",
+    "num_frames",
+    "fps",
+    "duration_s",
+    "width",
+    "height",
+    "num_clips",
+)
+
+
+@dataclass(frozen=True)
+class DecodeUnit:
+    """Row function: a work unit -> one row per clip with `frames` (T, S, S, 3) uint8.
+
+    A failure yields one row with clip_index -1, blank frames and the error fields set, so the
+    error travels with the data and the rest of the run goes on.
+    """
+
+    sampling: SamplingConfig
+    plan: PlanConfig
+    storage: StorageConfig
+
+    def __call__(self, unit: dict) -> list[dict]:
+        meta = {k: unit[k] for k in UNIT_META}
+        try:
+            return list(self._clips(unit, meta))
+        except Exception as e:  # recorded on the row: see class docstring
+            size = self.sampling.image_size
+            return [
+                {
+                    **meta,
+                    "clip_index": -1,
+                    "start_s": 0.0,
+                    "end_s": 0.0,
+                    "frame_indices": np.zeros(self.sampling.clip_frames, dtype=np.int32),
+                    "frames": np.zeros((self.sampling.clip_frames, size, size, 3), np.uint8),
+                    **error_fields("decode", e),
+                }
+            ]
+
+    def _clips(self, unit: dict, meta: dict):
+        info = VideoInfo(
+            int(unit["num_frames"]), float(unit["fps"]), int(unit["width"]), int(unit["height"])
+        )
+        clips = plan_clips(info.num_frames, info.fps, self.sampling)
+        clips = clips[unit["clip_start"] : unit["clip_end"]]
+        wanted = sorted({f for c in clips for f in c.frame_indices})
+        path = storage.local_copy(unit["video_uri"], unit["fingerprint"], self.storage)
+        frames = read_frames(
+            path, wanted, self.sampling.image_size, info, self.plan.decode_chunk_bytes
+        )
+        position = {f: i for i, f in enumerate(wanted)}
+        for clip in clips:
+            take = [position[f] for f in clip.frame_indices]
+            yield {
+                **meta,
+                "clip_index": clip.clip_index,
+                "start_s": clip.start_s,
+                "end_s": clip.end_s,
+                "frame_indices": np.asarray(clip.frame_indices, dtype=np.int32),
+                "frames": frames[take],
+                **no_error(),
+            }

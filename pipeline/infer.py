@@ -1,0 +1,109 @@
+"""Stage 3, infer (actors, 1 clip : 1 row): frames -> CNN -> temporal head -> embedding + scores.
+
+One GPU per actor when the cluster has GPUs (autocast, channels_last, pinned non-blocking
+copies); otherwise torch uses the actor's CPUs. Frames are dropped here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline import schema
+from pipeline.model_source import ModelSpec, load_model
+from pipeline.rows import ERROR_FIELDS
+
+PASS_THROUGH = (
+    "video_uri",
+    "clip_index",
+    "start_s",
+    "end_s",
+    *schema.VIDEO_META_COLUMNS,
+    "num_clips",
+    *ERROR_FIELDS,
+)
+
+
+def fixed_size_lists(values: np.ndarray, valid: np.ndarray) -> pa.Array:
+    """(N, D) float32 -> fixed_size_list<float32>[D], null where not `valid`."""
+    flat = pa.array(np.ascontiguousarray(values, dtype=np.float32).reshape(-1))
+    return pa.FixedSizeListArray.from_arrays(flat, values.shape[1], mask=pa.array(~valid))
+
+
+class ClipInferencer:
+    """Ray Data callable class: a numpy batch of clip rows -> an Arrow table of results."""
+
+    def __init__(
+        self, spec: ModelSpec, device: str, threads: int, run_id: str, topk: int = schema.TOPK
+    ):
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+        self.torch = torch
+        self.device = torch.device(device)
+        self.model = load_model(spec).to(self.device)
+        if self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.labels = np.asarray(spec.labels, dtype=object)
+        self.mean = torch.tensor(spec.mean, device=self.device).view(1, 1, 3, 1, 1)
+        self.std = torch.tensor(spec.std, device=self.device).view(1, 1, 3, 1, 1)
+        self.model_version, self.run_id = spec.model_version, run_id
+        self.topk = min(topk, len(spec.labels))
+        with torch.inference_mode():  # learn the embedding size once, for null rows
+            size = 32
+            probe = torch.zeros(1, 1, 3, size, size, device=self.device)
+            self.dim = int(self.model(probe)[0].shape[1])
+
+    def _forward(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, T, H, W, 3) uint8 -> embeddings (B, E), probabilities (B, K)."""
+        torch = self.torch
+        x = torch.from_numpy(frames)
+        if self.device.type == "cuda":
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        x = x.permute(0, 1, 4, 2, 3).float().div_(255).sub_(self.mean).div_(self.std)  # (B,T,3,H,W)
+        with (
+            torch.inference_mode(),
+            torch.autocast(
+                self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"
+            ),
+        ):
+            if self.device.type == "cuda":
+                b, t = x.shape[:2]
+                x = (
+                    x.flatten(0, 1)
+                    .contiguous(memory_format=torch.channels_last)
+                    .unflatten(0, (b, t))
+                )
+            emb, logits = self.model(x)
+        return emb.float().cpu().numpy(), torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        n = len(batch["video_uri"])
+        ok = np.asarray([e == "" for e in batch["error_stage"]], dtype=bool)
+        emb = np.zeros((n, self.dim), np.float32)
+        probs = np.zeros((n, len(self.labels)), np.float32)
+        if ok.any():
+            emb[ok], probs[ok] = self._forward(np.asarray(batch["frames"])[ok])
+        order = np.argsort(-probs, axis=1)[:, : self.topk]  # (N, k)
+        top_scores = np.take_along_axis(probs, order, axis=1)
+        columns = {name: batch[name] for name in PASS_THROUGH}
+        columns["frame_indices"] = [np.asarray(f, dtype=np.int32) for f in batch["frame_indices"]]
+        columns |= {
+            "embedding": fixed_size_lists(emb, ok),
+            schema.CLIP_PROBS: fixed_size_lists(probs, ok),
+            "label": pa.array(np.where(ok, self.labels[order[:, 0]], None), pa.string()),
+            "score": pa.array(top_scores[:, 0], pa.float32(), mask=~ok),
+            "topk_labels": pa.array(
+                [list(self.labels[o]) if v else None for o, v in zip(order, ok, strict=True)],
+                pa.list_(pa.string()),
+            ),
+            "topk_scores": pa.array(
+                [s.tolist() if v else None for s, v in zip(top_scores, ok, strict=True)],
+                pa.list_(pa.float32()),
+            ),
+            "model_version": pa.array([self.model_version] * n, pa.string()),
+            "run_id": pa.array([self.run_id] * n, pa.string()),
+        }
+        return pa.table(
+            {k: (v if isinstance(v, pa.Array) else pa.array(v)) for k, v in columns.items()}
+        )

@@ -1,0 +1,145 @@
+"""Stage 0, list (driver, 1 row per video): input URI -> videos with size and fingerprint."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from pipeline import storage
+from pipeline.config import StorageConfig
+
+# The extensions Ray Data's read_videos knows.
+VIDEO_EXTENSIONS = frozenset(
+    [
+        "mp4",
+        "mkv",
+        "mov",
+        "avi",
+        "wmv",
+        "flv",
+        "webm",
+        "m4v",
+        "3gp",
+        "mpeg",
+        "mpg",
+        "ts",
+        "ogv",
+        "rm",
+        "rmvb",
+        "vob",
+        "asf",
+        "f4v",
+        "m2ts",
+        "mts",
+        "divx",
+        "xvid",
+        "mxf",
+    ]
+)
+MANIFEST_EXTENSIONS = (".csv", ".parquet")
+_GLOB_CHARS = set("*?[")
+
+
+class InputError(ValueError):
+    """The input cannot be listed: missing, empty, or a manifest without a `uri` column."""
+
+
+@dataclass(frozen=True)
+class VideoEntry:
+    """One listed video. `fingerprint` changes when the content does (ETag, else size+mtime)."""
+
+    uri: str
+    size: int
+    fingerprint: str
+
+
+def is_video(path: str) -> bool:
+    return PurePosixPath(path).suffix.lower().lstrip(".") in VIDEO_EXTENSIONS
+
+
+def fingerprint(info: dict) -> str:
+    etag = info.get("ETag") or info.get("etag")
+    if etag:
+        return "etag:" + str(etag).strip('"')
+    mtime = info.get("mtime") or info.get("LastModified") or info.get("last_modified") or ""
+    if hasattr(mtime, "timestamp"):
+        mtime = f"{mtime.timestamp():.6f}"
+    return f"size:{info.get('size', 0)}:mtime:{mtime}"
+
+
+def _entry(path: str, info: dict, like_uri: str) -> VideoEntry:
+    return VideoEntry(
+        storage.with_scheme(path, like_uri), int(info.get("size") or 0), fingerprint(info)
+    )
+
+
+def list_videos(
+    input_uri: str, storage_cfg: StorageConfig = storage.NO_OPTIONS
+) -> list[VideoEntry]:
+    """All videos under a folder/prefix, matching a glob, or named by a manifest; sorted by URI."""
+    fs = storage.filesystem(input_uri, storage_cfg)
+    path = storage.strip_scheme(input_uri)
+    if input_uri.lower().endswith(MANIFEST_EXTENSIONS) and fs.isfile(path):
+        return _list_manifest(input_uri, storage_cfg)
+    if _GLOB_CHARS & set(path):
+        found = fs.glob(path, detail=True)
+    elif fs.isdir(path):
+        found = fs.find(path, detail=True)
+    elif fs.isfile(path):
+        found = {path: fs.info(path)}
+    else:
+        raise InputError(
+            f"input {storage.redact(input_uri)} does not exist: give a folder, "
+            "s3://bucket/prefix/, a glob or a manifest (.csv/.parquet with a uri column)"
+        )
+    entries = [
+        _entry(p, info, input_uri)
+        for p, info in found.items()
+        if info.get("type", "file") == "file" and is_video(p)
+    ]
+    return sorted(entries, key=lambda e: e.uri)
+
+
+def read_manifest(manifest_uri: str, storage_cfg: StorageConfig) -> pyarrow.Table:  # noqa: F821
+    """A manifest as an Arrow table (CSV or Parquet)."""
+    fs = storage.filesystem(manifest_uri, storage_cfg)
+    with fs.open(storage.strip_scheme(manifest_uri), "rb") as f:
+        data = f.read()
+    if manifest_uri.lower().endswith(".csv"):
+        return pacsv.read_csv(io.BytesIO(data))
+    return pq.read_table(io.BytesIO(data))
+
+
+def resolve_uri(uri: str, manifest_uri: str) -> str:
+    """Manifest URIs may be relative to the manifest's folder."""
+    if storage.scheme_of(uri) != "file" or uri.startswith("/") or uri.startswith("file://"):
+        return uri
+    base = manifest_uri.rsplit("/", 1)[0] if "/" in manifest_uri else "."
+    if storage.scheme_of(manifest_uri) == "file":
+        return storage.strip_scheme(f"{base}/{uri}")
+    return f"{base}/{uri}"
+
+
+def _list_manifest(manifest_uri: str, storage_cfg: StorageConfig) -> list[VideoEntry]:
+    table = read_manifest(manifest_uri, storage_cfg)
+    if "uri" not in table.column_names:
+        raise InputError(
+            f"manifest {storage.redact(manifest_uri)} has no 'uri' column "
+            f"(columns: {', '.join(table.column_names)})"
+        )
+    entries: dict[str, VideoEntry] = {}
+    for raw in table.column("uri").to_pylist():
+        if not raw:
+            continue
+        uri = resolve_uri(str(raw).strip(), manifest_uri)
+        fs = storage.filesystem(uri, storage_cfg)
+        try:
+            info = fs.info(storage.strip_scheme(uri))
+        except FileNotFoundError:
+            info = {"size": -1, "missing": True}
+        entries[uri] = VideoEntry(uri, int(info.get("size") or 0), fingerprint(info))
+    return sorted(entries.values(), key=lambda e: e.uri)

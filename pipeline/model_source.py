@@ -1,0 +1,107 @@
+"""Where the index job's model comes from: a training checkpoint, or a seeded/pretrained build.
+
+The driver resolves a `ModelSpec` once (labels, sampling, model_version); every inference actor
+rebuilds the same model from it.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, replace
+
+from pipeline import storage
+from pipeline.config import ConfigError, IndexConfig, SamplingConfig, StorageConfig
+from pipeline.models import Checkpoint, ModelConfig, build_model, load_checkpoint, model_version
+from pipeline.models.normalization import IMAGENET_MEAN, IMAGENET_STD
+
+CHECKPOINT_NAMES = ("best.pt", "checkpoint.pt")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Enough to rebuild the model anywhere in the cluster."""
+
+    model: ModelConfig
+    labels: tuple[str, ...]
+    model_version: str
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    checkpoint_uri: str | None = None
+    seed: int = 0
+    storage: StorageConfig = StorageConfig()
+
+
+def resolve_checkpoint_uri(uri: str, storage_cfg: StorageConfig) -> str:
+    """A checkpoint file, or a training run's folder holding best.pt."""
+    fs = storage.filesystem(uri, storage_cfg)
+    path = storage.strip_scheme(uri)
+    if fs.isfile(path):
+        return uri
+    for name in CHECKPOINT_NAMES:
+        if fs.isfile(f"{path.rstrip('/')}/{name}"):
+            return storage.join(uri, name)
+    raise ConfigError(
+        f"--checkpoint {storage.redact(uri)}: no checkpoint file there (looked for "
+        f"the file itself and {', '.join(CHECKPOINT_NAMES)} inside)"
+    )
+
+
+def read_checkpoint(uri: str, storage_cfg: StorageConfig) -> Checkpoint:
+    fs = storage.filesystem(uri, storage_cfg)
+    with fs.open(storage.strip_scheme(uri), "rb") as f:
+        return load_checkpoint(io.BytesIO(f.read()))
+
+
+def resolve_model(cfg: IndexConfig) -> tuple[ModelSpec, SamplingConfig]:
+    """The model spec and the sampling to use: a checkpoint's own, else the flags'."""
+    if cfg.checkpoint_uri:
+        uri = resolve_checkpoint_uri(cfg.checkpoint_uri, cfg.storage)
+        ckpt = read_checkpoint(uri, cfg.storage)
+        sampling = SamplingConfig.from_dict({**cfg.sampling.to_dict(), **ckpt.sampling})
+        spec = ModelSpec(
+            ckpt.model,
+            tuple(ckpt.labels),
+            f"ckpt-{ckpt.model_version}",
+            tuple(ckpt.normalization["mean"]),
+            tuple(ckpt.normalization["std"]),
+            checkpoint_uri=uri,
+            storage=cfg.storage,
+        )
+        return spec, sampling
+    model, labels = _build_untrained(cfg.model, cfg.seed)
+    config = _effective_config(cfg.model, labels)
+    kind = "pretrained" if cfg.model.pretrained_weights else "seeded"
+    version = f"{kind}-{cfg.model.encoder}-{cfg.model.temporal}-s{cfg.seed}-" + model_version(
+        model, config, labels
+    )
+    return ModelSpec(config, tuple(labels), version, seed=cfg.seed), cfg.sampling
+
+
+def _effective_config(model: ModelConfig, labels: list[str]) -> ModelConfig:
+    return replace(model, num_classes=len(labels))
+
+
+def _build_untrained(model_cfg: ModelConfig, seed: int):
+    """A seeded model; with ImageNet weights and a `mean` head, the ImageNet classifier and
+    its category names are used, so labels mean something without training."""
+    model = build_model(model_cfg, seed=seed)
+    head = getattr(model.encoder, "imagenet_head", None)
+    categories = getattr(model.encoder, "categories", None)
+    if head is not None and categories and model_cfg.temporal == "mean":
+        model.classifier = head
+        return model.eval(), list(categories)
+    return model.eval(), [f"class_{i}" for i in range(model_cfg.num_classes)]
+
+
+def load_model(spec: ModelSpec):
+    """Rebuild the spec's model in eval mode (called once per inference actor)."""
+    if spec.checkpoint_uri:
+        ckpt = read_checkpoint(spec.checkpoint_uri, spec.storage)
+        if f"ckpt-{ckpt.model_version}" != spec.model_version:
+            raise RuntimeError(
+                f"checkpoint {storage.redact(spec.checkpoint_uri)} changed during "
+                "the run; rerun the job"
+            )
+        return ckpt.build_model()
+    model, _ = _build_untrained(spec.model, spec.seed)
+    return model

@@ -1,0 +1,70 @@
+"""Model configuration: plain, validated, serialisable to primitives."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from pipeline.models import registry
+
+_POSITIVE_INTS = (
+    "num_classes",
+    "hidden_dim",
+    "num_layers",
+    "attention_layers",
+    "attention_heads",
+    "max_frames",
+)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a VideoModel; everything needed to rebuild it from a checkpoint."""
+
+    encoder: str = "small_cnn"
+    temporal: str = "mean"
+    num_classes: int = 8
+    hidden_dim: int = 256  # RNN hidden size / attention d_model
+    num_layers: int = 1  # RNN layers
+    bidirectional: bool = False
+    attention_layers: int = 2
+    attention_heads: int = 4
+    dropout: float = 0.1
+    max_frames: int = 256  # positional table size of the attention head
+    pretrained_weights: str | None = None  # torchvision weights name, e.g. "DEFAULT"
+
+    def __post_init__(self) -> None:
+        registry.get_encoder_builder(self.encoder)  # raises ValueError listing known names
+        registry.get_temporal_builder(self.temporal)
+        for name in _POSITIVE_INTS:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"ModelConfig.{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.bidirectional, bool):
+            raise ValueError(f"ModelConfig.bidirectional must be bool: {self.bidirectional!r}")
+        if not isinstance(self.dropout, int | float) or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if self.temporal == "attention" and self.hidden_dim % self.attention_heads:
+            raise ValueError(
+                f"ModelConfig.hidden_dim ({self.hidden_dim}) must be divisible by "
+                f"attention_heads ({self.attention_heads}) for the attention head"
+            )
+        if self.pretrained_weights is not None and not (
+            isinstance(self.pretrained_weights, str) and self.pretrained_weights
+        ):
+            raise ValueError(
+                "ModelConfig.pretrained_weights must be None or a torchvision weights name "
+                f"such as 'DEFAULT', got {self.pretrained_weights!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of primitives (safe to store in a weights-only checkpoint)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        """Inverse of to_dict; unknown keys are an error, missing keys take defaults."""
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown ModelConfig keys: {', '.join(unknown)}")
+        return cls(**d)

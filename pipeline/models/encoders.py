@@ -1,0 +1,109 @@
+"""Per-frame encoders `(N, 3, H, W) -> (N, D)`: a small CNN and torchvision backbones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+import torchvision
+from torch import nn
+
+from pipeline.models.registry import register_encoder
+
+
+class SmallCNN(nn.Module):
+    """Plain frame CNN; 4x4 pooling keeps coarse object position in the embedding."""
+
+    imagenet_head: nn.Module | None = None
+    categories: list[str] | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = []
+        for c_in, c_out in ((3, 32), (32, 64), (64, 128)):
+            blocks += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+        self.features = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(4))  # (N, 128, 4, 4)
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(128 * 16, 128), nn.ReLU(inplace=True), nn.Dropout(0.5)
+        )
+        self.out_dim = 128
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))  # (N, 3, H, W) -> (N, 128)
+
+
+def cached_weights_path(weights: torchvision.models.WeightsEnum) -> Path:
+    """Where torch.hub caches the file for `weights` (honours TORCH_HOME)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+
+
+def _load_cached(weights: torchvision.models.WeightsEnum) -> dict[str, torch.Tensor]:
+    """Read pretrained weights from the torch cache only; never touches the network."""
+    path = cached_weights_path(weights)
+    if not path.is_file():
+        raise RuntimeError(
+            f"pretrained weights {weights} are not in the torch cache: expected file {path} "
+            f"(cache dir torch.hub.get_dir() = {torch.hub.get_dir()}). Nothing is downloaded "
+            f"here: pre-populate the cache with {weights.url}, or load a reelay checkpoint."
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise RuntimeError(f"could not read cached pretrained weights {path}: {e}") from e
+
+
+class TorchvisionEncoder(nn.Module):
+    """A torchvision classifier with its ImageNet head split off into `imagenet_head`."""
+
+    def __init__(
+        self, arch: str, out_dim: int, pretrained_weights: str | None, load_weights: bool
+    ) -> None:
+        super().__init__()
+        self.backbone = torchvision.models.get_model(arch, weights=None)
+        self.out_dim = out_dim
+        self.imagenet_head: nn.Module | None = None
+        self.categories: list[str] | None = None
+        if pretrained_weights is not None:
+            enum = torchvision.models.get_model_weights(arch)
+            if pretrained_weights not in enum.__members__:
+                known = ", ".join(enum.__members__)
+                raise ValueError(
+                    f"unknown weights '{pretrained_weights}' for {arch}; known: {known}"
+                )
+            weights = enum[pretrained_weights]
+            self.categories = list(weights.meta["categories"])
+            if load_weights:
+                self.backbone.load_state_dict(_load_cached(weights))
+        head_attr = "fc" if hasattr(self.backbone, "fc") else "classifier"
+        if pretrained_weights is not None:  # a random ImageNet head would be meaningless
+            # Frozen: never trained here, and DDP ignores parameters without grad.
+            self.imagenet_head = getattr(self.backbone, head_attr).requires_grad_(False)
+        setattr(self.backbone, head_attr, nn.Identity())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)  # (N, 3, H, W) -> (N, out_dim)
+
+
+@register_encoder("small_cnn")
+def small_cnn(*, pretrained_weights: str | None = None, load_weights: bool = True) -> SmallCNN:
+    if pretrained_weights is not None:
+        raise ValueError("small_cnn has no pretrained weights; set pretrained_weights=None")
+    return SmallCNN()
+
+
+def _register_torchvision(arch: str, out_dim: int) -> None:
+    @register_encoder(arch)
+    def build(
+        *, pretrained_weights: str | None = None, load_weights: bool = True
+    ) -> TorchvisionEncoder:
+        return TorchvisionEncoder(arch, out_dim, pretrained_weights, load_weights)
+
+
+for _arch, _dim in (
+    ("resnet18", 512),
+    ("resnet50", 2048),
+    ("mobilenet_v3_small", 576),
+    ("efficientnet_b0", 1280),
+):
+    _register_torchvision(_arch, _dim)

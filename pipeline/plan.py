@@ -1,0 +1,79 @@
+"""Stage 1, plan (CPU tasks, 1 video : N work units): read the header, cut into time ranges.
+
+A work unit is a run of consecutive clips holding at most `unit_frames` sampled frames, so a
+decode task's memory does not grow with the length of the video.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline import storage
+from pipeline.config import PlanConfig, SamplingConfig, StorageConfig
+from pipeline.rows import error_fields, no_error
+from pipeline.sampling import group_clips, plan_clips
+from pipeline.video_io import probe
+
+VIDEO_META_DEFAULTS = {
+    "num_frames": 0,
+    "fps": 0.0,
+    "duration_s": 0.0,
+    "width": 0,
+    "height": 0,
+    "num_clips": 0,
+}
+
+
+@dataclass(frozen=True)
+class PlanVideo:
+    """Row function: a listed video -> its work units (or one error row)."""
+
+    sampling: SamplingConfig
+    plan: PlanConfig
+    storage: StorageConfig
+
+    def __call__(self, row: dict) -> list[dict]:
+        base = {
+            "video_uri": row["uri"],
+            "size_bytes": int(row["size"]),
+            "fingerprint": row["fingerprint"],
+        }
+        try:
+            path = storage.local_copy(row["uri"], row["fingerprint"], self.storage)
+            info = probe(path)
+            clips = plan_clips(info.num_frames, info.fps, self.sampling)
+            ranges = group_clips(clips, self.plan.unit_frames)
+        except Exception as e:  # any unreadable video becomes an error row, never a lost run
+            return [
+                {
+                    **base,
+                    **VIDEO_META_DEFAULTS,
+                    "unit_index": 0,
+                    "num_units": 0,
+                    "clip_start": 0,
+                    "clip_end": 0,
+                    "sampled_frames": 0,
+                    **error_fields("plan", e),
+                }
+            ]
+        meta = {
+            "num_frames": info.num_frames,
+            "fps": info.fps,
+            "duration_s": info.duration_s,
+            "width": info.width,
+            "height": info.height,
+            "num_clips": len(clips),
+        }
+        return [
+            {
+                **base,
+                **meta,
+                "unit_index": i,
+                "num_units": len(ranges),
+                "clip_start": a,
+                "clip_end": b,
+                "sampled_frames": len({f for c in clips[a:b] for f in c.frame_indices}),
+                **no_error(),
+            }
+            for i, (a, b) in enumerate(ranges)
+        ]

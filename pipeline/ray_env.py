@@ -1,0 +1,58 @@
+"""Connecting to Ray, and sizing the inference actors from what the cluster has."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import ray
+
+from pipeline.config import ConfigError, InferConfig
+
+log = logging.getLogger("reelay.ray")
+
+
+def ensure_ray() -> None:
+    """Join the cluster the job was submitted to (RAY_ADDRESS), else start a local Ray."""
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):  # set by `ray job submit` and by users of a cluster
+        ray.init()
+    else:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private, local Ray
+        ray.init(include_dashboard=False)
+
+
+@dataclass(frozen=True)
+class InferenceResources:
+    device: str
+    num_gpus: float
+    num_cpus: float
+    threads: int
+    max_actors: int
+
+
+def inference_resources(cfg: InferConfig) -> InferenceResources:
+    """One GPU per actor when asked or when the cluster has GPUs; else CPU actors."""
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    cpus = int(resources.get("CPU", 1))
+    device = cfg.device
+    if device == "auto":
+        device = "cuda" if gpus > 0 else "cpu"
+    if device == "cuda":
+        if gpus == 0:
+            log.warning("--device cuda but no GPU in the cluster yet: actors wait for GPU nodes")
+        max_actors = cfg.max_actors or max(gpus, 1)
+        return InferenceResources(
+            "cuda", 1.0, cfg.cpus_per_actor, max(1, int(cfg.cpus_per_actor)), max_actors
+        )
+    if cfg.cpus_per_actor > cpus:
+        raise ConfigError(
+            f"--cpus-per-actor {cfg.cpus_per_actor} is more than the cluster's {cpus} CPUs"
+        )
+    max_actors = cfg.max_actors or max(1, int(cpus // (2 * cfg.cpus_per_actor)))
+    return InferenceResources(
+        "cpu", 0.0, cfg.cpus_per_actor, max(1, int(cfg.cpus_per_actor)), max_actors
+    )

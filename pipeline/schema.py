@@ -1,0 +1,96 @@
+"""The output contract: table names, columns and pyarrow schemas (docs/schema.md mirrors it)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+TOPK = 5
+
+VIDEOS = "videos"
+CLIPS = "clips"
+ERRORS = "errors"
+RUNS = "_runs"
+STAGING = "_staging"
+PARTITION_KEY = "run_date"  # Hive partition of every table: videos/run_date=YYYY-MM-DD/...
+
+
+def embedding_type(dim: int) -> pa.DataType:
+    return pa.list_(pa.float32(), dim)
+
+
+def videos_schema(dim: int) -> pa.Schema:
+    return pa.schema(
+        [
+            ("video_uri", pa.string()),
+            ("status", pa.string()),  # ok | error
+            ("num_frames", pa.int64()),
+            ("fps", pa.float64()),
+            ("duration_s", pa.float64()),
+            ("width", pa.int32()),
+            ("height", pa.int32()),
+            ("num_clips", pa.int32()),
+            ("embedding", embedding_type(dim)),
+            ("label", pa.string()),
+            ("score", pa.float32()),
+            ("size_bytes", pa.int64()),
+            ("fingerprint", pa.string()),
+            ("model_version", pa.string()),
+            ("run_id", pa.string()),
+            ("indexed_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+
+
+def clips_schema(dim: int) -> pa.Schema:
+    return pa.schema(
+        [
+            ("video_uri", pa.string()),
+            ("clip_index", pa.int32()),
+            ("start_s", pa.float64()),
+            ("end_s", pa.float64()),
+            ("frame_indices", pa.list_(pa.int32())),
+            ("embedding", embedding_type(dim)),
+            ("label", pa.string()),
+            ("score", pa.float32()),
+            ("topk_labels", pa.list_(pa.string())),
+            ("topk_scores", pa.list_(pa.float32())),
+            ("model_version", pa.string()),
+            ("run_id", pa.string()),
+        ]
+    )
+
+
+ERRORS_SCHEMA = pa.schema(
+    [
+        ("video_uri", pa.string()),
+        ("stage", pa.string()),  # list | plan | decode | infer
+        ("error_type", pa.string()),
+        ("message", pa.string()),
+        ("run_id", pa.string()),
+    ]
+)
+
+# Columns of the in-flight clip rows that are not part of the clips table (dropped at write time).
+CLIP_PROBS = "probs"  # (K,) softmax, averaged into the video's label
+VIDEO_META_COLUMNS = (
+    "num_frames",
+    "fps",
+    "duration_s",
+    "width",
+    "height",
+    "size_bytes",
+    "fingerprint",
+)
+
+# Float columns are written without dictionary encoding (it only costs time on them).
+DICTIONARY_COLUMNS = [
+    "video_uri",
+    "status",
+    "label",
+    "model_version",
+    "run_id",
+    "stage",
+    "error_type",
+    "fingerprint",
+]

@@ -1,0 +1,136 @@
+"""Object storage access through fsspec: local paths and s3:// (any S3-compatible store).
+
+s3fs honours the standard AWS settings (AWS_ENDPOINT_URL, keys, region, profiles); extra options
+come from --storage-options. Ray Data gets the same filesystem wrapped for pyarrow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import fsspec
+import pyarrow.fs as pafs
+
+from pipeline.config import StorageConfig
+
+NO_OPTIONS = StorageConfig()
+
+_SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*)://", re.IGNORECASE)
+SUPPORTED_SCHEMES = ("s3", "file")
+
+
+def scheme_of(uri: str) -> str:
+    m = _SCHEME.match(uri)
+    return m.group(1).lower() if m else "file"
+
+
+def is_remote(uri: str) -> bool:
+    return scheme_of(uri) != "file"
+
+
+def filesystem(uri: str, storage: StorageConfig = NO_OPTIONS) -> fsspec.AbstractFileSystem:
+    """The fsspec filesystem for a URI; unknown schemes fail with the supported list."""
+    scheme = scheme_of(uri)
+    if scheme not in SUPPORTED_SCHEMES:
+        raise ValueError(
+            f"unsupported URI scheme {scheme!r} in {redact(uri)}: use a local path "
+            "or s3://bucket/key"
+        )
+    if scheme == "s3":
+        return fsspec.filesystem("s3", **storage.options)
+    return fsspec.filesystem("file")
+
+
+def strip_scheme(uri: str) -> str:
+    """The path part fsspec and pyarrow expect: bucket/key for s3, an absolute path locally."""
+    if scheme_of(uri) == "file":
+        return str(Path(uri.removeprefix("file://")).expanduser().absolute())
+    return _SCHEME.sub("", uri)
+
+
+def with_scheme(path: str, like_uri: str) -> str:
+    """The inverse of strip_scheme for a path on the same filesystem as `like_uri`."""
+    scheme = scheme_of(like_uri)
+    return path if scheme == "file" else f"{scheme}://{path.lstrip('/')}"
+
+
+def join(uri: str, *parts: str) -> str:
+    return "/".join([uri.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def arrow_filesystem(uri: str, storage: StorageConfig = NO_OPTIONS) -> pafs.FileSystem:
+    """A pyarrow filesystem for Ray Data's readers and writers (fsspec underneath for s3)."""
+    if scheme_of(uri) == "file":
+        return pafs.LocalFileSystem()
+    return pafs.PyFileSystem(pafs.FSSpecHandler(filesystem(uri, storage)))
+
+
+_SECRET_QUERY = re.compile(
+    r"(?i)([?&](?:X-Amz-[A-Za-z-]+|AWSAccessKeyId|Signature|Expires|x-amz-security-token|"
+    r"sig|token|key)=)[^&\s]*"
+)
+_USERINFO = re.compile(r"(?i)^([a-z][a-z0-9+.-]*://)[^/@\s]+@")
+
+
+def redact(text: str) -> str:
+    """Remove credentials from URIs and messages: userinfo and signed query strings."""
+    text = _USERINFO.sub(r"\1***@", text)
+    return _SECRET_QUERY.sub(r"\1***", text)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("REELAY_CACHE_DIR", Path(tempfile.gettempdir()) / "reelay-cache"))
+
+
+def local_copy(uri: str, fingerprint: str, storage: StorageConfig) -> Path:
+    """A local path for a video: the file itself, or a node-local cached download.
+
+    Downloads stream to a temporary name and are renamed into place, so concurrent tasks on one
+    node share one copy and a crash never leaves a partial file under the final name.
+    """
+    if not is_remote(uri):
+        return Path(strip_scheme(uri))
+    key = hashlib.sha256(f"{uri}\0{fingerprint}".encode()).hexdigest()[:32]
+    target = cache_dir() / f"{key}{Path(strip_scheme(uri)).suffix}"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fs = filesystem(uri, storage)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+    try:
+        with os.fdopen(fd, "wb") as out, fs.open(strip_scheme(uri), "rb") as src:
+            shutil.copyfileobj(src, out, length=8 * 2**20)
+        os.replace(tmp, target)
+        trim_cache(target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def trim_cache(keep: Path, max_bytes: int | None = None) -> None:
+    """Delete the oldest cached downloads beyond `max_bytes` (REELAY_CACHE_BYTES, default 20 GiB).
+
+    A file still open by another task survives its unlink on POSIX, so trimming is always safe.
+    """
+    limit = max_bytes or int(os.environ.get("REELAY_CACHE_BYTES", 20 * 2**30))
+    entries = []
+    for p in keep.parent.iterdir():
+        if p.name.startswith(".part-") or p == keep:
+            continue
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            continue
+        entries.append((st.st_mtime, st.st_size, p))
+    total = sum(size for _, size, _ in entries) + keep.stat().st_size
+    for _, size, p in sorted(entries):
+        if total <= limit:
+            break
+        p.unlink(missing_ok=True)
+        total -= size
