@@ -20,8 +20,10 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def ray_local():
-    """One local Ray for the whole session (num_cpus=2, as on the CI machine)."""
+def ray_local(s3_server):
+    """One local Ray for the whole session (num_cpus=2, as on the CI machine).
+
+    Started after the moto server so that Ray's workers inherit AWS_ENDPOINT_URL."""
     import ray
 
     if not ray.is_initialized():
