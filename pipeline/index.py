@@ -126,7 +126,7 @@ def run(cfg: IndexConfig) -> RunSummary:
                 },
                 batch_size=cfg.infer.batch_size,
                 batch_format="numpy",
-                concurrency=(1, resources.max_actors),
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=resources.max_actors),
                 num_cpus=resources.num_cpus,
                 num_gpus=resources.num_gpus,
             )
