@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 bad usage or input, 3 more failures than --max-failure-
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ from pipeline.config import (  # noqa: E402
     IndexConfig,
     InferConfig,
     PlanConfig,
+    RunMode,
     StorageConfig,
 )
 
@@ -90,6 +92,11 @@ def build_config(args: argparse.Namespace) -> IndexConfig:
             max_actors=args.max_actors,
         ),
         storage=StorageConfig.from_json(args.storage_options),
+        mode=RunMode(
+            incremental=args.incremental and not args.reindex,
+            retry_errors=args.retry_errors,
+            dry_run=args.dry_run,
+        ),
         checkpoint_uri=args.checkpoint,
         seed=args.seed,
         run_id=args.run_id,
@@ -113,8 +120,33 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("reelay").error("%s", e)
         print(e.summary.line(), flush=True)
         return EXIT_THRESHOLD
+    if summary.status == "dry_run":
+        print(format_plan(summary.plan), flush=True)
+        print(json.dumps(summary.plan), flush=True)
+        return 0
     print(summary.line(), flush=True)
     return 0
+
+
+def format_plan(plan: dict) -> str:
+    """The dry run as a small table a person reads in a second."""
+    est = plan["estimated_seconds"]
+    rows = [
+        ("new videos", f"{plan['new_videos']:,}"),
+        ("unreadable", f"{plan['unreadable_videos']:,}"),
+        ("size", f"{plan['total_bytes'] / 2**30:,.2f} GiB"),
+        ("hours of video", f"{plan['video_hours']:,.2f}"),
+        ("work units", f"{plan['work_units']:,}"),
+        ("clips", f"{plan['clips']:,}"),
+        ("frames to decode", f"{plan['sampled_frames']:,}"),
+        (
+            "estimated time",
+            f"{est / 60:,.1f} min"
+            if est is not None
+            else "unknown (no committed run to learn the speed from)",
+        ),
+    ]
+    return "\n".join(f"  {name:<18}{value}" for name, value in rows)
 
 
 if __name__ == "__main__":

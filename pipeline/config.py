@@ -100,6 +100,15 @@ class InferConfig:
 
 
 @dataclass(frozen=True)
+class RunMode:
+    """Which videos a run takes: all, only new/changed (--incremental), or last failures."""
+
+    incremental: bool = False
+    retry_errors: bool = False
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
 class IndexConfig:
     """Everything one index run needs."""
 
@@ -110,6 +119,7 @@ class IndexConfig:
     plan: PlanConfig = PlanConfig()
     infer: InferConfig = InferConfig()
     storage: StorageConfig = StorageConfig()
+    mode: RunMode = RunMode()
     checkpoint_uri: str | None = None
     seed: int = 0
     run_id: str | None = None

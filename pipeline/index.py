@@ -1,16 +1,18 @@
 """The index job: object storage -> decode -> CNN / temporal head -> Parquet, on Ray Data.
 
 Stages (row ratios):
-  0. list    (driver)       input URI -> 1 row per video
+  0. list    (driver)       input URI -> 1 row per video; incremental runs drop what the
+                            ledger already holds for this model
   1. plan    (CPU tasks)    1 video -> N work units (time ranges of <= unit_frames samples)
   2. decode  (CPU tasks)    1 unit -> N clips with frames (T, S, S, 3) uint8
   3. infer   (actors)       1 clip -> 1 row: embedding, label, scores; frames dropped
-  4. write   (tasks+driver) clips, videos (clips grouped by video), errors; then commit
+  4. write   (tasks+driver) clips, videos (clips grouped by video), errors, ledger; commit
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -21,10 +23,12 @@ from pipeline import schema, storage, tables
 from pipeline.aggregate import aggregate_video, failed_video_rows
 from pipeline.config import IndexConfig
 from pipeline.decode import DecodeUnit
+from pipeline.faults import crash_point
 from pipeline.infer import ClipInferencer
-from pipeline.listing import list_videos
-from pipeline.model_source import resolve_model
-from pipeline.output import RunOutput, parquet_args
+from pipeline.ledger import committed_runs, ledger_table, read_ledger, select_videos
+from pipeline.listing import VideoEntry, list_videos
+from pipeline.model_source import ModelSpec, resolve_model
+from pipeline.output import RunOutput, parquet_args, recover
 from pipeline.plan import PlanVideo
 from pipeline.ray_env import ensure_ray, inference_resources
 
@@ -40,6 +44,7 @@ class RunSummary:
     timings_s: dict = field(default_factory=dict)
     frames_per_s: float = 0.0
     status: str = "ok"
+    plan: dict = field(default_factory=dict)  # what a --dry-run found
 
     def line(self) -> str:
         c = self.counts
@@ -60,182 +65,266 @@ class FailureThresholdExceeded(RuntimeError):
         self.summary = summary
 
 
-def new_run_id(now: datetime) -> str:
-    import secrets
+class Stopwatch:
+    """Seconds per stage, in order."""
 
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = round(now - self._last, 3)
+        self._last = now
+
+
+def new_run_id(now: datetime) -> str:
     return now.strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
 
 
 def run(cfg: IndexConfig) -> RunSummary:
-    """Index every video under cfg.input_uri into cfg.output_uri; returns the run's summary."""
+    """Index the videos under cfg.input_uri into cfg.output_uri; returns the run's summary."""
     started = datetime.now(UTC)
     run_id = cfg.run_id or new_run_id(started)
     out = RunOutput(cfg.output_uri, run_id, started.strftime("%Y-%m-%d"), cfg.storage)
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 3)
-        clock = now
-
+    watch = Stopwatch()
     spec, sampling = resolve_model(cfg)
+    if out.is_committed():
+        raise ValueError(
+            f"run {run_id} is already committed in {storage.redact(cfg.output_uri)}"
+            "; choose another --run-id"
+        )
+    if not cfg.mode.dry_run:
+        recover(cfg.output_uri, cfg.storage)  # settle crashed runs before reading the ledger
     ensure_ray()
-    # 0. list (driver): 1 row per video
-    entries = list_videos(cfg.input_uri, cfg.storage)
-    log.info("listed %d videos under %s", len(entries), storage.redact(cfg.input_uri))
-    lap("list")
+
+    # 0. list (driver): 1 row per video, minus what the ledger holds (incremental)
+    listed = list_videos(cfg.input_uri, cfg.storage)
+    entries, skipped = listed, 0
+    if cfg.mode.incremental or cfg.mode.retry_errors:
+        selection = select_videos(
+            listed,
+            read_ledger(cfg.output_uri, cfg.storage),
+            spec.model_version,
+            retry_errors=cfg.mode.retry_errors,
+        )
+        entries, skipped = selection.todo, selection.skipped
+    log.info(
+        "listed %d videos under %s; %d to index, %d skipped",
+        len(listed),
+        storage.redact(cfg.input_uri),
+        len(entries),
+        skipped,
+    )
+    watch.lap("list")
 
     # 1. plan (CPU tasks): 1 video -> N work units
-    plan_rows = (
-        (
-            ray.data.from_items([asdict(e) for e in entries])
-            .flat_map(PlanVideo(sampling, cfg.plan, cfg.storage), num_cpus=1)
-            .take_all()
-        )
-        if entries
-        else []
+    units, plan_failures = plan_units(entries, cfg, sampling)
+    watch.lap("plan")
+    counts = {
+        "listed": len(listed),
+        "skipped": skipped,
+        "units": len(units),
+        "sampled_frames": sum(u["sampled_frames"] for u in units),
+    }
+    if cfg.mode.dry_run:
+        return dry_run_summary(run_id, cfg, spec, entries, units, plan_failures, counts, watch)
+
+    # 2. decode (CPU tasks) + 3. infer (actors), streaming; materialized without frames
+    out.clear_staging()  # a crashed earlier attempt of this run_id must not leave duplicates
+    results = decode_and_infer(units, cfg, sampling, spec, run_id) if units else None
+    watch.lap("decode_infer")
+
+    # 4. write: clips, videos, errors, ledger into staging; then commit
+    written = write_tables(results, plan_failures, entries, out, spec)
+    crash_point("after_staging")
+    watch.lap("write")
+    failed = written["failed"]
+    counts |= {
+        "processed": len(entries) - len(failed),
+        "failed": len(failed),
+        "clips": written["clips"],
+        "errors": written["errors"],
+    }
+    summary = RunSummary(
+        run_id,
+        cfg.output_uri,
+        spec.model_version,
+        counts,
+        frames_per_s=counts["sampled_frames"] / max(watch.timings["decode_infer"], 1e-9),
     )
-    units = [u for u in plan_rows if not u["error_stage"]]
-    plan_failures = [u for u in plan_rows if u["error_stage"]]
-    lap("plan")
+    fraction = len(failed) / max(len(entries), 1)
+    if fraction > cfg.max_failure_fraction:
+        summary.status = "failed_threshold"
+    record = {
+        "run_id": run_id,
+        "schema_version": schema.SCHEMA_VERSION,
+        "status": summary.status,
+        "started_at": started.isoformat(),
+        "ended_at": datetime.now(UTC).isoformat(),
+        "config": cfg.to_dict(),
+        "sampling": sampling.to_dict(),
+        "model_version": spec.model_version,
+        "labels": list(spec.labels),
+        "counts": counts,
+        "timings_s": watch.timings,
+        "cluster": cluster_shape(),
+        "throughput": {"frames_per_s": summary.frames_per_s},
+    }
+    out.commit(record)
+    watch.lap("commit")
+    summary.timings_s = watch.timings
+    log.info(summary.line())
+    if summary.status == "failed_threshold":
+        raise FailureThresholdExceeded(
+            f"{len(failed)} of {len(entries)} videos failed ({fraction:.0%}), more than "
+            f"--max-failure-fraction {cfg.max_failure_fraction:.0%}; the good videos were "
+            f"committed in run {run_id}; see errors/ for the reasons",
+            summary,
+        )
+    return summary
+
+
+def plan_units(entries: list[VideoEntry], cfg: IndexConfig, sampling) -> tuple[list, list]:
+    """Stage 1: work units of readable videos, and error rows of unreadable ones."""
+    if not entries:
+        return [], []
+    rows = (
+        ray.data.from_items([asdict(e) for e in entries])
+        .flat_map(PlanVideo(sampling, cfg.plan, cfg.storage), num_cpus=1)
+        .take_all()
+    )
+    units = [u for u in rows if not u["error_stage"]]
+    failures = [u for u in rows if u["error_stage"]]
     log.info(
         "planned %d work units, %d clips, %d sampled frames; %d videos failed to open",
         len(units),
         sum(u["clip_end"] - u["clip_start"] for u in units),
         sum(u["sampled_frames"] for u in units),
-        len(plan_failures),
+        len(failures),
+    )
+    return units, failures
+
+
+def decode_and_infer(
+    units: list[dict], cfg: IndexConfig, sampling, spec: ModelSpec, run_id: str
+) -> ray.data.MaterializedDataset:
+    """Stages 2 and 3 as one streaming Ray Data pipeline; the result holds no frames."""
+    resources = inference_resources(cfg.infer)
+    return (
+        ray.data.from_items(units, override_num_blocks=min(len(units), 4096))
+        .flat_map(DecodeUnit(sampling, cfg.plan, cfg.storage), num_cpus=1)
+        .map_batches(
+            ClipInferencer,
+            fn_constructor_kwargs={
+                "spec": spec,
+                "device": resources.device,
+                "threads": resources.threads,
+                "run_id": run_id,
+            },
+            batch_size=cfg.infer.batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=resources.max_actors),
+            num_cpus=resources.num_cpus,
+            num_gpus=resources.num_gpus,
+        )
+        .materialize()
     )
 
-    # 2. decode (CPU tasks): 1 unit -> N clips; 3. infer (actors): 1 clip -> 1 row
-    out.clear_staging()  # a crashed earlier attempt of this run_id must not leave duplicates
-    results = None
-    if units:
-        resources = inference_resources(cfg.infer)
-        results = (
-            ray.data.from_items(units, override_num_blocks=min(len(units), 4096))
-            .flat_map(DecodeUnit(sampling, cfg.plan, cfg.storage), num_cpus=1)
-            .map_batches(
-                ClipInferencer,
-                fn_constructor_kwargs={
-                    "spec": spec,
-                    "device": resources.device,
-                    "threads": resources.threads,
-                    "run_id": run_id,
-                },
-                batch_size=cfg.infer.batch_size,
-                batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=resources.max_actors),
-                num_cpus=resources.num_cpus,
-                num_gpus=resources.num_gpus,
-            )
-            .materialize()
-        )
-    lap("decode_infer")
 
-    # 4. write: clips, videos, errors into staging; then commit
+def write_tables(
+    results, plan_failures: list[dict], entries: list[VideoEntry], out: RunOutput, spec: ModelSpec
+) -> dict:
+    """Stage 4: the run's tables into staging. Returns counts and the failed video URIs."""
     indexed_at = datetime.now(UTC)
-    arrow_fs = storage.arrow_filesystem(cfg.output_uri, cfg.storage)
+    arrow_fs = storage.arrow_filesystem(out.output_uri, out.storage)
     decode_failures: list[dict] = []
     ok_uris: set[str] = set()
-    num_clips = 0
+    num_clips, dim = 0, 0
     if results is not None:
         decode_failures = results.map_batches(tables.error_rows, batch_format="pyarrow").take_all()
         clips = results.map_batches(tables.clip_rows, batch_format="pyarrow").materialize()
         num_clips = clips.count()
-        if num_clips:
-            clips.write_parquet(
-                storage.strip_scheme(out.staging(schema.CLIPS)),
-                filesystem=arrow_fs,
-                **parquet_args(),
+    if num_clips:
+        dim = clips.schema().base_schema.field("embedding").type.list_size
+        clips.write_parquet(out.staging(schema.CLIPS), filesystem=arrow_fs, **parquet_args())
+        ok_uris = set(clips.unique("video_uri"))
+        errored = frozenset(f["video_uri"] for f in decode_failures)
+        (
+            results.map_batches(tables.aggregation_rows, batch_format="pyarrow")
+            .groupby("video_uri", num_partitions=max(1, min(64, len(ok_uris) // 20_000 + 1)))
+            .map_groups(
+                aggregate_video,
+                batch_format="pyarrow",
+                fn_kwargs={
+                    "labels": list(spec.labels),
+                    "errored": errored,
+                    "model_version": spec.model_version,
+                    "run_id": out.run_id,
+                    "indexed_at": indexed_at,
+                },
             )
-            ok_uris = set(clips.unique("video_uri"))
-            errored = frozenset(f["video_uri"] for f in decode_failures)
-            (
-                results.map_batches(tables.aggregation_rows, batch_format="pyarrow")
-                .groupby("video_uri", num_partitions=max(1, min(64, len(ok_uris) // 20_000 + 1)))
-                .map_groups(
-                    aggregate_video,
-                    batch_format="pyarrow",
-                    fn_kwargs={
-                        "labels": list(spec.labels),
-                        "errored": errored,
-                        "model_version": spec.model_version,
-                        "run_id": run_id,
-                        "indexed_at": indexed_at,
-                    },
-                )
-                .write_parquet(
-                    storage.strip_scheme(out.staging(schema.VIDEOS)),
-                    filesystem=arrow_fs,
-                    **parquet_args(),
-                )
-            )
+            .write_parquet(out.staging(schema.VIDEOS), filesystem=arrow_fs, **parquet_args())
+        )
     failures = plan_failures + decode_failures
     never_indexed = {f["video_uri"]: f for f in failures if f["video_uri"] not in ok_uris}
     if failures:
-        out.write_small_table(schema.ERRORS, tables.errors_table(failures, run_id), "errors")
+        out.write_small_table(schema.ERRORS, tables.errors_table(failures, out.run_id), "errors")
     if never_indexed:
-        dim = clips.schema().base_schema.field("embedding").type.list_size if num_clips else 0
+        rows = failed_video_rows(
+            list(never_indexed.values()),
+            dim=dim,
+            model_version=spec.model_version,
+            run_id=out.run_id,
+            indexed_at=indexed_at,
+        )
+        out.write_small_table(schema.VIDEOS, rows, "failed-videos")
+    failed = {f["video_uri"] for f in failures}
+    if entries:
         out.write_small_table(
-            schema.VIDEOS,
-            failed_video_rows(
-                list(never_indexed.values()),
-                dim=dim,
-                model_version=spec.model_version,
-                run_id=run_id,
-                indexed_at=indexed_at,
-            ),
-            "failed-videos",
+            schema.LEDGER, ledger_table(entries, failed, spec.model_version, out.run_id), "ledger"
         )
-    lap("write")
+    return {"failed": failed, "clips": num_clips, "errors": len(failures)}
 
-    failed_uris = {f["video_uri"] for f in failures}
-    sampled = sum(u["sampled_frames"] for u in units)
+
+def cluster_shape() -> dict:
+    resources = ray.cluster_resources()
+    return {
+        "CPU": resources.get("CPU", 0),
+        "GPU": resources.get("GPU", 0),
+        "nodes": len([n for n in ray.nodes() if n.get("Alive")]),
+    }
+
+
+def dry_run_summary(run_id, cfg, spec, entries, units, plan_failures, counts, watch) -> RunSummary:
+    """What a run would do, with a time estimate from the last committed run's throughput."""
+    sampled = counts["sampled_frames"]
+    previous = [
+        r
+        for r in committed_runs(cfg.output_uri, cfg.storage)
+        if r.get("throughput", {}).get("frames_per_s")
+    ]
+    rate = previous[-1]["throughput"]["frames_per_s"] if previous else None
+    video_seconds = sum({u["video_uri"]: u["duration_s"] for u in units}.values())
+    plan = {
+        "new_videos": len(entries),
+        "unreadable_videos": len(plan_failures),
+        "total_bytes": sum(e.size for e in entries),
+        "video_hours": video_seconds / 3600,
+        "work_units": len(units),
+        "clips": sum(u["clip_end"] - u["clip_start"] for u in units),
+        "sampled_frames": sampled,
+        "frames_per_s_last_run": rate,
+        "estimated_seconds": sampled / rate if rate else None,
+    }
     summary = RunSummary(
-        run_id=run_id,
-        output_uri=cfg.output_uri,
-        model_version=spec.model_version,
-        counts={
-            "listed": len(entries),
-            "skipped": 0,
-            "processed": len(ok_uris - failed_uris),
-            "failed": len(failed_uris),
-            "clips": num_clips,
-            "sampled_frames": sampled,
-            "errors": len(failures),
-        },
-        timings_s=timings,
-        frames_per_s=sampled / max(timings["decode_infer"], 1e-9),
+        run_id,
+        cfg.output_uri,
+        spec.model_version,
+        counts,
+        watch.timings,
+        status="dry_run",
+        plan=plan,
     )
-    fraction = len(failed_uris) / max(len(entries), 1)
-    if fraction > cfg.max_failure_fraction:
-        summary.status = "failed_threshold"
-    out.commit(
-        {
-            "run_id": run_id,
-            "schema_version": schema.SCHEMA_VERSION,
-            "status": summary.status,
-            "started_at": started.isoformat(),
-            "ended_at": datetime.now(UTC).isoformat(),
-            "config": cfg.to_dict(),
-            "sampling": sampling.to_dict(),
-            "model_version": spec.model_version,
-            "labels": list(spec.labels),
-            "counts": summary.counts,
-            "timings_s": timings,
-            "throughput": {"frames_per_s": summary.frames_per_s},
-        }
-    )
-    lap("commit")
-    summary.timings_s = timings
-    log.info(summary.line())
-    if summary.status == "failed_threshold":
-        raise FailureThresholdExceeded(
-            f"{len(failed_uris)} of {len(entries)} videos failed ({fraction:.0%}), more than "
-            f"--max-failure-fraction {cfg.max_failure_fraction:.0%}; the good videos were "
-            f"committed in run {run_id}; see errors/ for the reasons",
-            summary,
-        )
+    log.info("dry run: nothing written; %s", plan)
     return summary

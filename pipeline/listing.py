@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import posixpath
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -115,13 +117,16 @@ def read_manifest(manifest_uri: str, storage_cfg: StorageConfig) -> pyarrow.Tabl
 
 
 def resolve_uri(uri: str, manifest_uri: str) -> str:
-    """Manifest URIs may be relative to the manifest's folder."""
+    """Manifest URIs may be relative to the manifest's folder; '.' and '..' are resolved."""
     if storage.scheme_of(uri) != "file" or uri.startswith("/") or uri.startswith("file://"):
         return uri
     base = manifest_uri.rsplit("/", 1)[0] if "/" in manifest_uri else "."
     if storage.scheme_of(manifest_uri) == "file":
-        return storage.strip_scheme(f"{base}/{uri}")
-    return f"{base}/{uri}"
+        return os.path.normpath(storage.strip_scheme(f"{base}/{uri}"))
+    scheme, _, rest = base.partition("://")  # object stores: normalise the key, keep the bucket
+    bucket, _, prefix = rest.partition("/")
+    key = posixpath.normpath(posixpath.join("/", prefix, uri)).lstrip("/")
+    return f"{scheme}://{bucket}/{key}"
 
 
 def _list_manifest(manifest_uri: str, storage_cfg: StorageConfig) -> list[VideoEntry]:

@@ -1,16 +1,21 @@
 """Stage 4, write and commit: staged Parquet files become visible in one repeatable step.
 
-Protocol (docs/operations.md): every file is first written under `_staging/<run_id>/<table>/`.
-The commit writes a plan `_staging/<run_id>/_commit.json` mapping each staged file to its final
-name `<table>/run_date=<date>/<run_id>-<n>.parquet`, moves (local) or copies (S3) the files, then
-writes `_runs/<run_id>.json`, the commit record, and removes the staging folder. Each step can be
-repeated: a rerun of the commit replays the same plan, and readers use only run_ids that have a
-commit record.
+Protocol (docs/operations.md):
+1. every file of a run is written under `_staging/<run_id>/<table>/`;
+2. `prepare` writes `_staging/<run_id>/_commit.json`: the run record and the list of moves
+   (staged file -> `<table>/run_date=<date>/<run_id>-<n>.parquet`); from here on the run rolls
+   forward, never back;
+3. `finish` moves (local) or copies (S3) each file that is not in place yet, writes
+   `_runs/<run_id>.json` (the commit point: readers use only run_ids with a record), and removes
+   the staging folder.
+Each step can be repeated. `recover` finishes prepared runs that crashed and deletes staging
+folders of runs that crashed before `prepare`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -18,12 +23,16 @@ import pyarrow.parquet as pq
 
 from pipeline import schema, storage
 from pipeline.config import StorageConfig
+from pipeline.faults import crash_point
 
-TABLES = (schema.VIDEOS, schema.CLIPS, schema.ERRORS)
+log = logging.getLogger("reelay.output")
+
+TABLES = (schema.VIDEOS, schema.CLIPS, schema.ERRORS, schema.LEDGER)
+COMMIT_PLAN = "_commit.json"
 
 
 def parquet_args() -> dict:
-    """Writer options: zstd, dictionaries only for string columns, schema version in metadata."""
+    """Writer options: zstd, dictionaries only for string columns."""
     return {"compression": "zstd", "use_dictionary": schema.DICTIONARY_COLUMNS}
 
 
@@ -33,9 +42,13 @@ def with_version(table: pa.Table) -> pa.Table:
     return table.replace_schema_metadata(meta)
 
 
+def _parent(path: str) -> str:
+    return path.rsplit("/", 1)[0]
+
+
 @dataclass(frozen=True)
 class RunOutput:
-    """Paths of one run under the output URI."""
+    """Paths of one run under the output URI, and its commit."""
 
     output_uri: str
     run_id: str
@@ -46,75 +59,110 @@ class RunOutput:
     def fs(self):
         return storage.filesystem(self.output_uri, self.storage)
 
+    def _path(self, *parts: str) -> str:
+        return storage.strip_scheme(storage.join(self.output_uri, *parts))
+
     def staging(self, table: str = "") -> str:
-        return storage.join(self.output_uri, schema.STAGING, self.run_id, table)
+        """The staging folder of a table (a path for the fsspec / pyarrow filesystem)."""
+        return self._path(schema.STAGING, self.run_id, table)
 
-    def final_dir(self, table: str) -> str:
-        return storage.join(self.output_uri, table, f"{schema.PARTITION_KEY}={self.run_date}")
+    def final_name(self, table: str, n: int) -> str:
+        if table == schema.LEDGER:
+            return self._path(table, f"{self.run_id}-{n:05d}.parquet")
+        return self._path(
+            table, f"{schema.PARTITION_KEY}={self.run_date}", f"{self.run_id}-{n:05d}.parquet"
+        )
 
-    def record_uri(self) -> str:
-        return storage.join(self.output_uri, schema.RUNS, f"{self.run_id}.json")
+    def record_path(self) -> str:
+        return self._path(schema.RUNS, f"{self.run_id}.json")
 
     def write_small_table(self, table_name: str, table: pa.Table, part: str) -> None:
-        """Write a driver-side table (errors, failed videos) into staging."""
-        path = storage.strip_scheme(storage.join(self.staging(table_name), f"{part}.parquet"))
-        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        """Write a driver-side table (errors, failed videos, ledger) into staging."""
+        path = f"{self.staging(table_name)}/{part}.parquet"
+        self.fs.makedirs(_parent(path), exist_ok=True)
         with self.fs.open(path, "wb") as f:
             pq.write_table(with_version(table), f, **parquet_args())
 
     def clear_staging(self) -> None:
-        path = storage.strip_scheme(self.staging())
-        if self.fs.exists(path):
-            self.fs.rm(path, recursive=True)
-        parent = storage.strip_scheme(storage.join(self.output_uri, schema.STAGING))
-        if self.fs.exists(parent) and not self.fs.ls(parent):
-            self.fs.rm(parent, recursive=True)
+        fs = self.fs
+        if fs.exists(self.staging()):
+            fs.rm(self.staging(), recursive=True)
+        parent = self._path(schema.STAGING)
+        if fs.exists(parent) and not fs.ls(parent):
+            fs.rm(parent, recursive=True)
 
     def is_committed(self) -> bool:
-        return self.fs.exists(storage.strip_scheme(self.record_uri()))
+        return self.fs.exists(self.record_path())
 
-    def commit(self, record: dict) -> list[str]:
-        """Make the staged files visible, then write the run record. Safe to repeat."""
+    def prepare(self, record: dict) -> dict:
+        """Freeze the run: its record and the moves that will publish it."""
         fs = self.fs
-        plan_path = storage.strip_scheme(storage.join(self.staging(), "_commit.json"))
-        if fs.exists(plan_path):
-            plan = json.loads(fs.cat_file(plan_path))
-        else:
-            plan = self._plan_moves(fs)
-            with fs.open(plan_path, "wb") as f:
-                f.write(json.dumps(plan, indent=1).encode())
+        moves = []
+        for table in TABLES:
+            src_dir = self.staging(table)
+            found = fs.find(src_dir) if fs.exists(src_dir) else []
+            files = sorted(p for p in found if p.endswith(".parquet"))
+            moves += [(src, self.final_name(table, i)) for i, src in enumerate(files)]
+        files = [storage.with_scheme(dst, self.output_uri) for _, dst in moves]
+        plan = {"record": {**record, "files": files}, "moves": moves}
+        fs.makedirs(self.staging(), exist_ok=True)
+        with fs.open(f"{self.staging()}/{COMMIT_PLAN}", "wb") as f:
+            f.write(json.dumps(plan, indent=1, default=str).encode())
+        return plan
+
+    def finish(self, plan: dict) -> None:
+        """Publish a prepared run; safe to repeat after a crash at any point."""
+        fs = self.fs
         remote = storage.is_remote(self.output_uri)
-        for src, dst in plan:
+        for i, (src, dst) in enumerate(plan["moves"]):
             if fs.exists(src):
-                fs.makedirs(dst.rsplit("/", 1)[0], exist_ok=True)
-                if remote:  # S3 has no rename: copy, the staged copy goes with the folder
+                fs.makedirs(_parent(dst), exist_ok=True)
+                if remote:  # S3 has no rename: copy; staged copies go with the folder
                     fs.copy(src, dst)
                 else:
                     fs.mv(src, dst)
             elif not fs.exists(dst):
                 raise RuntimeError(
                     f"commit of run {self.run_id}: {src} and {dst} are both "
-                    "missing; the staging area was altered, rerun the job"
+                    "missing; the staging area was altered"
                 )
-        record = {**record, "files": [storage.with_scheme(d, self.output_uri) for _, d in plan]}
-        record_path = storage.strip_scheme(self.record_uri())
-        fs.makedirs(record_path.rsplit("/", 1)[0], exist_ok=True)
-        with fs.open(record_path, "wb") as f:
-            f.write(json.dumps(record, indent=2, default=str).encode())
+            if i == 0:
+                crash_point("commit_first_move")
+        fs.makedirs(_parent(self.record_path()), exist_ok=True)
+        with fs.open(self.record_path(), "wb") as f:
+            f.write(json.dumps(plan["record"], indent=2, default=str).encode())
+        crash_point("commit_before_cleanup")
         self.clear_staging()
-        return record["files"]
 
-    def _plan_moves(self, fs) -> list[tuple[str, str]]:
-        moves = []
-        for table in TABLES:
-            src_dir = storage.strip_scheme(self.staging(table))
-            files = (
-                sorted(p for p in fs.find(src_dir) if p.endswith(".parquet"))
-                if fs.exists(src_dir)
-                else []
-            )
-            dst_dir = storage.strip_scheme(self.final_dir(table))
-            moves += [
-                (src, f"{dst_dir}/{self.run_id}-{i:05d}.parquet") for i, src in enumerate(files)
-            ]
-        return moves
+    def commit(self, record: dict) -> list[str]:
+        plan = self.prepare(record)
+        crash_point("commit_prepared")
+        self.finish(plan)
+        return plan["record"]["files"]
+
+
+def recover(output_uri: str, storage_cfg: StorageConfig) -> list[str]:
+    """Settle runs that crashed: finish prepared ones, delete the rest. Returns what it did.
+
+    Assumes one writer per output at a time (the nightly job), as docs/operations.md says.
+    """
+    fs = storage.filesystem(output_uri, storage_cfg)
+    root = storage.strip_scheme(storage.join(output_uri, schema.STAGING))
+    if not fs.exists(root):
+        return []
+    actions = []
+    for folder in sorted(fs.ls(root, detail=False)):
+        run_id = folder.rstrip("/").rsplit("/", 1)[-1]
+        run = RunOutput(output_uri, run_id, "", storage_cfg)
+        plan_path = f"{run.staging()}/{COMMIT_PLAN}"
+        if fs.exists(plan_path):
+            run.finish(json.loads(fs.cat_file(plan_path)))
+            actions.append(f"finished the commit of crashed run {run_id}")
+        else:
+            fs.rm(run.staging(), recursive=True)
+            actions.append(f"removed the uncommitted files of crashed run {run_id}")
+    for action in actions:
+        log.warning(action)
+    if fs.exists(root) and not fs.ls(root):
+        fs.rm(root, recursive=True)
+    return actions

@@ -11,6 +11,7 @@ VIDEOS = "videos"
 CLIPS = "clips"
 ERRORS = "errors"
 RUNS = "_runs"
+LEDGER = "_ledger"  # what each committed run indexed: the incremental runs' memory
 STAGING = "_staging"
 PARTITION_KEY = "run_date"  # Hive partition of every table: videos/run_date=YYYY-MM-DD/...
 
@@ -67,6 +68,16 @@ ERRORS_SCHEMA = pa.schema(
         ("stage", pa.string()),  # list | plan | decode | infer
         ("error_type", pa.string()),
         ("message", pa.string()),
+        ("run_id", pa.string()),
+    ]
+)
+
+LEDGER_SCHEMA = pa.schema(
+    [
+        ("video_uri", pa.string()),
+        ("fingerprint", pa.string()),
+        ("model_version", pa.string()),
+        ("status", pa.string()),  # ok | error
         ("run_id", pa.string()),
     ]
 )

@@ -74,7 +74,7 @@ _SECRET_QUERY = re.compile(
     r"(?i)([?&](?:X-Amz-[A-Za-z-]+|AWSAccessKeyId|Signature|Expires|x-amz-security-token|"
     r"sig|token|key)=)[^&\s]*"
 )
-_USERINFO = re.compile(r"(?i)^([a-z][a-z0-9+.-]*://)[^/@\s]+@")
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
 
 
 def redact(text: str) -> str:

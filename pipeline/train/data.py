@@ -1,0 +1,125 @@
+"""Stages 1-2 of training, plan + decode (Ray Data), once, before the trainer starts.
+
+The same PlanVideo/DecodeUnit as the index job, so training and inference see the same frames:
+  1. plan    (CPU tasks)  1 labeled video -> N work units (label carried along)
+  2. decode  (CPU tasks)  1 unit -> N clip rows {frames (T, S, S, 3) uint8, label int64}
+Unreadable videos become error rows; they are dropped here and counted, never fatal. The clip
+datasets are materialized (frames stay uint8 in the object store) so that the training
+workers, which hold the cluster's CPUs, need no Ray Data tasks while they iterate.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import ray
+
+from pipeline.config import PlanConfig, SamplingConfig, StorageConfig
+from pipeline.decode import DecodeUnit
+from pipeline.listing import InputError
+from pipeline.plan import PlanVideo
+from pipeline.rows import ERROR_FIELDS
+from pipeline.train.inputs import LabeledVideo
+
+log = logging.getLogger("reelay.train")
+
+FRAMES, LABEL = "frames", "label"  # the columns the training loop reads
+FAILURE_COLUMNS = ("video_uri", *ERROR_FIELDS)
+
+
+@dataclass(frozen=True)
+class CarryColumns:
+    """Row function wrapper: `fn(row)`, with `keys` of the input row copied onto each output."""
+
+    fn: Callable[[dict], list[dict]]
+    keys: tuple[str, ...]
+
+    def __call__(self, row: dict) -> list[dict]:
+        extra = {k: row[k] for k in self.keys}
+        return [{**out, **extra} for out in self.fn(row)]
+
+
+@dataclass
+class ClipSplit:
+    """One split's decoded clips (materialized) and what was dropped from it."""
+
+    clips: ray.data.Dataset | None  # columns: frames (T, S, S, 3) uint8, label int64
+    clips_per_label: np.ndarray  # (K,)
+    videos: int  # listed in this split
+    failures: list[dict]  # one per failed unit: video_uri, error_stage/type/message
+
+    @property
+    def skipped_videos(self) -> int:
+        return len({f["video_uri"] for f in self.failures})
+
+    @property
+    def num_clips(self) -> int:
+        return int(self.clips_per_label.sum())
+
+
+def decode_split(
+    videos: list[LabeledVideo],
+    labels: tuple[str, ...],
+    sampling: SamplingConfig,
+    plan: PlanConfig,
+    storage_cfg: StorageConfig,
+) -> ClipSplit:
+    """Plan and decode one split's videos into materialized clip rows with a label index."""
+    index = {name: i for i, name in enumerate(labels)}
+    items = [{**asdict(v), LABEL: index[v.label]} for v in videos]
+    # 1. plan (CPU tasks): 1 video -> N work units; the unit list is small, so it comes back
+    units = (
+        ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 1024)))
+        .flat_map(CarryColumns(PlanVideo(sampling, plan, storage_cfg), (LABEL,)), num_cpus=1)
+        .take_all()
+        if items
+        else []
+    )
+    failures = [_failure(u) for u in units if u["error_stage"]]
+    units = [u for u in units if not u["error_stage"]]
+    clips = None
+    counts = np.zeros(len(labels), dtype=np.int64)
+    if units:
+        # 2. decode (CPU tasks): 1 unit -> N clips
+        decoded = (
+            ray.data.from_items(units, override_num_blocks=max(1, min(len(units), 1024)))
+            .flat_map(CarryColumns(DecodeUnit(sampling, plan, storage_cfg), (LABEL,)), num_cpus=1)
+            .materialize()
+        )
+        errors = decoded.filter(expr="error_stage != ''").select_columns(list(FAILURE_COLUMNS))
+        failures += [_failure(r) for r in errors.take_all()]
+        clips = decoded.filter(expr="error_stage == ''").select_columns([FRAMES, LABEL])
+        clips = clips.materialize()
+        del decoded  # its blocks are freed; only the clean clips stay in the object store
+        counts += _label_counts(clips, len(labels))
+    return ClipSplit(clips if counts.sum() else None, counts, len(videos), failures)
+
+
+def _failure(row: dict) -> dict:
+    return {k: row[k] for k in FAILURE_COLUMNS}
+
+
+def _label_counts(clips: ray.data.Dataset, num_labels: int) -> np.ndarray:
+    counts = np.zeros(num_labels, dtype=np.int64)
+    for batch in clips.select_columns([LABEL]).iter_batches(batch_format="numpy", batch_size=None):
+        counts += np.bincount(batch[LABEL], minlength=num_labels)
+    return counts
+
+
+def check_decoded(train: ClipSplit, val: ClipSplit, labels: tuple[str, ...]) -> None:
+    """After decoding: every class must keep training clips, and val must not be empty."""
+    empty = [labels[i] for i, n in enumerate(train.clips_per_label) if n == 0]
+    if empty:
+        raise InputError(
+            f"no readable training videos for class(es) {empty} (empty class): "
+            f"{train.skipped_videos} of {train.videos} training videos were unreadable; "
+            "see skipped.parquet in the output for the reasons"
+        )
+    if val.num_clips == 0:
+        raise InputError(
+            f"no readable validation videos: {val.skipped_videos} of {val.videos} were "
+            "unreadable; see skipped.parquet in the output for the reasons"
+        )

@@ -1,0 +1,210 @@
+"""Stage 3 of training, the Ray Train worker loop (DDP): one epoch, one evaluation, one report.
+
+Each worker reads its shard of the materialized train clips (uint8 frames, normalised here),
+trains the DDP model, and every epoch reports loss and accuracy; rank 0 evaluates on the whole
+val split and attaches a checkpoint folder (see checkpoints.py) to its report.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pipeline.models import ModelConfig, build_model
+from pipeline.train.checkpoints import TrainState, read_epoch_checkpoint, write_epoch_checkpoint
+from pipeline.train.data import FRAMES, LABEL
+
+TRAIN_SPLIT, VAL_SPLIT = "train", "val"
+
+
+@dataclass(frozen=True)
+class LoopSpec:
+    """What every worker needs (plain values: it is pickled to the workers)."""
+
+    model: ModelConfig  # num_classes == len(labels)
+    labels: tuple[str, ...]
+    sampling: dict
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    epochs: int
+    batch_size: int  # per worker
+    lr: float
+    weight_decay: float
+    seed: int
+    threads: int
+    shuffle_buffer: int  # clips in each worker's local shuffle buffer
+    extra: dict  # training info stamped into every checkpoint
+    report_extra: dict  # constant metrics added to every report (e.g. skipped videos)
+
+
+def normalise(frames: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """(B, T, H, W, 3) uint8 -> (B, T, 3, H, W) float, ImageNet-normalised (as in infer.py)."""
+    x = frames.permute(0, 1, 4, 2, 3).float().div_(255)  # (B, T, 3, H, W)
+    return x.sub_(mean.view(1, 1, 3, 1, 1)).div_(std.view(1, 1, 3, 1, 1))
+
+
+@dataclass
+class Totals:
+    """Sums over batches (and over workers after all_reduce)."""
+
+    loss: float = 0.0
+    correct: int = 0
+    count: int = 0
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        n = len(y)
+        self.loss += float(loss) * n
+        self.correct += int((logits.argmax(dim=1) == y).sum())
+        self.count += n
+
+    def all_reduce(self, device: torch.device) -> Totals:
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return self
+        t = torch.tensor([self.loss, self.correct, self.count], dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        return Totals(float(t[0]), int(t[1]), int(t[2]))
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss / max(self.count, 1)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / max(self.count, 1)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Iterable[dict[str, torch.Tensor]],
+    mean: torch.Tensor,
+    std: torch.Tensor,
+) -> Totals:
+    model.train()
+    totals = Totals()
+    loss_fn = nn.CrossEntropyLoss()
+    for batch in batches:
+        x = normalise(batch[FRAMES].to(mean.device), mean, std)  # (B, T, 3, H, W)
+        y = batch[LABEL].to(mean.device)  # (B,)
+        _, logits = model(x)  # (B, K)
+        loss = loss_fn(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        totals.add(loss.detach(), logits.detach(), y)
+    return totals
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    batches: Iterable[dict[str, torch.Tensor]],
+    mean: torch.Tensor,
+    std: torch.Tensor,
+) -> Totals:
+    model.eval()
+    totals = Totals()
+    loss_fn = nn.CrossEntropyLoss()
+    for batch in batches:
+        x = normalise(batch[FRAMES].to(mean.device), mean, std)
+        y = batch[LABEL].to(mean.device)
+        _, logits = model(x)
+        totals.add(loss_fn(logits, y), logits, y)
+    return totals
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)  # DDP keeps the real model in .module
+
+
+def train_loop_per_worker(config: dict) -> list[dict]:
+    """Ray Train entry point; returns (on rank 0) the metrics history of every epoch."""
+    import ray.train
+    import ray.train.torch
+
+    spec: LoopSpec = config["spec"]
+    torch.set_num_threads(spec.threads)
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+
+    model = build_model(spec.model, seed=spec.seed)
+    start_epoch, history, optim_state = 0, [], None
+    resume_from = ray.train.get_checkpoint()
+    if resume_from is not None:
+        with resume_from.as_directory() as folder:
+            ckpt, state = read_epoch_checkpoint(Path(folder))
+        _check_resumable(ckpt.model, tuple(ckpt.labels), spec)
+        model.load_state_dict(ckpt.state_dict)
+        start_epoch, history, optim_state = state.epoch, state.history, state.optimizer
+    model = ray.train.torch.prepare_model(model)  # moves to the device, wraps in DDP if world > 1
+    device = ray.train.torch.get_device()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    if optim_state is not None:
+        optimizer.load_state_dict(optim_state)  # after the move: state follows the params
+    mean = torch.tensor(spec.mean, device=device)
+    std = torch.tensor(spec.std, device=device)
+    train_shard = ray.train.get_dataset_shard(TRAIN_SPLIT)
+
+    for epoch in range(start_epoch + 1, spec.epochs + 1):  # 1-based
+        torch.manual_seed(spec.seed * 100_003 + epoch * 101 + rank)  # dropout, per worker
+        t0 = time.perf_counter()
+        batches = train_shard.iter_torch_batches(
+            batch_size=spec.batch_size,
+            local_shuffle_buffer_size=spec.shuffle_buffer,
+            local_shuffle_seed=spec.seed * 7919 + epoch,
+        )
+        train = train_one_epoch(model, optimizer, batches, mean, std).all_reduce(device)
+        train_time = time.perf_counter() - t0
+        metrics = {
+            "epoch": epoch,
+            "train_loss": train.mean_loss,
+            "train_accuracy": train.accuracy,
+            "train_clips": train.count,
+            "epoch_time_s": train_time,
+            "num_workers": world,
+            **spec.report_extra,
+        }
+        if rank != 0:
+            ray.train.report(metrics)  # a barrier: every worker reports every epoch
+            continue
+        t1 = time.perf_counter()
+        val_batches = ray.train.get_dataset_shard(VAL_SPLIT).iter_torch_batches(
+            batch_size=spec.batch_size
+        )
+        val = evaluate(_unwrap(model), val_batches, mean, std)
+        metrics |= {
+            "val_loss": val.mean_loss,
+            "val_accuracy": val.accuracy,
+            "val_clips": val.count,
+            "val_time_s": time.perf_counter() - t1,
+        }
+        history = [*history, metrics]
+        with tempfile.TemporaryDirectory() as folder:
+            write_epoch_checkpoint(
+                Path(folder),
+                _unwrap(model),
+                spec.model,
+                list(spec.labels),
+                sampling=spec.sampling,
+                extra={**spec.extra, "epoch": epoch, "metrics": metrics},
+                state=TrainState(epoch, optimizer.state_dict(), history),
+            )
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+    return history
+
+
+def _check_resumable(model: ModelConfig, labels: tuple[str, ...], spec: LoopSpec) -> None:
+    if labels != spec.labels or replace(model) != spec.model:
+        raise ValueError(
+            "--resume: the latest checkpoint was trained with another model or label set "
+            f"(checkpoint {model}, labels {list(labels)}; this run {spec.model}, labels "
+            f"{list(spec.labels)}); use the original options or another --output"
+        )
