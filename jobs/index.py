@@ -28,6 +28,7 @@ from pipeline.config import (  # noqa: E402
     RunMode,
     StorageConfig,
 )
+from pipeline.guard import GuardConfig  # noqa: E402
 
 EXIT_USAGE, EXIT_THRESHOLD = 2, 3
 
@@ -72,6 +73,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="fail the run (exit 3) when more videos than this fraction fail",
     )
     p.add_argument(
+        "--incremental",
+        action="store_true",
+        help="index only videos that are new or changed since the committed runs, "
+        "for this model version (the nightly mode)",
+    )
+    p.add_argument(
+        "--reindex",
+        action="store_true",
+        help="with --incremental: ignore the ledger and index everything again",
+    )
+    p.add_argument(
+        "--retry-errors",
+        action="store_true",
+        help="index only the videos whose last run failed (transient errors)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list and plan only: print what a run would do, with a time estimate",
+    )
+    p.add_argument(
+        "--decode-timeout",
+        type=float,
+        default=600.0,
+        help="seconds one work unit (or one header read) may take before the video is an error",
+    )
+    p.add_argument(
         "--storage-options",
         help='JSON of extra s3fs options, e.g. \'{"client_kwargs": {"region_name": "eu-west-1"}}\'',
     )
@@ -84,7 +112,9 @@ def build_config(args: argparse.Namespace) -> IndexConfig:
         output_uri=args.output,
         sampling=sampling_config(args),
         model=model_config(args),
-        plan=PlanConfig(unit_frames=args.unit_frames),
+        plan=PlanConfig(
+            unit_frames=args.unit_frames, guard=GuardConfig(timeout_s=args.decode_timeout)
+        ),
         infer=InferConfig(
             batch_size=args.batch_size,
             device=args.device,

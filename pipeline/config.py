@@ -6,6 +6,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 
+from pipeline.guard import GuardConfig
 from pipeline.models.config import ModelConfig
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -53,6 +54,7 @@ class PlanConfig:
 
     unit_frames: int = 128  # sampled frames per work unit (long videos split into time ranges)
     decode_chunk_bytes: int = 192 * 2**20  # native-resolution frames decoded at once
+    guard: GuardConfig = GuardConfig()  # time budget, crash retries, worker recycling
 
     def __post_init__(self) -> None:
         if self.unit_frames < 1:

@@ -8,6 +8,8 @@ import numpy as np
 
 from pipeline import storage
 from pipeline.config import PlanConfig, SamplingConfig, StorageConfig
+from pipeline.faults import crash_point
+from pipeline.guard import guarded
 from pipeline.rows import error_fields, no_error
 from pipeline.sampling import plan_clips
 from pipeline.video_io import VideoInfo, read_frames
@@ -23,6 +25,20 @@ UNIT_META = (
     "height",
     "num_clips",
 )
+
+
+def fetch_and_read(
+    uri: str,
+    fingerprint: str,
+    storage_cfg: StorageConfig,
+    indices: list[int],
+    size: int,
+    info: VideoInfo,
+    chunk_bytes: int,
+) -> np.ndarray:
+    crash_point("decode", uri)
+    path = storage.local_copy(uri, fingerprint, storage_cfg)
+    return read_frames(path, indices, size, info, chunk_bytes)
 
 
 @dataclass(frozen=True)
@@ -62,9 +78,18 @@ class DecodeUnit:
         clips = plan_clips(info.num_frames, info.fps, self.sampling)
         clips = clips[unit["clip_start"] : unit["clip_end"]]
         wanted = sorted({f for c in clips for f in c.frame_indices})
-        path = storage.local_copy(unit["video_uri"], unit["fingerprint"], self.storage)
-        frames = read_frames(
-            path, wanted, self.sampling.image_size, info, self.plan.decode_chunk_bytes
+        first, last = unit["clip_start"], unit["clip_end"] - 1
+        frames = guarded(
+            fetch_and_read,
+            unit["video_uri"],
+            unit["fingerprint"],
+            self.storage,
+            wanted,
+            self.sampling.image_size,
+            info,
+            self.plan.decode_chunk_bytes,
+            guard=self.plan.guard,
+            what=f"decoding clips {first}-{last}",
         )
         position = {f: i for i, f in enumerate(wanted)}
         for clip in clips:

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 
 from pipeline import storage
 from pipeline.config import PlanConfig, SamplingConfig, StorageConfig
+from pipeline.faults import crash_point
+from pipeline.guard import guarded
 from pipeline.rows import error_fields, no_error
 from pipeline.sampling import group_clips, plan_clips
-from pipeline.video_io import probe
+from pipeline.video_io import VideoInfo, probe
 
 VIDEO_META_DEFAULTS = {
     "num_frames": 0,
@@ -22,6 +24,11 @@ VIDEO_META_DEFAULTS = {
     "height": 0,
     "num_clips": 0,
 }
+
+
+def fetch_and_probe(uri: str, fingerprint: str, storage_cfg: StorageConfig) -> VideoInfo:
+    crash_point("probe", uri)
+    return probe(storage.local_copy(uri, fingerprint, storage_cfg))
 
 
 @dataclass(frozen=True)
@@ -39,8 +46,14 @@ class PlanVideo:
             "fingerprint": row["fingerprint"],
         }
         try:
-            path = storage.local_copy(row["uri"], row["fingerprint"], self.storage)
-            info = probe(path)
+            info = guarded(
+                fetch_and_probe,
+                row["uri"],
+                row["fingerprint"],
+                self.storage,
+                guard=self.plan.guard,
+                what="reading the video header",
+            )
             clips = plan_clips(info.num_frames, info.fps, self.sampling)
             ranges = group_clips(clips, self.plan.unit_frames)
         except Exception as e:  # any unreadable video becomes an error row, never a lost run

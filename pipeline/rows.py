@@ -15,7 +15,7 @@ def no_error() -> dict:
 def error_fields(stage: str, exc: BaseException) -> dict:
     """An exception as row fields: stage, type and a one-line, credential-free message."""
     message = " ".join(str(exc).split()) or repr(exc)
-    cause = exc.__cause__ or exc.__context__
+    cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
     if cause is not None and str(cause) and str(cause) not in message:
         message += f" (caused by {type(cause).__name__}: {' '.join(str(cause).split())})"
     return {

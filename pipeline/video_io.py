@@ -20,6 +20,26 @@ class VideoInfo:
         return self.num_frames / self.fps if self.fps > 0 else 0.0
 
 
+class UnreadableVideo(ValueError):
+    """The file is not a video decord can open; the message says what FFmpeg saw."""
+
+
+def diagnose(path: Path) -> str:
+    """Why a file cannot be opened, in FFmpeg's words (through PyAV), for the errors table."""
+    if path.stat().st_size == 0:
+        return "empty file (0 bytes)"
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                kinds = ", ".join(sorted({s.type for s in container.streams})) or "none"
+                return f"no video stream (streams: {kinds})"
+    except Exception as e:  # the message is the diagnosis
+        return " ".join(str(e).split())
+    return ""
+
+
 def open_reader(path: Path):
     import decord  # worker-side import: native library, loaded where it is used
 
@@ -28,7 +48,11 @@ def open_reader(path: Path):
 
 def probe(path: Path) -> VideoInfo:
     """Frame count, rate and size. Decodes the first frame to learn the size decord returns."""
-    reader = open_reader(path)
+    try:
+        reader = open_reader(path)
+    except Exception as e:
+        reason = diagnose(path) or " ".join(str(e).split())
+        raise UnreadableVideo(f"cannot open video: {reason}") from e
     num_frames = len(reader)
     if num_frames <= 0:
         raise ValueError("video stream has no frames")
