@@ -139,11 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from pipeline import index
     from pipeline.listing import InputError
+    from pipeline.output import OutputError
 
     try:
         cfg = build_config(args)
         summary = index.run(cfg)
-    except (ConfigError, InputError) as e:
+    except (ConfigError, InputError, OutputError) as e:
         logging.getLogger("reelay").error("%s", e)
         return EXIT_USAGE
     except index.FailureThresholdExceeded as e:

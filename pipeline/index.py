@@ -21,7 +21,7 @@ import ray
 
 from pipeline import schema, storage, tables
 from pipeline.aggregate import aggregate_video, failed_video_rows
-from pipeline.config import IndexConfig
+from pipeline.config import ConfigError, IndexConfig
 from pipeline.decode import DecodeUnit
 from pipeline.faults import crash_point
 from pipeline.infer import ClipInferencer
@@ -90,11 +90,12 @@ def run(cfg: IndexConfig) -> RunSummary:
     watch = Stopwatch()
     spec, sampling = resolve_model(cfg)
     if out.is_committed():
-        raise ValueError(
+        raise ConfigError(
             f"run {run_id} is already committed in {storage.redact(cfg.output_uri)}"
             "; choose another --run-id"
         )
     if not cfg.mode.dry_run:
+        out.check_writable()
         recover(cfg.output_uri, cfg.storage)  # settle crashed runs before reading the ledger
     ensure_ray()
 

@@ -82,7 +82,23 @@ def _entry(path: str, info: dict, like_uri: str) -> VideoEntry:
 def list_videos(
     input_uri: str, storage_cfg: StorageConfig = storage.NO_OPTIONS
 ) -> list[VideoEntry]:
-    """All videos under a folder/prefix, matching a glob, or named by a manifest; sorted by URI."""
+    """All videos under a folder/prefix, matching a glob, or named by a manifest; sorted by URI.
+
+    Storage refusals (no permission, no such bucket) fail fast as InputError."""
+    try:
+        return _list(input_uri, storage_cfg)
+    except PermissionError as e:
+        raise InputError(
+            f"no permission to list {storage.redact(input_uri)}: check the AWS credentials "
+            f"and the bucket policy ({storage.redact(str(e))})"
+        ) from e
+    except ValueError as e:  # unsupported scheme
+        if isinstance(e, InputError):
+            raise
+        raise InputError(str(e)) from e
+
+
+def _list(input_uri: str, storage_cfg: StorageConfig) -> list[VideoEntry]:
     fs = storage.filesystem(input_uri, storage_cfg)
     path = storage.strip_scheme(input_uri)
     if input_uri.lower().endswith(MANIFEST_EXTENSIONS) and fs.isfile(path):
@@ -129,6 +145,13 @@ def resolve_uri(uri: str, manifest_uri: str) -> str:
     return f"{scheme}://{bucket}/{key}"
 
 
+def is_safe_uri(uri: str) -> bool:
+    """Only s3:// and local paths, and no '..' segment that could climb out of a prefix."""
+    if storage.scheme_of(uri) not in storage.SUPPORTED_SCHEMES:
+        return False
+    return ".." not in storage.strip_scheme(uri).replace("\\", "/").split("/")
+
+
 def _list_manifest(manifest_uri: str, storage_cfg: StorageConfig) -> list[VideoEntry]:
     table = read_manifest(manifest_uri, storage_cfg)
     if "uri" not in table.column_names:
@@ -137,10 +160,19 @@ def _list_manifest(manifest_uri: str, storage_cfg: StorageConfig) -> list[VideoE
             f"(columns: {', '.join(table.column_names)})"
         )
     entries: dict[str, VideoEntry] = {}
-    for raw in table.column("uri").to_pylist():
-        if not raw:
-            continue
-        uri = resolve_uri(str(raw).strip(), manifest_uri)
+    uris = [
+        resolve_uri(str(raw).strip(), manifest_uri)
+        for raw in table.column("uri").to_pylist()
+        if raw
+    ]
+    bad = [u for u in uris if not is_safe_uri(u)]
+    if bad:
+        shown = ", ".join(storage.redact(u) for u in bad[:3])
+        raise InputError(
+            f"manifest {storage.redact(manifest_uri)} has {len(bad)} URIs that are refused "
+            f"(other schemes than s3:// and local paths, or '..' segments), e.g. {shown}"
+        )
+    for uri in uris:
         fs = storage.filesystem(uri, storage_cfg)
         try:
             info = fs.info(storage.strip_scheme(uri))

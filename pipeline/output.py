@@ -31,6 +31,10 @@ TABLES = (schema.VIDEOS, schema.CLIPS, schema.ERRORS, schema.LEDGER)
 COMMIT_PLAN = "_commit.json"
 
 
+class OutputError(ValueError):
+    """The output location cannot be written (missing bucket, no permission)."""
+
+
 def parquet_args() -> dict:
     """Writer options: zstd, dictionaries only for string columns."""
     return {"compression": "zstd", "use_dictionary": schema.DICTIONARY_COLUMNS}
@@ -90,6 +94,19 @@ class RunOutput:
         parent = self._path(schema.STAGING)
         if fs.exists(parent) and not fs.ls(parent):
             fs.rm(parent, recursive=True)
+
+    def check_writable(self) -> None:
+        """Fail fast, before any work, when the output cannot be written."""
+        probe = self._path(schema.STAGING, f".write-check-{self.run_id}")
+        try:
+            self.fs.makedirs(_parent(probe), exist_ok=True)
+            self.fs.pipe_file(probe, b"ok")
+            self.fs.rm(probe)
+        except (PermissionError, FileNotFoundError, OSError) as e:
+            raise OutputError(
+                f"cannot write to {storage.redact(self.output_uri)}: {storage.redact(str(e))}; "
+                "check that the bucket exists and the credentials may write there"
+            ) from e
 
     def is_committed(self) -> bool:
         return self.fs.exists(self.record_path())

@@ -33,6 +33,23 @@ def is_remote(uri: str) -> bool:
     return scheme_of(uri) != "file"
 
 
+# botocore retries throttling (503 SlowDown), resets and timeouts with backoff; "adaptive" also
+# rate-limits the client when S3 pushes back. User options (--storage-options) win.
+S3_DEFAULTS = {
+    "config_kwargs": {
+        "retries": {"max_attempts": 10, "mode": "adaptive"},
+        "connect_timeout": 10,
+        "read_timeout": 120,
+    },
+}
+
+
+def s3_options(options: dict) -> dict:
+    merged = {**S3_DEFAULTS, **options}
+    merged["config_kwargs"] = {**S3_DEFAULTS["config_kwargs"], **options.get("config_kwargs", {})}
+    return merged
+
+
 def filesystem(uri: str, storage: StorageConfig = NO_OPTIONS) -> fsspec.AbstractFileSystem:
     """The fsspec filesystem for a URI; unknown schemes fail with the supported list."""
     scheme = scheme_of(uri)
@@ -42,7 +59,7 @@ def filesystem(uri: str, storage: StorageConfig = NO_OPTIONS) -> fsspec.Abstract
             "or s3://bucket/key"
         )
     if scheme == "s3":
-        return fsspec.filesystem("s3", **storage.options)
+        return fsspec.filesystem("s3", **s3_options(storage.options))
     return fsspec.filesystem("file")
 
 
