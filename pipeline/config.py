@@ -126,6 +126,7 @@ class IndexConfig:
     seed: int = 0
     run_id: str | None = None
     max_failure_fraction: float = 0.5
+    progress_interval_s: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.input_uri:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -52,8 +54,20 @@ class DecodeUnit:
     sampling: SamplingConfig
     plan: PlanConfig
     storage: StorageConfig
+    progress: Any = None  # a ProgressTracker actor handle, or None
 
     def __call__(self, unit: dict) -> list[dict]:
+        start = time.perf_counter()
+        rows = self._rows(unit)
+        if self.progress is not None:
+            failed = rows[0]["clip_index"] == -1
+            frames = 0 if failed else unit["sampled_frames"]
+            self.progress.decoded.remote(
+                unit["video_uri"], frames, time.perf_counter() - start, failed
+            )
+        return rows
+
+    def _rows(self, unit: dict) -> list[dict]:
         meta = {k: unit[k] for k in UNIT_META}
         try:
             return list(self._clips(unit, meta))

@@ -30,6 +30,7 @@ from pipeline.listing import VideoEntry, list_videos
 from pipeline.model_source import ModelSpec, resolve_model
 from pipeline.output import RunOutput, parquet_args, recover
 from pipeline.plan import PlanVideo
+from pipeline.progress import ProgressLog, ProgressTracker
 from pipeline.ray_env import ensure_ray, inference_resources
 
 log = logging.getLogger("reelay.index")
@@ -133,7 +134,9 @@ def run(cfg: IndexConfig) -> RunSummary:
 
     # 2. decode (CPU tasks) + 3. infer (actors), streaming; materialized without frames
     out.clear_staging()  # a crashed earlier attempt of this run_id must not leave duplicates
-    results = decode_and_infer(units, cfg, sampling, spec, run_id) if units else None
+    results, progress = (
+        decode_and_infer(units, cfg, sampling, spec, run_id) if units else (None, {})
+    )
     watch.lap("decode_infer")
 
     # 4. write: clips, videos, errors, ledger into staging; then commit
@@ -171,6 +174,7 @@ def run(cfg: IndexConfig) -> RunSummary:
         "timings_s": watch.timings,
         "cluster": cluster_shape(),
         "throughput": {"frames_per_s": summary.frames_per_s},
+        "progress": progress,
     }
     out.commit(record)
     watch.lap("commit")
@@ -209,12 +213,20 @@ def plan_units(entries: list[VideoEntry], cfg: IndexConfig, sampling) -> tuple[l
 
 def decode_and_infer(
     units: list[dict], cfg: IndexConfig, sampling, spec: ModelSpec, run_id: str
-) -> ray.data.MaterializedDataset:
-    """Stages 2 and 3 as one streaming Ray Data pipeline; the result holds no frames."""
+) -> tuple[ray.data.MaterializedDataset, dict]:
+    """Stages 2 and 3 as one streaming Ray Data pipeline; the result holds no frames.
+
+    Also returns the progress seen on the way: a timeline and the slowest videos to decode."""
     resources = inference_resources(cfg.infer)
-    return (
+    clips_per_video: dict[str, int] = {}
+    for u in units:
+        clips_per_video[u["video_uri"]] = (
+            clips_per_video.get(u["video_uri"], 0) + u["clip_end"] - u["clip_start"]
+        )
+    tracker = ProgressTracker.remote(clips_per_video)
+    ds = (
         ray.data.from_items(units, override_num_blocks=min(len(units), 4096))
-        .flat_map(DecodeUnit(sampling, cfg.plan, cfg.storage), num_cpus=1)
+        .flat_map(DecodeUnit(sampling, cfg.plan, cfg.storage, progress=tracker), num_cpus=1)
         .map_batches(
             ClipInferencer,
             fn_constructor_kwargs={
@@ -222,6 +234,7 @@ def decode_and_infer(
                 "device": resources.device,
                 "threads": resources.threads,
                 "run_id": run_id,
+                "progress": tracker,
             },
             batch_size=cfg.infer.batch_size,
             batch_format="numpy",
@@ -229,8 +242,17 @@ def decode_and_infer(
             num_cpus=resources.num_cpus,
             num_gpus=resources.num_gpus,
         )
-        .materialize()
     )
+    with ProgressLog(
+        tracker, len(clips_per_video), sum(clips_per_video.values()), cfg.progress_interval_s
+    ) as progress:
+        results = ds.materialize()
+    slowest = ray.get(tracker.slowest.remote())
+    ray.kill(tracker)
+    return results, {
+        "timeline": progress.timeline,
+        "slowest_videos": [{"video_uri": u, "decode_s": round(s, 3)} for u, s in slowest],
+    }
 
 
 def write_tables(

@@ -34,7 +34,13 @@ class ClipInferencer:
     """Ray Data callable class: a numpy batch of clip rows -> an Arrow table of results."""
 
     def __init__(
-        self, spec: ModelSpec, device: str, threads: int, run_id: str, topk: int = schema.TOPK
+        self,
+        spec: ModelSpec,
+        device: str,
+        threads: int,
+        run_id: str,
+        topk: int = schema.TOPK,
+        progress=None,
     ):
         import torch
 
@@ -48,6 +54,7 @@ class ClipInferencer:
         self.mean = torch.tensor(spec.mean, device=self.device).view(1, 1, 3, 1, 1)
         self.std = torch.tensor(spec.std, device=self.device).view(1, 1, 3, 1, 1)
         self.model_version, self.run_id = spec.model_version, run_id
+        self.progress = progress  # a ProgressTracker actor handle, or None
         self.topk = min(topk, len(spec.labels))
         with torch.inference_mode():  # learn the embedding size once, for null rows
             size = 32
@@ -83,7 +90,14 @@ class ClipInferencer:
         emb = np.zeros((n, self.dim), np.float32)
         probs = np.zeros((n, len(self.labels)), np.float32)
         if ok.any():
-            emb[ok], probs[ok] = self._forward(np.asarray(batch["frames"])[ok])
+            frames = np.asarray(batch["frames"])[ok]
+            emb[ok], probs[ok] = self._forward(frames)
+            if self.progress is not None:
+                uris, counts = np.unique(np.asarray(batch["video_uri"])[ok], return_counts=True)
+                self.progress.inferred.remote(
+                    dict(zip(uris.tolist(), counts.tolist(), strict=True)),
+                    int(frames.shape[0] * frames.shape[1]),
+                )
         order = np.argsort(-probs, axis=1)[:, : self.topk]  # (N, k)
         top_scores = np.take_along_axis(probs, order, axis=1)
         columns = {name: batch[name] for name in PASS_THROUGH}
