@@ -56,7 +56,10 @@ def resolve_model(cfg: IndexConfig) -> tuple[ModelSpec, SamplingConfig]:
     """The model spec and the sampling to use: a checkpoint's own, else the flags'."""
     if cfg.checkpoint_uri:
         uri = resolve_checkpoint_uri(cfg.checkpoint_uri, cfg.storage)
-        ckpt = read_checkpoint(uri, cfg.storage)
+        try:
+            ckpt = read_checkpoint(uri, cfg.storage)
+        except ValueError as e:  # not a checkpoint, tampered, or pickled code: refused
+            raise ConfigError(f"--checkpoint {storage.redact(uri)}: {e}") from e
         sampling = SamplingConfig.from_dict({**cfg.sampling.to_dict(), **ckpt.sampling})
         spec = ModelSpec(
             ckpt.model,
@@ -68,7 +71,12 @@ def resolve_model(cfg: IndexConfig) -> tuple[ModelSpec, SamplingConfig]:
             storage=cfg.storage,
         )
         return spec, sampling
-    model, labels = _build_untrained(cfg.model, cfg.seed)
+    try:
+        model, labels = _build_untrained(cfg.model, cfg.seed)
+    except RuntimeError as e:  # pretrained weights not in the local cache
+        if not cfg.model.pretrained_weights:
+            raise
+        raise ConfigError(f"--weights {cfg.model.pretrained_weights}: {e}") from e
     config = _effective_config(cfg.model, labels)
     kind = "pretrained" if cfg.model.pretrained_weights else "seeded"
     version = f"{kind}-{cfg.model.encoder}-{cfg.model.temporal}-s{cfg.seed}-" + model_version(
