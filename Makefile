@@ -11,9 +11,9 @@ export RAY_USAGE_STATS_ENABLED ?= 0
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[dev]' > $(VENV)/pip.log 2>&1 || (tail -40 $(VENV)/pip.log; exit 1)
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]' > $(VENV)/pip.log 2>&1 || (tail -40 $(VENV)/pip.log; exit 1)
 	$(PY) -c "import torch, torchvision, ray, decord, av, s3fs, duckdb, moto, pytest"
 	touch $(STAMP)
 
