@@ -73,6 +73,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="fail the run (exit 3) when more videos than this fraction fail",
     )
     p.add_argument(
+        "--keep-frame-features",
+        action="store_true",
+        help="also write each clip's per-frame CNN features (clips.frame_features, (T, D)): "
+        "jobs/train.py --features-from trains new temporal heads on them cheaply",
+    )
+    p.add_argument(
         "--incremental",
         action="store_true",
         help="index only videos that are new or changed since the committed runs, "
@@ -120,6 +126,7 @@ def build_config(args: argparse.Namespace) -> IndexConfig:
             device=args.device,
             cpus_per_actor=args.cpus_per_actor,
             max_actors=args.max_actors,
+            keep_frame_features=args.keep_frame_features,
         ),
         storage=StorageConfig.from_json(args.storage_options),
         mode=RunMode(

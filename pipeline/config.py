@@ -91,6 +91,7 @@ class InferConfig:
     device: str = "auto"  # auto | cpu | cuda
     cpus_per_actor: float = 1.0
     max_actors: int | None = None  # None: one per GPU, or CPUs/2 on CPU clusters
+    keep_frame_features: bool = False  # write (T, D) CNN features per clip (clips.frame_features)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -235,6 +235,7 @@ def decode_and_infer(
                 "threads": resources.threads,
                 "run_id": run_id,
                 "progress": tracker,
+                "keep_frame_features": cfg.infer.keep_frame_features,
             },
             batch_size=cfg.infer.batch_size,
             batch_format="numpy",

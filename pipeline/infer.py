@@ -41,6 +41,7 @@ class ClipInferencer:
         run_id: str,
         topk: int = schema.TOPK,
         progress=None,
+        keep_frame_features: bool = False,
     ):
         import torch
 
@@ -55,14 +56,17 @@ class ClipInferencer:
         self.std = torch.tensor(spec.std, device=self.device).view(1, 1, 3, 1, 1)
         self.model_version, self.run_id = spec.model_version, run_id
         self.progress = progress  # a ProgressTracker actor handle, or None
+        self.keep_frame_features = keep_frame_features
         self.topk = min(topk, len(spec.labels))
         with torch.inference_mode():  # learn the embedding size once, for null rows
             size = 32
             probe = torch.zeros(1, 1, 3, size, size, device=self.device)
             self.dim = int(self.model(probe)[0].shape[1])
+            self.frame_dim = int(self.model.encode_frames(probe).shape[2])
 
-    def _forward(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(B, T, H, W, 3) uint8 -> embeddings (B, E), probabilities (B, K)."""
+    def _forward(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(B, T, H, W, 3) uint8 -> embeddings (B, E), probabilities (B, K), and the per-frame
+        CNN features (B, T, D) when they are kept."""
         torch = self.torch
         x = torch.from_numpy(frames)
         if self.device.type == "cuda":
@@ -81,17 +85,24 @@ class ClipInferencer:
                     .contiguous(memory_format=torch.channels_last)
                     .unflatten(0, (b, t))
                 )
-            emb, logits = self.model(x)
-        return emb.float().cpu().numpy(), torch.softmax(logits.float(), dim=1).cpu().numpy()
+            feats = self.model.encode_frames(x)  # (B, T, D)
+            emb, logits = self.model.forward_features(feats)  # (B, E), (B, K)
+        probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
+        kept = feats.float().cpu().numpy() if self.keep_frame_features else None
+        return emb.float().cpu().numpy(), probs, kept
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         n = len(batch["video_uri"])
         ok = np.asarray([e == "" for e in batch["error_stage"]], dtype=bool)
         emb = np.zeros((n, self.dim), np.float32)
         probs = np.zeros((n, len(self.labels)), np.float32)
+        frames = np.asarray(batch["frames"])
+        feats = np.zeros((n, frames.shape[1], self.frame_dim), np.float32)
         if ok.any():
-            frames = np.asarray(batch["frames"])[ok]
-            emb[ok], probs[ok] = self._forward(frames)
+            frames = frames[ok]
+            emb[ok], probs[ok], kept = self._forward(frames)
+            if kept is not None:
+                feats[ok] = kept
             if self.progress is not None:
                 uris, counts = np.unique(np.asarray(batch["video_uri"])[ok], return_counts=True)
                 self.progress.inferred.remote(
@@ -118,6 +129,13 @@ class ClipInferencer:
             "model_version": pa.array([self.model_version] * n, pa.string()),
             "run_id": pa.array([self.run_id] * n, pa.string()),
         }
+        if self.keep_frame_features:
+            per_frame = fixed_size_lists(
+                feats.reshape(n * feats.shape[1], -1), np.repeat(ok, feats.shape[1])
+            )
+            columns[schema.FRAME_FEATURES] = pa.FixedSizeListArray.from_arrays(
+                per_frame, feats.shape[1], mask=pa.array(~ok)
+            )
         return pa.table(
             {k: (v if isinstance(v, pa.Array) else pa.array(v)) for k, v in columns.items()}
         )

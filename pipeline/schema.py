@@ -43,8 +43,13 @@ def videos_schema(dim: int) -> pa.Schema:
     )
 
 
-def clips_schema(dim: int) -> pa.Schema:
-    return pa.schema(
+FRAME_FEATURES = "frame_features"  # optional clips column: (T, D) CNN features per clip
+
+
+def clips_schema(dim: int, frame_features: tuple[int, int] | None = None) -> pa.Schema:
+    """The clips table; with `frame_features=(T, D)` it also keeps the per-frame CNN features
+    (--keep-frame-features), which training can reuse to fit new temporal heads cheaply."""
+    base = pa.schema(
         [
             ("video_uri", pa.string()),
             ("clip_index", pa.int32()),
@@ -60,6 +65,10 @@ def clips_schema(dim: int) -> pa.Schema:
             ("run_id", pa.string()),
         ]
     )
+    if frame_features is None:
+        return base
+    t, d = frame_features
+    return base.append(pa.field(FRAME_FEATURES, pa.list_(pa.list_(pa.float32(), d), t)))
 
 
 ERRORS_SCHEMA = pa.schema(

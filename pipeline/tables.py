@@ -15,7 +15,11 @@ def is_ok(table: pa.Table) -> pa.Array:
 def clip_rows(table: pa.Table) -> pa.Table:
     """Successful clips, in the clips table's columns and types."""
     ok = table.filter(is_ok(table))
-    target = schema.clips_schema(ok.schema.field("embedding").type.list_size)
+    frame_features = None
+    if schema.FRAME_FEATURES in ok.column_names:
+        kept = ok.schema.field(schema.FRAME_FEATURES).type  # list<list<float32>[D]>[T]
+        frame_features = (kept.list_size, kept.value_type.list_size)
+    target = schema.clips_schema(ok.schema.field("embedding").type.list_size, frame_features)
     return ok.select(target.names).cast(target)
 
 
