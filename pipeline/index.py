@@ -46,6 +46,7 @@ class RunSummary:
     frames_per_s: float = 0.0
     status: str = "ok"
     plan: dict = field(default_factory=dict)  # what a --dry-run found
+    report_uri: str | None = None  # _runs/<run_id>/report.html (None when it could not be built)
 
     def line(self) -> str:
         c = self.counts
@@ -179,6 +180,7 @@ def run(cfg: IndexConfig) -> RunSummary:
     out.commit(record)
     watch.lap("commit")
     summary.timings_s = watch.timings
+    summary.report_uri = write_report(cfg, run_id)  # after the commit: derived, never fatal
     log.info(summary.line())
     if summary.status == "failed_threshold":
         raise FailureThresholdExceeded(
@@ -188,6 +190,28 @@ def run(cfg: IndexConfig) -> RunSummary:
             summary,
         )
     return summary
+
+
+def write_report(cfg: IndexConfig, run_id: str) -> str | None:
+    """The committed run's report (report.html, PNGs, metrics.prom under _runs/<run_id>/).
+
+    Derived from what was committed and rebuildable with jobs/report.py, so a failure here is
+    a warning: it must never fail a run that is already committed."""
+    try:
+        from pipeline.report import build_run_report  # matplotlib: imported only when needed
+
+        return build_run_report(cfg.output_uri, run_id, cfg.storage)
+    except Exception as e:  # logged; the run stays committed
+        log.warning(
+            "run %s is committed, but its report could not be built (%s: %s); rebuild it with "
+            "python jobs/report.py %s --run-id %s",
+            run_id,
+            type(e).__name__,
+            storage.redact(" ".join(str(e).split())),
+            storage.redact(cfg.output_uri),
+            run_id,
+        )
+        return None
 
 
 def plan_units(entries: list[VideoEntry], cfg: IndexConfig, sampling) -> tuple[list, list]:
@@ -264,13 +288,12 @@ def write_tables(
     arrow_fs = storage.arrow_filesystem(out.output_uri, out.storage)
     decode_failures: list[dict] = []
     ok_uris: set[str] = set()
-    num_clips, dim = 0, 0
+    num_clips, dim = 0, spec.embedding_dim
     if results is not None:
         decode_failures = results.map_batches(tables.error_rows, batch_format="pyarrow").take_all()
         clips = results.map_batches(tables.clip_rows, batch_format="pyarrow").materialize()
         num_clips = clips.count()
     if num_clips:
-        dim = clips.schema().base_schema.field("embedding").type.list_size
         clips.write_parquet(out.staging(schema.CLIPS), filesystem=arrow_fs, **parquet_args())
         ok_uris = set(clips.unique("video_uri"))
         errored = frozenset(f["video_uri"] for f in decode_failures)
@@ -292,8 +315,8 @@ def write_tables(
         )
     failures = plan_failures + decode_failures
     never_indexed = {f["video_uri"]: f for f in failures if f["video_uri"] not in ok_uris}
-    if failures:
-        out.write_small_table(schema.ERRORS, tables.errors_table(failures, out.run_id), "errors")
+    # an errors file even when empty: plain readers of errors/ then always find the table
+    out.write_small_table(schema.ERRORS, tables.errors_table(failures, out.run_id), "errors")
     if never_indexed:
         rows = failed_video_rows(
             list(never_indexed.values()),

@@ -33,10 +33,11 @@ def read_ledger(output_uri: str, storage_cfg: StorageConfig) -> pa.Table:
     fs = storage.filesystem(output_uri, storage_cfg)
     ledger_dir = storage.strip_scheme(storage.join(output_uri, schema.LEDGER))
     tables = []
+    marker = f"/{schema.LEDGER}/"
     for record in committed_runs(output_uri, storage_cfg):
         for uri in record.get("files", []):
-            path = storage.strip_scheme(uri)
-            if path.startswith(ledger_dir + "/"):
+            if marker in uri:  # re-rooted under this output: an index may have been moved
+                path = ledger_dir + "/" + uri.rsplit(marker, 1)[1]
                 tables.append(pq.read_table(io.BytesIO(fs.cat_file(path))))
     if not tables:
         return schema.LEDGER_SCHEMA.empty_table()

@@ -24,6 +24,7 @@ class ModelSpec:
     model: ModelConfig
     labels: tuple[str, ...]
     model_version: str
+    embedding_dim: int
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     checkpoint_uri: str | None = None
@@ -65,6 +66,7 @@ def resolve_model(cfg: IndexConfig) -> tuple[ModelSpec, SamplingConfig]:
             ckpt.model,
             tuple(ckpt.labels),
             f"ckpt-{ckpt.model_version}",
+            ckpt.build_model().temporal.out_dim,
             tuple(ckpt.normalization["mean"]),
             tuple(ckpt.normalization["std"]),
             checkpoint_uri=uri,
@@ -82,7 +84,8 @@ def resolve_model(cfg: IndexConfig) -> tuple[ModelSpec, SamplingConfig]:
     version = f"{kind}-{cfg.model.encoder}-{cfg.model.temporal}-s{cfg.seed}-" + model_version(
         model, config, labels
     )
-    return ModelSpec(config, tuple(labels), version, seed=cfg.seed), cfg.sampling
+    dim = model.temporal.out_dim
+    return ModelSpec(config, tuple(labels), version, dim, seed=cfg.seed), cfg.sampling
 
 
 def _effective_config(model: ModelConfig, labels: list[str]) -> ModelConfig:
