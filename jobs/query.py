@@ -1,0 +1,134 @@
+"""Query an index: SQL over its committed runs, or nearest neighbours by embedding.
+
+  python jobs/query.py OUTPUT_URI "SQL" [--format table|csv|json|parquet] [--out FILE]
+  python jobs/query.py OUTPUT_URI --similar VIDEO_URI [-k 10] [--level video|clip]
+  python jobs/query.py OUTPUT_URI --similar-to-file PATH [-k 10] [--level video|clip]
+
+SQL sees the views videos, clips, errors and runs (docs/queries.md has ready-made questions).
+Exit codes: 0 success, 2 bad usage or input (no index there, SQL error, unknown video),
+1 an unexpected failure. Errors are one line on stderr; REELAY_DEBUG=1 adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+PROG = "reelay query"
+
+
+class UsageError(Exception):
+    """argparse's complaint, raised instead of printing usage and exiting."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + message + SystemExit
+        raise UsageError(f"{message} (see --help)")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = Parser(
+        prog="jobs/query.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("output", metavar="OUTPUT_URI", help="the index: --output of jobs/index.py")
+    p.add_argument("sql", nargs="?", metavar="SQL", help="SQL to run ('-' reads it from stdin)")
+    p.add_argument("--similar", metavar="VIDEO_URI", help="neighbours of an indexed video")
+    p.add_argument(
+        "--similar-to-file",
+        metavar="PATH",
+        help="neighbours of a new video file, embedded with the index's own model",
+    )
+    p.add_argument("-k", type=int, default=10, help="neighbours to return (default 10)")
+    p.add_argument("--level", default="video", help="video or clip (default video)")
+    p.add_argument(
+        "--clip-index", type=int, default=0, help="the query clip at --level clip (default 0)"
+    )
+    p.add_argument("--exclude-self", action="store_true", help="leave the query video out")
+    p.add_argument("--device", default="cpu", help="cpu or cuda, for --similar-to-file")
+    p.add_argument("--format", default="table", help="table, csv, json or parquet")
+    p.add_argument("--out", metavar="FILE", help="write here (path or s3://) instead of stdout")
+    p.add_argument("--storage-options", help="JSON of extra s3fs options")
+    return p.parse_args(argv)
+
+
+def build_query(args: argparse.Namespace):
+    from pipeline.config import ConfigError, StorageConfig
+    from pipeline.query import SimilarQuery, SqlQuery
+    from pipeline.query.config import OutputConfig
+
+    storage = StorageConfig.from_json(args.storage_options)
+    output = OutputConfig(args.format, args.out)
+    similar = args.similar is not None or args.similar_to_file is not None
+    if similar and args.sql is not None:
+        raise ConfigError("give SQL or --similar/--similar-to-file, not both")
+    if similar:
+        query = SimilarQuery(
+            output_uri=args.output,
+            video_uri=args.similar,
+            file=args.similar_to_file,
+            k=args.k,
+            level=args.level,
+            clip_index=args.clip_index,
+            exclude_self=args.exclude_self,
+            device=args.device,
+            storage=storage,
+        )
+    elif args.sql is not None:
+        sql = sys.stdin.read() if args.sql == "-" else args.sql
+        query = SqlQuery(output_uri=args.output, sql=sql, storage=storage)
+    else:
+        raise ConfigError('give SQL, e.g. "SELECT * FROM videos LIMIT 5", or --similar VIDEO_URI')
+    return query, output
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+        import duckdb
+
+        from pipeline import storage
+        from pipeline.config import ConfigError
+        from pipeline.query import QueryError, run
+        from pipeline.query.errors import one_line
+        from pipeline.query.formats import write
+
+        try:
+            query, output = build_query(args)
+            write(run(query), output.format, output.out, query.storage)
+        except (ConfigError, QueryError, duckdb.Error) as e:
+            return _fail(storage.redact(one_line(str(e))), EXIT_USAGE)
+    except UsageError as e:
+        return _fail(str(e), EXIT_USAGE)
+    except BrokenPipeError:  # `| head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except Exception as e:  # never a traceback for the user; REELAY_DEBUG=1 shows it
+        if os.environ.get("REELAY_DEBUG"):
+            raise
+        message = " ".join(str(e).split())
+        try:
+            from pipeline.storage import redact
+
+            message = redact(message)
+        except Exception:  # noqa: BLE001 (the import itself may be what failed)
+            message = "(message withheld: it could not be checked for credentials)"
+        return _fail(f"unexpected {type(e).__name__}: {message}", EXIT_FAILURE)
+    return EXIT_OK
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""The queries jobs/query.py runs, as frozen, validated dataclasses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.config import ConfigError, StorageConfig
+from pipeline.query.formats import FORMATS
+from pipeline.query.vectors import LEVELS
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """How a result is written: `format` to stdout, or to `out` (a path or s3:// URI)."""
+
+    format: str = "table"
+    out: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ConfigError(f"--format must be one of {', '.join(FORMATS)} (got {self.format!r})")
+
+
+@dataclass(frozen=True)
+class SqlQuery:
+    """SQL over the views videos, clips, errors and runs of an index."""
+
+    output_uri: str
+    sql: str
+    storage: StorageConfig = StorageConfig()
+
+
+@dataclass(frozen=True)
+class SimilarQuery:
+    """Nearest neighbours of an indexed video (`video_uri`) or of a new file (`file`)."""
+
+    output_uri: str
+    video_uri: str | None = None
+    file: str | None = None
+    k: int = 10
+    level: str = "video"
+    clip_index: int = 0  # the query clip at --level clip
+    exclude_self: bool = False
+    device: str = "cpu"  # where --similar-to-file runs the model
+    storage: StorageConfig = StorageConfig()
+
+    def __post_init__(self) -> None:
+        if (self.video_uri is None) == (self.file is None):
+            raise ConfigError("give exactly one of --similar VIDEO_URI and --similar-to-file PATH")
+        if self.k < 1:
+            raise ConfigError(f"-k must be >= 1 (got {self.k})")
+        if self.level not in LEVELS:
+            raise ConfigError(f"--level must be one of {', '.join(LEVELS)} (got {self.level!r})")
+        if self.clip_index < 0:
+            raise ConfigError(f"--clip-index must be >= 0 (got {self.clip_index})")
+        if self.device not in ("cpu", "cuda"):
+            raise ConfigError(f"--device must be cpu or cuda (got {self.device!r})")

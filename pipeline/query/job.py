@@ -1,0 +1,85 @@
+"""run(query) -> pyarrow.Table: the SQL path and the nearest-neighbour path."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from pipeline import storage
+from pipeline.query import vectors, views
+from pipeline.query.catalog import load_catalog
+from pipeline.query.config import SimilarQuery, SqlQuery
+from pipeline.query.errors import QueryError
+
+
+def run(query: SqlQuery | SimilarQuery) -> pa.Table:
+    if isinstance(query, SqlQuery):
+        return run_sql(query)
+    return run_similar(query)
+
+
+def run_sql(query: SqlQuery) -> pa.Table:
+    """The SQL's rows, over committed runs only."""
+    catalog = load_catalog(query.output_uri, query.storage)
+    con = views.connect(catalog)
+    try:
+        return views.query(con, query.sql)
+    finally:
+        con.close()
+
+
+def run_similar(query: SimilarQuery) -> pa.Table:
+    """The k nearest rows by cosine similarity, among the newest row per video (or clip) made
+    by the same model as the query."""
+    catalog = load_catalog(query.output_uri, query.storage)
+    level = query.level
+    clip_index = query.clip_index if level == "clip" else None
+    if query.file is not None:
+        from pipeline.query.embed_file import embed_file  # decoding and the model: this path only
+
+        run = catalog.latest(vectors.TABLE_OF[level])
+        embedded = embed_file(query.file, run.record, query.storage, query.device)
+        vector = (
+            embedded.video_embedding()
+            if level == "video"
+            else embedded.clip_embedding(query.clip_index)
+        )
+        parts = vectors.latest_rows(vectors.read_parts(catalog, level), level)
+        index = vectors.build_index(parts, level, run.model_version)
+        self_row = index.position(embedded.video_uri, clip_index) if query.exclude_self else None
+        return vectors.search(index, vector, query.k, self_row, exclude_self=query.exclude_self)
+
+    parts = vectors.latest_rows(vectors.read_parts(catalog, level), level)
+    uri, part = _find_video(parts, level, query.video_uri, clip_index, catalog.output_uri)
+    index = vectors.build_index(parts, level, part.run.model_version)
+    self_row = index.position(uri, clip_index)
+    if self_row is None:
+        raise QueryError(
+            f"{storage.redact(uri)} has no embedding in the index (status error: "
+            "see the errors view for why)"
+        )
+    return vectors.search(
+        index, index.matrix[self_row], query.k, self_row, exclude_self=query.exclude_self
+    )
+
+
+def _find_video(parts, level, video_uri, clip_index, output_uri):
+    """The query's part; a local path may be given relative to the working directory."""
+    candidates = [video_uri]
+    if not storage.is_remote(video_uri):
+        candidates.append(storage.strip_scheme(video_uri))
+    for uri in candidates:
+        part = vectors.locate(parts, level, uri, None)
+        if part is None:
+            continue
+        if clip_index is not None and vectors.locate(parts, level, uri, clip_index) is None:
+            raise QueryError(
+                f"{storage.redact(uri)} has no clip {clip_index} in the index; list its clips "
+                f"with: SELECT clip_index FROM clips WHERE video_uri = '{uri}'"
+            )
+        part = vectors.locate(parts, level, uri, clip_index)
+        return uri, part
+    raise QueryError(
+        f"video {storage.redact(video_uri)} is not in the index at {storage.redact(output_uri)} "
+        f"(no committed {vectors.TABLE_OF[level]} row); list the indexed videos with: "
+        "SELECT video_uri FROM videos"
+    )
