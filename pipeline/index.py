@@ -91,14 +91,14 @@ def run(cfg: IndexConfig) -> RunSummary:
     out = RunOutput(cfg.output_uri, run_id, started.strftime("%Y-%m-%d"), cfg.storage)
     watch = Stopwatch()
     spec, sampling = resolve_model(cfg)
+    if not cfg.mode.dry_run:
+        out.check_writable()
+        recover(cfg.output_uri, cfg.storage)  # settle crashed runs before reading the ledger
     if out.is_committed():
         raise ConfigError(
             f"run {run_id} is already committed in {storage.redact(cfg.output_uri)}"
             "; choose another --run-id"
         )
-    if not cfg.mode.dry_run:
-        out.check_writable()
-        recover(cfg.output_uri, cfg.storage)  # settle crashed runs before reading the ledger
     ensure_ray()
 
     # 0. list (driver): 1 row per video, minus what the ledger holds (incremental)

@@ -55,12 +55,13 @@ def select_videos(
 ) -> Selection:
     """New or changed videos for this model; with `retry_errors`, only last runs' failures."""
     latest: dict[tuple[str, str], str] = {}  # (uri, fingerprint) -> status, for this model
+    last_attempt: dict[str, str] = {}  # uri -> status of its newest attempt, for this model
     for row in ledger.to_pylist():  # ledger files come oldest run first
         if row["model_version"] == model_version:
             latest[(row["video_uri"], row["fingerprint"])] = row["status"]
+            last_attempt[row["video_uri"]] = row["status"]
     if retry_errors:
-        failed = {uri for (uri, _), status in latest.items() if status == "error"}
-        todo = [e for e in entries if e.uri in failed]
+        todo = [e for e in entries if last_attempt.get(e.uri) == "error"]
     else:
         todo = [e for e in entries if (e.uri, e.fingerprint) not in latest]
     return Selection(todo=todo, skipped=len(entries) - len(todo))
