@@ -1,22 +1,30 @@
-"""Video models: frame encoders + temporal heads, a registry, and plain-data checkpoints."""
+"""Video models: frame encoders + temporal heads, a registry, and plain-data checkpoints.
 
-from pipeline.models import encoders, temporal  # noqa: F401  (registers encoders and heads)
-from pipeline.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from pipeline.models.config import ModelConfig
-from pipeline.models.normalization import IMAGENET_MEAN, IMAGENET_STD
-from pipeline.models.registry import list_encoders, list_temporal_heads
-from pipeline.models.video_model import VideoModel, build_model, model_version
+Attributes load lazily (PEP 562), so importing ModelConfig does not import torch.
+"""
 
-__all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "Checkpoint",
-    "ModelConfig",
-    "VideoModel",
-    "build_model",
-    "list_encoders",
-    "list_temporal_heads",
-    "load_checkpoint",
-    "model_version",
-    "save_checkpoint",
-]
+from importlib import import_module
+
+_EXPORTS = {
+    "IMAGENET_MEAN": "normalization",
+    "IMAGENET_STD": "normalization",
+    "Checkpoint": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "ModelConfig": "config",
+    "list_encoders": "registry",
+    "list_temporal_heads": "registry",
+    "VideoModel": "video_model",
+    "build_model": "video_model",
+    "model_version": "video_model",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'pipeline.models' has no attribute {name!r}")
+    value = getattr(import_module(f"pipeline.models.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value

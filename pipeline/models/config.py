@@ -34,8 +34,8 @@ class ModelConfig:
     pretrained_weights: str | None = None  # torchvision weights name, e.g. "DEFAULT"
 
     def __post_init__(self) -> None:
-        registry.get_encoder_builder(self.encoder)  # raises ValueError listing known names
-        registry.get_temporal_builder(self.temporal)
+        registry.is_known("encoder", self.encoder)  # raises ValueError listing known names
+        registry.is_known("temporal", self.temporal)
         for name in _POSITIVE_INTS:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

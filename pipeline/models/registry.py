@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from torch import nn
-
-Builder = Callable[..., nn.Module]
+# torch is imported only when a builder is needed: CPU stages that just validate a ModelConfig
+# (plan, decode, listing) stay free of torch and torchvision.
+Builder = Callable[..., Any]
 F = TypeVar("F", bound=Builder)
+
+BUILTIN_ENCODERS = frozenset(
+    {"small_cnn", "resnet18", "resnet50", "mobilenet_v3_small", "efficientnet_b0"}
+)
+BUILTIN_TEMPORAL = frozenset({"mean", "lstm", "gru", "attention"})
 
 _ENCODERS: dict[str, Builder] = {}
 _TEMPORAL: dict[str, Builder] = {}
@@ -24,7 +30,24 @@ def _register(table: dict[str, Builder], kind: str, name: str) -> Callable[[F], 
     return wrapper
 
 
+def ensure_builtins() -> None:
+    """Import the built-in encoders and heads (this registers them)."""
+    importlib.import_module("pipeline.models.encoders")
+    importlib.import_module("pipeline.models.temporal")
+
+
+def is_known(kind: str, name: str) -> bool:
+    """Cheap check for the built-in names; anything else consults the full registry."""
+    builtin = BUILTIN_ENCODERS if kind == "encoder" else BUILTIN_TEMPORAL
+    if name in builtin:
+        return True
+    getter = get_encoder_builder if kind == "encoder" else get_temporal_builder
+    getter(name)  # raises ValueError listing the known names
+    return True
+
+
 def _get(table: dict[str, Builder], kind: str, name: str) -> Builder:
+    ensure_builtins()
     try:
         return table[name]
     except KeyError:
@@ -42,10 +65,12 @@ def register_temporal(name: str) -> Callable[[F], F]:
 
 
 def list_encoders() -> list[str]:
+    ensure_builtins()
     return sorted(_ENCODERS)
 
 
 def list_temporal_heads() -> list[str]:
+    ensure_builtins()
     return sorted(_TEMPORAL)
 
 
