@@ -9,7 +9,7 @@ from pipeline.models import ModelConfig
 
 # Defaults that learn time order quickly on a CPU: small frames, a clip that covers a short
 # video, a recurrent head (the index job's default `mean` head cannot see order).
-DEFAULT_SAMPLING = SamplingConfig(fps=5.0, clip_frames=16, image_size=64)
+DEFAULT_SAMPLING = SamplingConfig(fps=10.0, clip_frames=16, image_size=64)
 DEFAULT_MODEL = ModelConfig(encoder="small_cnn", temporal="gru", num_classes=2)
 
 

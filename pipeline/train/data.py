@@ -11,7 +11,8 @@ workers, which hold the cluster's CPUs, need no Ray Data tasks while they iterat
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -66,10 +67,37 @@ def decode_split(
     sampling: SamplingConfig,
     plan: PlanConfig,
     storage_cfg: StorageConfig,
+    seed: int,
 ) -> ClipSplit:
-    """Plan and decode one split's videos into materialized clip rows with a label index."""
+    """Plan and decode one split's videos into materialized clip rows with a label index.
+
+    Videos are put in a seeded random order first and Ray Data keeps that order, so the
+    materialized rows are mixed across classes and the same for the same seed.
+    """
     index = {name: i for i, name in enumerate(labels)}
-    items = [{**asdict(v), LABEL: index[v.label]} for v in videos]
+    order = np.random.default_rng(seed).permutation(len(videos))
+    items = [{**asdict(videos[i]), LABEL: index[videos[i].label]} for i in order]
+    with _preserve_order():
+        return _decode(items, labels, sampling, plan, storage_cfg)
+
+
+@contextmanager
+def _preserve_order() -> Iterator[None]:
+    options = ray.data.DataContext.get_current().execution_options
+    before, options.preserve_order = options.preserve_order, True
+    try:
+        yield
+    finally:
+        options.preserve_order = before
+
+
+def _decode(
+    items: list[dict],
+    labels: tuple[str, ...],
+    sampling: SamplingConfig,
+    plan: PlanConfig,
+    storage_cfg: StorageConfig,
+) -> ClipSplit:
     # 1. plan (CPU tasks): 1 video -> N work units; the unit list is small, so it comes back
     units = (
         ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 1024)))
@@ -95,7 +123,7 @@ def decode_split(
         clips = clips.materialize()
         del decoded  # its blocks are freed; only the clean clips stay in the object store
         counts += _label_counts(clips, len(labels))
-    return ClipSplit(clips if counts.sum() else None, counts, len(videos), failures)
+    return ClipSplit(clips if counts.sum() else None, counts, len(items), failures)
 
 
 def _failure(row: dict) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -202,7 +202,7 @@ def train_loop_per_worker(config: dict) -> list[dict]:
 
 
 def _check_resumable(model: ModelConfig, labels: tuple[str, ...], spec: LoopSpec) -> None:
-    if labels != spec.labels or replace(model) != spec.model:
+    if labels != spec.labels or model != spec.model:
         raise ValueError(
             "--resume: the latest checkpoint was trained with another model or label set "
             f"(checkpoint {model}, labels {list(labels)}; this run {spec.model}, labels "

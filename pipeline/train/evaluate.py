@@ -1,0 +1,73 @@
+"""Stage 5 of training, evaluate (Ray Data actor, 1 clip : 1 row): best.pt on the val clips.
+
+The model is rebuilt from the written best.pt, exactly as the index job will load it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import ray
+
+from pipeline.config import StorageConfig
+from pipeline.train.data import FRAMES, LABEL
+from pipeline.train.metrics import Evaluation
+
+
+class ClipPredictor:
+    """Callable class: a numpy batch {frames, label} -> {label, predicted}."""
+
+    def __init__(self, checkpoint_uri: str, storage: StorageConfig, device: str, threads: int):
+        import torch
+
+        from pipeline.model_source import read_checkpoint
+        from pipeline.train.loop import normalise
+
+        torch.set_num_threads(max(1, threads))
+        ckpt = read_checkpoint(checkpoint_uri, storage)
+        self.torch, self.normalise = torch, normalise
+        self.device = torch.device(device)
+        self.model = ckpt.build_model().to(self.device)
+        self.mean = torch.tensor(ckpt.normalization["mean"], device=self.device)
+        self.std = torch.tensor(ckpt.normalization["std"], device=self.device)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        torch = self.torch
+        frames = torch.from_numpy(np.ascontiguousarray(batch[FRAMES])).to(self.device)
+        with torch.inference_mode():
+            _, logits = self.model(self.normalise(frames, self.mean, self.std))  # (B, K)
+        return {LABEL: batch[LABEL], "predicted": logits.argmax(dim=1).cpu().numpy()}
+
+
+def evaluate_checkpoint(
+    clips: ray.data.Dataset,
+    checkpoint_uri: str,
+    labels: tuple[str, ...],
+    storage: StorageConfig,
+    *,
+    use_gpu: bool,
+    cpus: float,
+    batch_size: int,
+) -> Evaluation:
+    preds = clips.map_batches(
+        ClipPredictor,
+        fn_constructor_kwargs={
+            "checkpoint_uri": checkpoint_uri,
+            "storage": storage,
+            "device": "cuda" if use_gpu else "cpu",
+            "threads": max(1, int(cpus)),
+        },
+        batch_size=batch_size,
+        batch_format="numpy",
+        concurrency=1,
+        num_cpus=cpus,
+        num_gpus=1 if use_gpu else 0,
+    )
+    y_true, y_pred = [], []
+    for batch in preds.iter_batches(batch_format="numpy", batch_size=None):
+        y_true.append(batch[LABEL])
+        y_pred.append(batch["predicted"])
+    return Evaluation.from_predictions(
+        np.concatenate(y_true) if y_true else np.zeros(0, np.int64),
+        np.concatenate(y_pred) if y_pred else np.zeros(0, np.int64),
+        labels,
+    )

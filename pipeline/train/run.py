@@ -1,0 +1,327 @@
+"""The training job: labeled videos -> decoded clips (Ray Data) -> DDP training (Ray Train).
+
+Stages (row ratios):
+  0. list      (driver)           --data -> 1 row per labeled video, split train/val
+  1. plan      (CPU tasks)        1 video -> N work units
+  2. decode    (CPU tasks)        1 unit -> N clips {frames uint8, label}; materialized once
+  3. train     (Ray Train, DDP)   epochs over the train clips; per-epoch checkpoints and reports
+  4. evaluate  (Ray Data actor)   best.pt on every val clip -> confusion matrix
+  5. write     (driver)           best.pt, metrics.parquet, evaluation files, run record
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+
+from pipeline import storage
+from pipeline.config import ConfigError
+from pipeline.model_source import read_checkpoint
+from pipeline.models import IMAGENET_MEAN, IMAGENET_STD
+from pipeline.ray_env import ensure_ray
+from pipeline.train import output as names
+from pipeline.train.checkpoints import MODEL_FILE
+from pipeline.train.config import TrainConfig
+from pipeline.train.data import ClipSplit, check_decoded, decode_split
+from pipeline.train.evaluate import evaluate_checkpoint
+from pipeline.train.figures import confusion_png
+from pipeline.train.inputs import LabeledData, list_labeled
+from pipeline.train.loop import LoopSpec, train_loop_per_worker
+from pipeline.train.metrics import Evaluation
+from pipeline.train.output import TrainOutput
+from pipeline.train.split import TRAIN, VAL
+
+log = logging.getLogger("reelay.train")
+
+SHUFFLE_BUFFER_BYTES = 256 * 2**20  # per worker
+
+
+@dataclass
+class TrainSummary:
+    output_uri: str
+    labels: tuple[str, ...]
+    best_epoch: int
+    val_accuracy: float  # of best.pt, over every val clip
+    epochs: int  # epochs finished in total (resumed runs included)
+    history: list[dict] = field(default_factory=list)
+    counts: dict = field(default_factory=dict)
+    timings_s: dict = field(default_factory=dict)
+    model_version: str = ""
+
+    def line(self) -> str:
+        c = self.counts
+        return (
+            f"reelay train: {len(self.labels)} classes, {c.get('train_clips', 0)} train / "
+            f"{c.get('val_clips', 0)} val clips, {c.get('skipped_videos', 0)} videos skipped; "
+            f"{self.epochs} epochs; best epoch {self.best_epoch} val accuracy "
+            f"{self.val_accuracy:.3f}; model ckpt-{self.model_version}; output "
+            f"{storage.redact(self.output_uri)}/{names.BEST}"
+        )
+
+
+def run(cfg: TrainConfig) -> TrainSummary:
+    """Train on cfg.data_uri, write the run's output to cfg.output_uri; returns the summary."""
+    if cfg.features_from:
+        raise ConfigError(
+            "--features-from is not available yet: the index job does not write per-frame "
+            "embeddings; train end to end (omit --features-from)"
+        )
+    started = datetime.now(UTC)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
+    out = TrainOutput(cfg.output_uri, cfg.storage)
+    # 0. list (driver): labeled videos, split; every label problem fails here
+    data = list_labeled(cfg.data_uri, cfg.storage, cfg.val_fraction, cfg.seed)
+    model_cfg = replace(cfg.model, num_classes=len(data.labels))
+    _check_output(out, cfg, model_cfg, data.labels)
+    log.info(
+        "%d labeled videos, classes %s, split from %s: %s",
+        len(data.videos),
+        list(data.labels),
+        data.split_source,
+        data.counts(),
+    )
+    lap("list")
+
+    # 1-2. plan + decode (CPU tasks), materialized
+    ensure_ray()
+    splits = {
+        name: decode_split(
+            data.split(name), data.labels, cfg.sampling, cfg.plan, cfg.storage, cfg.seed
+        )
+        for name in (TRAIN, VAL)
+    }
+    skipped = _write_skipped(out, splits)
+    for name, split in splits.items():
+        log.info(
+            "%s: %d clips from %d videos; %d videos unreadable, skipped",
+            name,
+            split.num_clips,
+            split.videos,
+            split.skipped_videos,
+        )
+    check_decoded(splits[TRAIN], splits[VAL], data.labels)
+    lap("decode")
+
+    counts = {
+        "videos": len(data.videos),
+        "train_videos": splits[TRAIN].videos,
+        "val_videos": splits[VAL].videos,
+        "train_clips": splits[TRAIN].num_clips,
+        "val_clips": splits[VAL].num_clips,
+        "skipped_videos": skipped,
+        "ignored_videos": data.ignored,
+    }
+    record = {
+        "status": "running",
+        "started_at": started.isoformat(),
+        "config": cfg.to_dict(),
+        "model": model_cfg.to_dict(),
+        "sampling": cfg.sampling.to_dict(),
+        "labels": list(data.labels),
+        "split_source": data.split_source,
+        "counts": counts,
+    }
+    out.write_json(names.RUN_RECORD, record)
+
+    # 3. train (Ray Train workers, DDP)
+    spec = _loop_spec(cfg, model_cfg, data, counts)
+    try:
+        result = _fit(cfg, spec, out, splits)
+    except Exception as e:
+        error = storage.redact(f"{type(e).__name__}: {e}")[:2000]
+        out.write_json(names.RUN_RECORD, {**record, "status": "failed", "error": error})
+        raise
+    history = list(result.return_value or [])
+    best_ckpt, best_metrics = _best(result)
+    lap("train")
+
+    # 4. evaluate (Ray Data actor): best.pt, rebuilt exactly as the index job loads it
+    with best_ckpt.as_directory() as folder:
+        best_bytes = (Path(folder) / MODEL_FILE).read_bytes()
+    out.write_bytes(names.BEST, best_bytes)
+    best = read_checkpoint(out.uri(names.BEST), cfg.storage)  # verifies what was written
+    evaluation = evaluate_checkpoint(
+        splits[VAL].clips,
+        out.uri(names.BEST),
+        data.labels,
+        cfg.storage,
+        use_gpu=cfg.workers.use_gpu,
+        cpus=cfg.workers.cpus_per_worker,
+        batch_size=cfg.optim.batch_size,
+    )
+    lap("evaluate")
+
+    # 5. write: metrics, evaluation, figure, run record
+    best_epoch = int(best_metrics["epoch"])
+    _write_reports(out, history, evaluation, best_epoch)
+    lap("write")
+    summary = TrainSummary(
+        output_uri=cfg.output_uri,
+        labels=data.labels,
+        best_epoch=best_epoch,
+        val_accuracy=evaluation.accuracy,
+        epochs=len(history),
+        history=history,
+        counts=counts,
+        timings_s=timings,
+        model_version=best.model_version,
+    )
+    out.write_json(
+        names.RUN_RECORD,
+        {
+            **record,
+            "status": "done",
+            "ended_at": datetime.now(UTC).isoformat(),
+            "best_epoch": best_epoch,
+            "best_val_accuracy": evaluation.accuracy,
+            "model_version": best.model_version,
+            "epochs": len(history),
+            "timings_s": timings,
+            "history": history,
+        },
+    )
+    log.info(summary.line())
+    return summary
+
+
+def _check_output(out: TrainOutput, cfg: TrainConfig, model_cfg, labels: tuple[str, ...]) -> None:
+    """A fresh run needs a fresh output; --resume needs the same model, sampling and labels."""
+    if not out.exists(names.RUN_RECORD):
+        if cfg.resume:
+            log.warning(
+                "--resume: no earlier run in %s; starting from scratch",
+                storage.redact(cfg.output_uri),
+            )
+        return
+    if not cfg.resume:
+        raise ConfigError(
+            f"--output {storage.redact(cfg.output_uri)} already holds a training run; pass "
+            "--resume to continue it, or choose another --output"
+        )
+    before = out.read_json(names.RUN_RECORD)
+    now = {
+        "model": model_cfg.to_dict(),
+        "sampling": cfg.sampling.to_dict(),
+        "labels": list(labels),
+    }
+    changed = [k for k in now if before.get(k) != now[k]]
+    if changed:
+        detail = "; ".join(f"{k}: was {before.get(k)}, now {now[k]}" for k in changed)
+        raise ConfigError(
+            f"--resume: this run's {', '.join(changed)} differ from the run in "
+            f"{storage.redact(cfg.output_uri)} ({detail}); use the original options or "
+            "another --output"
+        )
+
+
+def _write_skipped(out: TrainOutput, splits: dict[str, ClipSplit]) -> int:
+    rows = [{**f, "split": name} for name, split in splits.items() for f in split.failures]
+    out.write_table(names.SKIPPED, pa.Table.from_pylist(rows, schema=names.SKIPPED_SCHEMA))
+    for r in rows:
+        log.warning(
+            "skipped %s (%s split): %s %s: %s",
+            storage.redact(r["video_uri"]),
+            r["split"],
+            r["error_stage"],
+            r["error_type"],
+            r["error_message"],
+        )
+    return len({r["video_uri"] for r in rows})
+
+
+def _loop_spec(cfg: TrainConfig, model_cfg, data: LabeledData, counts: dict) -> LoopSpec:
+    s = cfg.sampling
+    clip_bytes = s.clip_frames * s.image_size * s.image_size * 3
+    batch = cfg.workers.per_worker_batch(cfg.optim.batch_size)
+    return LoopSpec(
+        model=model_cfg,
+        labels=data.labels,
+        sampling=s.to_dict(),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        epochs=cfg.optim.epochs,
+        batch_size=batch,
+        lr=cfg.optim.lr,
+        weight_decay=cfg.optim.weight_decay,
+        seed=cfg.seed,
+        threads=max(1, int(cfg.workers.cpus_per_worker)),
+        shuffle_buffer=max(4 * batch, min(4096, SHUFFLE_BUFFER_BYTES // clip_bytes)),
+        extra={
+            "trainer": "reelay.train",
+            "data_uri": storage.redact(cfg.data_uri),
+            "split_source": data.split_source,
+            "counts": counts,
+            "config": cfg.to_dict(),
+        },
+        report_extra={"skipped_videos": counts["skipped_videos"]},
+    )
+
+
+def _fit(cfg: TrainConfig, spec: LoopSpec, out: TrainOutput, splits: dict[str, ClipSplit]):
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    storage_path, filesystem = out.ray_storage()
+    resources = {"CPU": cfg.workers.cpus_per_worker}
+    if cfg.workers.use_gpu:
+        resources["GPU"] = 1
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"spec": spec},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.workers.num_workers,
+            use_gpu=cfg.workers.use_gpu,
+            resources_per_worker=resources,
+        ),
+        run_config=ray.train.RunConfig(
+            name=names.CHECKPOINTS,
+            storage_path=storage_path,
+            storage_filesystem=filesystem,
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=cfg.keep_checkpoints,
+                checkpoint_score_attribute="val_accuracy",
+                checkpoint_score_order="max",
+            ),
+        ),
+        datasets={TRAIN: splits[TRAIN].clips, VAL: splits[VAL].clips},
+        # val is not split: rank 0 evaluates every val clip, so keep-best sees exact numbers
+        dataset_config=ray.train.DataConfig(datasets_to_split=[TRAIN]),
+    )
+    result = trainer.fit()
+    if result.error is not None:
+        raise RuntimeError(f"training failed: {result.error}") from result.error
+    return result
+
+
+def _best(result) -> tuple:
+    """The kept checkpoint with the highest val accuracy (ties: lower val loss, then later)."""
+    kept = [(c, m) for c, m in (result.best_checkpoints or []) if "val_accuracy" in m]
+    if not kept:
+        raise RuntimeError("training finished without a checkpoint (no epoch was reported)")
+    return max(kept, key=lambda cm: (cm[1]["val_accuracy"], -cm[1]["val_loss"], cm[1]["epoch"]))
+
+
+def _write_reports(
+    out: TrainOutput, history: list[dict], evaluation: Evaluation, best_epoch: int
+) -> None:
+    out.write_table(names.METRICS, pa.Table.from_pylist(history))
+    out.write_table(names.PER_CLASS, evaluation.per_class_table())
+    out.write_table(names.CONFUSION, evaluation.confusion_table())
+    out.write_json(names.EVALUATION, {"best_epoch": best_epoch, **evaluation.to_dict()})
+    title = f"val clips, best epoch {best_epoch}: accuracy {evaluation.accuracy:.3f}"
+    out.write_bytes(
+        names.CONFUSION_PNG, confusion_png(evaluation.confusion, evaluation.labels, title)
+    )
