@@ -1,0 +1,1 @@
+"""Benchmark harness of the index job: `python -m benchmarks.run` (see docs/benchmarks.md)."""

@@ -1,0 +1,170 @@
+"""What the contenders share: the model and its settings, the clip plan, one JSON line out.
+
+Every contender is a fresh process (`python -m benchmarks.contenders.<name> ...`) that prints one
+JSON line: `frames` (distinct sampled frames, the unit of every frames/s figure), `seconds` (its
+work time, after interpreter and Ray start-up), `peak_rss_mb` (its own process tree, sampled).
+The harness adds the process's wall time and its own sample of the tree's memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from benchmarks.procs import TreeSampler
+
+T_PROCESS = time.perf_counter()  # as close to interpreter start as an import gets
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The sampling and model every contender uses (the job's flags of the same names)."""
+
+    encoder: str = "resnet18"
+    temporal: str = "mean"
+    image_size: int = 112
+    fps: float = 2.0
+    clip_frames: int = 16
+    batch_size: int = 8
+    seed: int = 0
+
+    def job_flags(self) -> list[str]:
+        return [
+            "--encoder", self.encoder, "--temporal", self.temporal,
+            "--image-size", str(self.image_size), "--fps", f"{self.fps:g}",
+            "--clip-frames", str(self.clip_frames), "--batch-size", str(self.batch_size),
+            "--seed", str(self.seed),
+        ]  # fmt: skip
+
+    @classmethod
+    def add_flags(cls, p: argparse.ArgumentParser) -> None:
+        d = cls()
+        p.add_argument("--encoder", default=d.encoder)
+        p.add_argument("--temporal", default=d.temporal)
+        p.add_argument("--image-size", type=int, default=d.image_size)
+        p.add_argument("--fps", type=float, default=d.fps)
+        p.add_argument("--clip-frames", type=int, default=d.clip_frames)
+        p.add_argument("--batch-size", type=int, default=d.batch_size)
+        p.add_argument("--seed", type=int, default=d.seed)
+
+    @classmethod
+    def from_args(cls, a: argparse.Namespace) -> Workload:
+        return cls(a.encoder, a.temporal, a.image_size, a.fps, a.clip_frames, a.batch_size, a.seed)
+
+    def sampling(self):
+        from pipeline.config import SamplingConfig
+
+        return SamplingConfig(
+            fps=self.fps, clip_frames=self.clip_frames, image_size=self.image_size
+        )
+
+    def model_spec(self):
+        """The job's own ModelSpec for these flags (same seeded weights, labels, version)."""
+        from pipeline.config import IndexConfig
+        from pipeline.model_source import resolve_model
+        from pipeline.models import ModelConfig
+
+        cfg = IndexConfig(
+            input_uri="unused",
+            output_uri="unused",
+            sampling=self.sampling(),
+            model=ModelConfig(encoder=self.encoder, temporal=self.temporal),
+            seed=self.seed,
+        )
+        spec, _ = resolve_model(cfg)
+        return spec
+
+
+class Forward:
+    """The inference the job does, written plainly: uint8 clips -> embeddings, top-k scores."""
+
+    def __init__(self, spec, threads: int) -> None:
+        import torch
+
+        from pipeline.model_source import load_model
+
+        torch.set_num_threads(max(1, threads))
+        self.torch = torch
+        self.model = load_model(spec).eval()
+        self.mean = torch.tensor(spec.mean).view(1, 1, 3, 1, 1)
+        self.std = torch.tensor(spec.std).view(1, 1, 3, 1, 1)
+        self.labels = np.asarray(spec.labels, dtype=object)
+
+    def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(B, T, H, W, 3) uint8 -> embeddings (B, E), top-5 indices and scores (B, 5)."""
+        torch = self.torch
+        x = torch.from_numpy(np.ascontiguousarray(frames))
+        x = x.permute(0, 1, 4, 2, 3).float().div_(255).sub_(self.mean).div_(self.std)
+        with torch.inference_mode():
+            emb, logits = self.model(x)
+            probs = torch.softmax(logits, dim=1)
+            top = torch.topk(probs, k=min(5, probs.shape[1]), dim=1)
+        return emb.numpy(), top.indices.numpy(), top.values.numpy()
+
+
+def sampled_indices(num_frames: int, native_fps: float, target_fps: float) -> list[int]:
+    """The frames the job samples (pipeline.sampling.sampled_frame_indices, restated here so
+    that the decode-only loop does not import pipeline.config, which imports torch)."""
+    step = max(native_fps / target_fps, 1.0)
+    count = int(np.floor((num_frames - 1) / step + 1e-9)) + 1
+    return np.floor(np.arange(count) * step + 1e-9).astype(np.int64).tolist()
+
+
+def decode_frames(path: str, fps: float, size: int) -> tuple[dict, list[int], np.ndarray]:
+    """Plain decord, one reader per video: header, the job's sampled frames decoded with
+    get_batch (decord seeks to a later GOP's keyframe, else decodes forward) and resized
+    (centre square, PIL bilinear), as the job does. The union of the job's clips' frames is
+    exactly the sampled frames (the last clip pads by repeating)."""
+    import decord
+
+    reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+    num_frames, native_fps = len(reader), float(reader.get_avg_fps())
+    wanted = sampled_indices(num_frames, native_fps, fps)
+    frames = resize(reader.get_batch(wanted).asnumpy(), size)
+    info = {"num_frames": num_frames, "fps": native_fps, "duration_s": num_frames / native_fps}
+    return info, wanted, frames
+
+
+def resize(frames: np.ndarray, size: int) -> np.ndarray:
+    """(N, H, W, 3) -> (N, size, size, 3): centre square, PIL bilinear (the job's resize)."""
+    from PIL import Image
+
+    h, w = frames.shape[1:3]
+    side = min(h, w)
+    box = ((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side)
+    out = np.empty((len(frames), size, size, 3), dtype=np.uint8)
+    for i, f in enumerate(frames):
+        out[i] = np.asarray(Image.fromarray(f).resize((size, size), Image.BILINEAR, box=box))
+    return out
+
+
+def self_sampler() -> TreeSampler:
+    """RSS of this contender's own process tree, once a second (the harness samples it too)."""
+    return TreeSampler(os.getpid(), interval_s=1.0, pss_every=0).start()
+
+
+def emit(sampler: TreeSampler | None, **fields) -> None:
+    """Print the contender's one JSON line."""
+    if sampler is not None:
+        sampler.stop()
+        fields |= sampler.result()
+    fields.setdefault("process_s", round(time.perf_counter() - T_PROCESS, 2))
+    print(json.dumps(fields), flush=True)
+
+
+def video_paths(corpus_dir: str) -> list[str]:
+    return sorted(os.path.join(corpus_dir, n) for n in os.listdir(corpus_dir) if n.endswith(".mp4"))
+
+
+def start_ray():
+    """A private local Ray with every core, like the job's ensure_ray() on a laptop."""
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(address="local", include_dashboard=False)
+    return ray

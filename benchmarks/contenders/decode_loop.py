@@ -1,0 +1,58 @@
+"""Contender "decode_loop": a standalone decord loop, one process per core, no Ray, no model.
+
+Each process takes video paths from a queue and does what the job's plan + decode stages do for
+a video, written plainly: open one decord reader, read the header, find the job's sampled
+frames, decode them with get_batch, resize them (centre square, PIL bilinear). It imports
+neither torch nor the pipeline package.
+
+`python -m benchmarks.contenders.decode_loop --input DIR [--processes N] [workload flags]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from multiprocessing import get_context
+
+from benchmarks.contenders.common import Workload, decode_frames, emit, self_sampler, video_paths
+
+
+def worker(queue, results, workload: Workload) -> None:
+    frames = 0
+    while (path := queue.get()) is not None:
+        _, wanted, _ = decode_frames(path, workload.fps, workload.image_size)
+        frames += len(wanted)
+    results.put(frames)
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--input", required=True)
+    p.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    Workload.add_flags(p)
+    args = p.parse_args(argv)
+    w = Workload.from_args(args)
+    sampler = self_sampler()
+    t0 = time.perf_counter()
+    ctx = get_context("spawn")
+    queue, results = ctx.Queue(), ctx.Queue()
+    for path in video_paths(args.input):
+        queue.put(path)
+    for _ in range(args.processes):
+        queue.put(None)
+    procs = [ctx.Process(target=worker, args=(queue, results, w)) for _ in range(args.processes)]
+    for proc in procs:
+        proc.start()
+    done = [results.get() for _ in procs]
+    for proc in procs:
+        proc.join()
+    seconds = time.perf_counter() - t0
+    emit(sampler, contender="decode_loop", frames=sum(done), seconds=round(seconds, 3),
+         processes=args.processes)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

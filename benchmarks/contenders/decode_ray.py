@@ -1,0 +1,76 @@
+"""Contender "decode_ray": the job's stages 1 and 2 (plan + decode) on Ray Data, model = identity.
+
+The job's own `plan_units` (PlanVideo tasks) and `DecodeUnit` tasks (num_cpus=1, as in
+`decode_and_infer`), then an identity actor (num_cpus=0, so it takes no core from decoding)
+that drops the frames, where the job has its inference actors: frames still go through the
+object store as in the job.
+
+`python -m benchmarks.contenders.decode_ray --input DIR [--unit-frames N] [workload flags]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+from benchmarks.contenders.common import Workload, emit, self_sampler, start_ray
+
+
+class DropFrames:
+    def __call__(self, batch: dict) -> dict:
+        return {"clips": np.asarray([len(batch["clip_index"])])}
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--input", required=True)
+    p.add_argument("--unit-frames", type=int, default=128)
+    p.add_argument("--stats", help="save ds.stats() here")
+    Workload.add_flags(p)
+    args = p.parse_args(argv)
+    w = Workload.from_args(args)
+    sampler = self_sampler()
+    ray = start_ray()
+    from pipeline.config import IndexConfig, PlanConfig
+    from pipeline.decode import DecodeUnit
+    from pipeline.index import plan_units
+    from pipeline.listing import list_videos
+
+    cfg = IndexConfig(
+        input_uri=args.input,
+        output_uri="unused",
+        sampling=w.sampling(),
+        plan=PlanConfig(unit_frames=args.unit_frames),
+    )
+    t0 = time.perf_counter()
+    entries = list_videos(cfg.input_uri, cfg.storage)
+    units, _ = plan_units(entries, cfg, cfg.sampling)
+    t_plan = time.perf_counter() - t0
+    ds = (
+        ray.data.from_items(units, override_num_blocks=min(len(units), 4096))
+        .flat_map(DecodeUnit(cfg.sampling, cfg.plan, cfg.storage), num_cpus=1)
+        .map_batches(
+            DropFrames,
+            batch_size=w.batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=1),
+            num_cpus=0,
+        )
+        .materialize()
+    )
+    clips = int(ds.sum("clips"))
+    seconds = time.perf_counter() - t0
+    if args.stats:
+        with open(args.stats, "w") as f:
+            f.write(ds.stats())
+    emit(sampler, contender="decode_ray", frames=sum(u["sampled_frames"] for u in units),
+         clips=clips, units=len(units), seconds=round(seconds, 3),
+         plan_s=round(t_plan, 3))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

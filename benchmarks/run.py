@@ -1,0 +1,361 @@
+"""The benchmark harness: `python -m benchmarks.run [--quick] [--only NAME[,NAME]] [--repeats N]`.
+
+Every figure is a ratio of contenders measured side by side in this run: each contender is a
+fresh process (benchmarks/contenders/), contenders of a suite run interleaved (A B A B ...), and a
+ratio is the median over rounds of the ratio within a round. Results go to
+bench_out/results.json, bench_out/benchmarks.png and the generated part of docs/benchmarks.md.
+
+Suites (default: all but `knobs`):
+  limit   ours vs the hand-written multiprocessing pool (and naive) on the main corpus
+  decode  the job's plan+decode on Ray Data (model = identity) vs a standalone decord loop
+  model   the job's inference actors vs a standalone inference_mode loop
+  sparse  one frame every 4 s: decoded frames per kept frame, ours vs naive
+  memory  peak RSS of the process tree on a long 720p video, two lengths, ours and naive
+  knobs   ours with other --batch-size / --cpus-per-actor / --max-actors / --unit-frames
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from benchmarks import report, seeks
+from benchmarks.contenders.common import Workload
+from benchmarks.corpora import Corpus, CorpusSpec, ensure_corpus
+from benchmarks.procs import REPO, psutil, run_contender
+
+SUITES = ("limit", "decode", "model", "sparse", "memory", "knobs")
+DEFAULT_SUITES = ("limit", "decode", "model", "sparse", "memory")
+
+
+@dataclass(frozen=True)
+class Profile:
+    main: CorpusSpec
+    sparse: CorpusSpec
+    long_short: CorpusSpec
+    long_long: CorpusSpec
+    repeats: int
+    model_clips: int
+    sparse_fps: float = 0.25
+    timeout_s: float = 600
+    rss_cap_gib: float = 16
+
+
+FULL = Profile(
+    main=CorpusSpec("main", count=60, seconds=10),
+    sparse=CorpusSpec("sparse", count=8, seconds=120, keyframe_interval=45),
+    long_short=CorpusSpec("long", 1, 60, 1280, 720, keyframe_interval=60, preset="ultrafast"),
+    long_long=CorpusSpec("long", 1, 300, 1280, 720, keyframe_interval=60, preset="ultrafast"),
+    repeats=3,
+    model_clips=48,
+)
+QUICK = Profile(
+    main=CorpusSpec("main", count=8, seconds=10),
+    sparse=CorpusSpec("sparse", count=2, seconds=64, keyframe_interval=45),
+    long_short=CorpusSpec("long", 1, 15, 1280, 720, keyframe_interval=60, preset="ultrafast"),
+    long_long=CorpusSpec("long", 1, 45, 1280, 720, keyframe_interval=60, preset="ultrafast"),
+    repeats=1,
+    model_clips=12,
+    timeout_s=300,
+)
+
+# The job's knobs for "ours" (see docs/benchmarks.md, "Knobs"). Defaults of jobs/index.py
+# except where a measured knob setting is better on this machine.
+OURS_KNOBS: dict[str, str] = {}
+# Not in the sweep: `--cpus-per-actor 2` on 2 cores hangs (the actor holds both CPUs and the
+# decode tasks, num_cpus=1, never start), and `--unit-frames` changes nothing on 10 s videos
+# (20 sampled frames: one unit per video whatever the value). See docs/benchmarks.md.
+KNOB_VARIANTS: dict[str, dict[str, str]] = {
+    "defaults: batch 8, 1 actor x 1 CPU": {},
+    "2 actors x 0.5 CPU": {"--cpus-per-actor": "0.5", "--max-actors": "2"},
+    "2 actors x 1 CPU": {"--max-actors": "2"},
+    "batch 16": {"--batch-size": "16"},
+}
+
+
+def log(msg: str) -> None:
+    print(f"[bench {datetime.now():%H:%M:%S}] {msg}", flush=True)
+
+
+class Bench:
+    def __init__(self, out: Path, profile: Profile, quick: bool) -> None:
+        self.out, self.profile, self.quick = out, profile, quick
+        self.workload = Workload()
+        self.runs: list[dict] = []
+        self.counter = 0
+
+    # -- running contenders -------------------------------------------------------------
+    def run(self, suite: str, name: str, module: str, args: list[str], **extra) -> dict:
+        self.counter += 1
+        tag = f"{self.counter:03d}-{suite}-{name}"
+        tag = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in tag)
+        load_start = round(os.getloadavg()[0], 2)
+        rec = run_contender(
+            module,
+            args,
+            timeout_s=extra.pop("timeout_s", self.profile.timeout_s),
+            log_path=self.out / "logs" / f"{tag}.log",
+            rss_cap_bytes=extra.pop("rss_cap_bytes", None),
+        )
+        rec |= {
+            "suite": suite,
+            "name": name,
+            "load_avg_1m_start": load_start,
+            "load_avg_1m_end": round(os.getloadavg()[0], 2),
+        }
+        rec |= extra
+        if rec.get("frames") and rec.get("wall_s"):
+            rec["fps_wall"] = round(rec["frames"] / rec["wall_s"], 2)
+        if rec.get("frames") and rec.get("seconds"):
+            rec["fps_work"] = round(rec["frames"] / rec["seconds"], 2)
+        self.runs.append(rec)
+        log(
+            f"  {suite}/{name}: {rec['status']}; frames {rec.get('frames')}, "
+            f"wall {rec['wall_s']} s, work {rec.get('seconds')} s, "
+            f"tree peak RSS {rec['tree_peak_rss_mb']:.0f} MiB (PSS {rec['tree_peak_pss_mb']:.0f})"
+        )
+        return rec
+
+    def scratch(self, name: str) -> str:
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+        path = self.out / "scratch" / f"{self.counter + 1:03d}-{safe}"
+        if path.exists():
+            shutil.rmtree(path)
+        return str(path)
+
+    def ours(self, suite: str, corpus: Corpus, knobs: dict[str, str] | None = None,
+             name: str = "ours", workload: Workload | None = None, **extra) -> dict:  # fmt: skip
+        w = workload or self.workload
+        flags = [x for kv in {**OURS_KNOBS, **(knobs or {})}.items() for x in kv]
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+        stats = self.out / "logs" / f"{self.counter + 1:03d}-{suite}-{safe}.stats.txt"
+        args = ["--input", corpus.root.as_posix(), "--output", self.scratch(name),
+                *w.job_flags(), *flags, "--stats", str(stats)]  # fmt: skip
+        return self.run(suite, name, "benchmarks.contenders.ours", args,
+                        stats=str(stats), **extra)  # fmt: skip
+
+    def pool(self, suite: str, corpus: Corpus) -> dict:
+        args = ["--input", str(corpus.root), "--output", self.scratch("pool"),
+                *self.workload.job_flags()]  # fmt: skip
+        return self.run(suite, "pool", "benchmarks.contenders.pool", args)
+
+    def naive(self, suite: str, corpus: Corpus, workload: Workload | None = None,
+              **extra) -> dict:  # fmt: skip
+        w = workload or self.workload
+        args = ["--input", str(corpus.root), "--output", self.scratch("naive"),
+                "--native-fps", str(corpus.spec.fps), *w.job_flags()]  # fmt: skip
+        return self.run(suite, "naive", "benchmarks.contenders.naive", args, **extra)
+
+    def corpus(self, spec: CorpusSpec) -> Corpus:
+        return ensure_corpus(spec, self.out / "corpora", log=log)
+
+    # -- suites -------------------------------------------------------------------------
+    def rounds(self, suite: str, contenders: dict, repeats: int | None = None) -> None:
+        repeats = repeats or self.profile.repeats
+        for r in range(repeats):
+            log(f"{suite}: round {r + 1}/{repeats}")
+            order = list(contenders.items())
+            if r % 2:  # alternate who goes first: load drift hits both sides alike
+                order.reverse()
+            for _, fn in order:
+                fn(r)
+
+    def suite_limit(self) -> None:
+        c = self.corpus(self.profile.main)
+        self.rounds(
+            "limit",
+            {
+                "ours": lambda r: self.ours("limit", c, round=r),
+                "pool": lambda r: self.pool("limit", c) | {"round": r},
+                "naive": lambda r: self.naive("limit", c, round=r),
+            },
+        )
+
+    def suite_decode(self) -> None:
+        c = self.corpus(self.profile.main)
+        w = self.workload
+        flags = w.job_flags()
+        self.rounds(
+            "decode",
+            {
+                "decode_ray": lambda r: self.run(
+                    "decode", "decode_ray", "benchmarks.contenders.decode_ray",
+                    ["--input", str(c.root), *flags,
+                     "--stats", str(self.out / "logs" / f"decode_ray-{r}.stats.txt")],
+                    round=r,
+                ),
+                "decode_loop": lambda r: self.run(
+                    "decode", "decode_loop", "benchmarks.contenders.decode_loop",
+                    ["--input", str(c.root), *flags], round=r,
+                ),
+            },
+        )  # fmt: skip
+
+    def suite_model(self) -> None:
+        from pipeline.config import InferConfig
+
+        flags = self.workload.job_flags()
+        n = str(self.profile.model_clips)
+        cpa = float(OURS_KNOBS.get("--cpus-per-actor", InferConfig.cpus_per_actor))
+        actors = OURS_KNOBS.get("--max-actors")
+        # the job's own sizing rule (pipeline/ray_env.py) for this machine's cores
+        n_actors = int(actors) if actors else max(1, int((os.cpu_count() or 1) // (2 * cpa)))
+        ray_args = ["--clips", n, "--cpus-per-actor", f"{cpa:g}", *flags]
+        if actors:
+            ray_args += ["--max-actors", actors]
+        loop_args = ["--clips", n, "--processes", str(n_actors),
+                     "--threads", str(max(1, int(cpa))), *flags]  # fmt: skip
+        self.rounds(
+            "model",
+            {
+                "model_ray": lambda r: self.run(
+                    "model", "model_ray", "benchmarks.contenders.model_ray", ray_args, round=r
+                ),
+                "model_loop": lambda r: self.run(
+                    "model", "model_loop", "benchmarks.contenders.model_loop", loop_args, round=r
+                ),
+            },
+        )
+
+    def suite_sparse(self) -> dict:
+        c = self.corpus(self.profile.sparse)
+        w = replace(self.workload, fps=self.profile.sparse_fps)
+        self.rounds(
+            "sparse",
+            {
+                "ours": lambda r: self.ours("sparse", c, workload=w, round=r),
+                "naive": lambda r: self.naive("sparse", c, workload=w, round=r),
+            },
+        )
+        main = self.corpus(self.profile.main)
+        return {
+            "sparse": seeks.analyse(c.paths[0], w.fps, w.clip_frames, w.image_size),
+            "main": seeks.analyse(main.paths[0], self.workload.fps, w.clip_frames, w.image_size),
+        }
+
+    def suite_memory(self) -> None:
+        cap = int(self.profile.rss_cap_gib * 2**30)
+        for spec in (self.profile.long_short, self.profile.long_long):
+            c = self.corpus(spec)
+            minutes = round(spec.seconds / 60, 2)
+            self.ours("memory", c, minutes=minutes, rss_cap_bytes=cap)
+            self.naive("memory", c, minutes=minutes, rss_cap_bytes=cap)
+
+    def suite_knobs(self) -> None:
+        c = self.corpus(self.profile.main)
+        for r in range(self.profile.repeats):
+            log(f"knobs: round {r + 1}/{self.profile.repeats}")
+            for label, knobs in KNOB_VARIANTS.items():
+                self.ours("knobs", c, knobs=knobs, name=label, round=r, knob_flags=knobs)
+
+
+def machine_info() -> dict:
+    import ray
+    import torch
+
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpus": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "cpu_model": _cpu_model(),
+        "python": platform.python_version(),
+        "ray": ray.__version__,
+        "torch": torch.__version__,
+        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--quick", action="store_true", help="small corpora, one round (~3 min)")
+    p.add_argument("--only", help=f"comma-separated suites of: {', '.join(SUITES)}")
+    p.add_argument("--repeats", type=int, help="rounds per suite (default 3, quick 1)")
+    p.add_argument("--out", type=Path, default=REPO / "bench_out")
+    p.add_argument(
+        "--no-docs",
+        action="store_true",
+        help="do not update docs/benchmarks.{md,png} (a --quick run never does)",
+    )
+    args = p.parse_args(argv)
+    suites = DEFAULT_SUITES if not args.only else tuple(s.strip() for s in args.only.split(","))
+    unknown = set(suites) - set(SUITES)
+    if unknown:
+        p.error(f"unknown suite(s) {sorted(unknown)}; known: {', '.join(SUITES)}")
+    profile = QUICK if args.quick else FULL
+    if args.repeats:
+        profile = replace(profile, repeats=args.repeats)
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    args.out.mkdir(parents=True, exist_ok=True)
+    bench = Bench(args.out, profile, args.quick)
+    t0 = time.perf_counter()
+    results: dict = {
+        "profile": "quick" if args.quick else "full",
+        "suites": list(suites),
+        "machine": machine_info(),
+        "workload": asdict(bench.workload),
+        "ours_knobs": OURS_KNOBS,
+        "repeats": profile.repeats,
+    }
+    log(f"suites {', '.join(suites)}; profile {results['profile']}; "
+        f"load average {results['machine']['load_avg_at_start']}")  # fmt: skip
+    extra: dict = {}
+    for suite in suites:
+        log(f"suite {suite}")
+        out = getattr(bench, f"suite_{suite}")()
+        if out:
+            extra[suite] = out
+    corpora = {}
+    for spec in (profile.main, profile.sparse, profile.long_short, profile.long_long):
+        root = args.out / "corpora" / spec.key
+        if (root / "corpus.json").exists():
+            corpora[spec.key] = bench.corpus(spec).info() | {
+                "generate_s": json.loads((root / "corpus.json").read_text()).get("generate_s")
+            }
+    results |= {
+        "corpora": corpora,
+        "corpus_roles": {
+            "main": profile.main.key, "sparse": profile.sparse.key,
+            "long_short": profile.long_short.key, "long_long": profile.long_long.key,
+        },
+        "seeks": extra.get("sparse"),
+        "runs": bench.runs,
+        "elapsed_s": round(time.perf_counter() - t0, 1),
+        "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
+    }  # fmt: skip
+    results["summary"] = report.summarize(results)
+    path = args.out / "results.json"
+    if args.only and path.exists() and not args.quick:
+        results = report.merge(json.loads(path.read_text()), results)
+        results["summary"] = report.summarize(results)
+    path.write_text(json.dumps(results, indent=1, default=str))
+    png = report.plot(results, args.out / "benchmarks.png")
+    if not (args.no_docs or args.quick):
+        shutil.copy(png, REPO / "docs" / "benchmarks.png")
+        report.write_markdown(results, REPO / "docs" / "benchmarks.md")
+    print(report.table(results))
+    log(f"done in {results['elapsed_s']:.0f} s: {path}, {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

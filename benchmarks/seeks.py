@@ -1,0 +1,84 @@
+"""How many frames a decoder decodes per frame it keeps, for a video and a sampling.
+
+Two ways, side by side:
+- counted: decord's `get_batch` rule applied to the file's real keyframe positions (read with
+  PyAV, packets only). For each sorted target t, with `cur` the next frame the decoder would
+  return: when t is before `cur` or in a later GOP than `cur`, decord seeks to the keyframe at or
+  before t and decodes forward to t (t - key + 1 frames); otherwise it decodes forward from `cur`
+  (t - cur + 1 frames). B-frame reordering adds a frame or two per seek, not counted.
+- timed: the time of decord's `get_batch(targets)` divided by the time per frame of decoding the
+  whole video frame by frame (`next()`, RGB conversion included): an estimate, a little low
+  because only the kept frames of `get_batch` pay the RGB conversion.
+A pipeline that decodes everything (Ray Data's `read_videos`) decodes `native / kept` frames per
+kept frame.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+
+from benchmarks.corpora import keyframe_positions
+
+
+def counted_decodes(keyframes: list[int], targets: list[int]) -> int:
+    decoded, cur = 0, 0
+    for t in targets:
+        key = keyframes[bisect.bisect_right(keyframes, t) - 1]
+        key_cur = keyframes[bisect.bisect_right(keyframes, cur) - 1] if cur > 0 else 0
+        if t < cur or key != key_cur:
+            decoded += t - key + 1
+        else:
+            decoded += t - cur + 1
+        cur = t + 1
+    return decoded
+
+
+def timed_decodes(path: str, targets: list[int], repeats: int = 3) -> tuple[float, float]:
+    """(estimated frames decoded by get_batch(targets), seconds per decoded frame)."""
+    import decord
+
+    best_full, best_sparse = float("inf"), float("inf")
+    for _ in range(repeats):
+        reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+        n = len(reader)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            reader.next()
+        best_full = min(best_full, time.perf_counter() - t0)
+        reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+        t0 = time.perf_counter()
+        reader.get_batch(targets).asnumpy()
+        best_sparse = min(best_sparse, time.perf_counter() - t0)
+    per_frame = best_full / n
+    return best_sparse / per_frame, per_frame
+
+
+def analyse(path: str, fps: float, clip_frames: int, image_size: int = 112) -> dict:
+    """Decoded frames per kept frame for the job's sampling of `path`."""
+    import decord
+
+    from pipeline.config import SamplingConfig
+    from pipeline.sampling import plan_clips
+
+    reader = decord.VideoReader(path, num_threads=1)
+    native_fps, n = float(reader.get_avg_fps()), len(reader)
+    keyframes = [int(k) for k in reader.get_key_indices()]  # what decord seeks to
+    pyav_keyframes, pyav_frames = keyframe_positions(path)  # cross-check, packets only
+    sampling = SamplingConfig(fps=fps, clip_frames=clip_frames, image_size=image_size)
+    targets = sorted({f for c in plan_clips(n, native_fps, sampling) for f in c.frame_indices})
+    timed, per_frame = timed_decodes(path, targets)
+    counted = counted_decodes(keyframes, targets)
+    gaps = [b - a for a, b in zip(keyframes, keyframes[1:], strict=False)]
+    return {
+        "video": path,
+        "native_frames": n,
+        "kept_frames": len(targets),
+        "keyframes": len(keyframes),
+        "keyframes_agree_with_pyav": keyframes == pyav_keyframes and n == pyav_frames,
+        "mean_keyframe_interval": round(sum(gaps) / len(gaps), 1) if gaps else n,
+        "decoded_per_kept_counted": round(counted / len(targets), 2),
+        "decoded_per_kept_timed": round(timed / len(targets), 2),
+        "decoded_per_kept_decode_all": round(n / len(targets), 2),
+        "full_decode_fps": round(1 / per_frame, 1),
+    }
