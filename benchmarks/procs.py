@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -56,6 +57,7 @@ class TreeSampler:
     peak_single_rss: int = 0
     samples: list = field(default_factory=list)  # (t, rss, pss|None)
     capped: bool = False
+    cpu_by_pid: dict = field(default_factory=dict)  # last seen user+sys seconds per process
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -82,6 +84,8 @@ class TreeSampler:
             rss, pss, single = 0, 0, 0
             for p in procs:
                 try:
+                    ct = p.cpu_times()
+                    self.cpu_by_pid[(p.pid, p.create_time())] = ct.user + ct.system
                     r = p.memory_info().rss
                     rss += r
                     single = max(single, r)
@@ -115,6 +119,8 @@ class TreeSampler:
             "peak_pss_mb": round(self.peak_pss / mb, 1),
             "peak_single_rss_mb": round(self.peak_single_rss / mb, 1),
             "peak_processes": self.peak_procs,
+            # a lower bound: CPU a process used after its last sample is missed
+            "cpu_s_sampled": round(sum(self.cpu_by_pid.values()), 2),
         }
 
 
@@ -168,6 +174,7 @@ def run_contender(
     cmd = [sys.executable, "-m", module, *args]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(log_path, "w") as log:
         log.write(" ".join(cmd) + "\n")
         log.flush()
@@ -184,6 +191,7 @@ def run_contender(
             out, _ = proc.communicate()
         wall = time.perf_counter() - t0
         sampler.stop()
+        usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         log.write("\n--- stdout ---\n" + (out or ""))
     record = last_json_line(out or "") or {}
     status = "ok"
@@ -195,10 +203,14 @@ def run_contender(
         status = f"exit {proc.returncode}"
     elif not record:
         status = "no JSON line"
+    # CPU of every descendant that was reaped by its parent (Ray's workers are reaped by the
+    # raylet, the raylet by the driver): the process tree's total user+sys time
+    cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
     return {
         **record,
         "status": status,
         "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
         **{f"tree_{k}": v for k, v in sampler.result().items()},
         "log": str(log_path),
     }
