@@ -11,7 +11,9 @@ Suites (default: all but `knobs`):
   model   the job's inference actors vs a standalone inference_mode loop
   sparse  one frame every 4 s: decoded frames per kept frame, ours vs naive
   memory  peak RSS of the process tree on a long 720p video, two lengths, ours and naive
-  knobs   ours with other --batch-size / --cpus-per-actor / --max-actors / --unit-frames
+  knobs   ours with other --batch-size / --cpus-per-actor / --max-actors
+  scale   ours, pool and naive on the main corpus and on one 3x larger: the marginal rate
+          (extra frames / extra seconds) leaves fixed start-up costs out
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from benchmarks.contenders.common import Workload
 from benchmarks.corpora import Corpus, CorpusSpec, ensure_corpus
 from benchmarks.procs import REPO, psutil, run_contender
 
-SUITES = ("limit", "decode", "model", "sparse", "memory", "knobs")
+SUITES = ("limit", "decode", "model", "sparse", "memory", "knobs", "scale")
 DEFAULT_SUITES = ("limit", "decode", "model", "sparse", "memory")
 
 
@@ -44,6 +46,8 @@ class Profile:
     long_long: CorpusSpec
     repeats: int
     model_clips: int
+    scale_factor: int = 3
+    scale_repeats: int = 2
     sparse_fps: float = 0.25
     timeout_s: float = 600
     rss_cap_gib: float = 16
@@ -55,7 +59,7 @@ FULL = Profile(
     long_short=CorpusSpec("long", 1, 60, 1280, 720, keyframe_interval=60, preset="ultrafast"),
     long_long=CorpusSpec("long", 1, 300, 1280, 720, keyframe_interval=60, preset="ultrafast"),
     repeats=3,
-    model_clips=48,
+    model_clips=96,
 )
 QUICK = Profile(
     main=CorpusSpec("main", count=8, seconds=10),
@@ -116,10 +120,12 @@ class Bench:
             rec["fps_wall"] = round(rec["frames"] / rec["wall_s"], 2)
         if rec.get("frames") and rec.get("seconds"):
             rec["fps_work"] = round(rec["frames"] / rec["seconds"], 2)
+        if rec.get("frames") and rec.get("cpu_s"):
+            rec["cpu_ms_per_frame"] = round(1000 * rec["cpu_s"] / rec["frames"], 1)
         self.runs.append(rec)
         log(
             f"  {suite}/{name}: {rec['status']}; frames {rec.get('frames')}, "
-            f"wall {rec['wall_s']} s, work {rec.get('seconds')} s, "
+            f"wall {rec['wall_s']} s, work {rec.get('seconds')} s, CPU {rec.get('cpu_s')} s, "
             f"tree peak RSS {rec['tree_peak_rss_mb']:.0f} MiB (PSS {rec['tree_peak_pss_mb']:.0f})"
         )
         return rec
@@ -142,17 +148,17 @@ class Bench:
         return self.run(suite, name, "benchmarks.contenders.ours", args,
                         stats=str(stats), **extra)  # fmt: skip
 
-    def pool(self, suite: str, corpus: Corpus) -> dict:
-        args = ["--input", str(corpus.root), "--output", self.scratch("pool"),
+    def pool(self, suite: str, corpus: Corpus, name: str = "pool", **extra) -> dict:
+        args = ["--input", str(corpus.root), "--output", self.scratch(name),
                 *self.workload.job_flags()]  # fmt: skip
-        return self.run(suite, "pool", "benchmarks.contenders.pool", args)
+        return self.run(suite, name, "benchmarks.contenders.pool", args, **extra)
 
     def naive(self, suite: str, corpus: Corpus, workload: Workload | None = None,
-              **extra) -> dict:  # fmt: skip
+              name: str = "naive", **extra) -> dict:  # fmt: skip
         w = workload or self.workload
-        args = ["--input", str(corpus.root), "--output", self.scratch("naive"),
+        args = ["--input", str(corpus.root), "--output", self.scratch(name),
                 "--native-fps", str(corpus.spec.fps), *w.job_flags()]  # fmt: skip
-        return self.run(suite, "naive", "benchmarks.contenders.naive", args, **extra)
+        return self.run(suite, name, "benchmarks.contenders.naive", args, **extra)
 
     def corpus(self, spec: CorpusSpec) -> Corpus:
         return ensure_corpus(spec, self.out / "corpora", log=log)
@@ -174,7 +180,7 @@ class Bench:
             "limit",
             {
                 "ours": lambda r: self.ours("limit", c, round=r),
-                "pool": lambda r: self.pool("limit", c) | {"round": r},
+                "pool": lambda r: self.pool("limit", c, round=r),
                 "naive": lambda r: self.naive("limit", c, round=r),
             },
         )
@@ -249,6 +255,18 @@ class Bench:
             self.ours("memory", c, minutes=minutes, rss_cap_bytes=cap)
             self.naive("memory", c, minutes=minutes, rss_cap_bytes=cap)
 
+    def suite_scale(self) -> None:
+        small = self.corpus(self.profile.main)
+        spec = self.profile.main
+        big = self.corpus(replace(spec, count=spec.count * self.profile.scale_factor))
+        repeats = min(self.profile.repeats, self.profile.scale_repeats)
+        for r in range(repeats):
+            log(f"scale: round {r + 1}/{repeats}")
+            for c, size in ((small, "small"), (big, "big")):
+                self.ours("scale", c, name=f"ours-{size}", round=r, videos=c.spec.count)
+                self.pool("scale", c, name=f"pool-{size}", round=r, videos=c.spec.count)
+                self.naive("scale", c, name=f"naive-{size}", round=r, videos=c.spec.count)
+
     def suite_knobs(self) -> None:
         c = self.corpus(self.profile.main)
         for r in range(self.profile.repeats):
@@ -316,6 +334,12 @@ def main(argv: list[str] | None = None) -> int:
         "ours_knobs": OURS_KNOBS,
         "repeats": profile.repeats,
     }
+    results["measured"] = {
+        s: {"date": results["machine"]["date"],
+            "load_avg_at_start": results["machine"]["load_avg_at_start"],
+            "repeats": profile.repeats}
+        for s in suites
+    }  # fmt: skip
     log(f"suites {', '.join(suites)}; profile {results['profile']}; "
         f"load average {results['machine']['load_avg_at_start']}")  # fmt: skip
     extra: dict = {}
@@ -344,9 +368,11 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     results["summary"] = report.summarize(results)
     path = args.out / "results.json"
-    if args.only and path.exists() and not args.quick:
-        results = report.merge(json.loads(path.read_text()), results)
-        results["summary"] = report.summarize(results)
+    if path.exists() and not args.quick:  # keep what earlier runs measured in other suites
+        old = json.loads(path.read_text())
+        if old.get("profile") == results["profile"] and set(old.get("suites", [])) - set(suites):
+            results = report.merge(old, results)
+            results["summary"] = report.summarize(results)
     path.write_text(json.dumps(results, indent=1, default=str))
     png = report.plot(results, args.out / "benchmarks.png")
     if not (args.no_docs or args.quick):

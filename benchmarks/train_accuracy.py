@@ -2,7 +2,7 @@
 
     python -m benchmarks.train_accuracy [--per-class 150] [--epochs 12] [--out DIR]
 
-Writes a sample corpus, trains each configuration with pipeline.train.run on a local Ray, and
+Writes a sample corpus, trains each configuration with pipeline.train.run(cfg) on a local Ray, and
 prints one row per run: best val accuracy, epochs, mean epoch time, wall time. Figures in
 docs/training.md come from this script.
 """
@@ -40,34 +40,6 @@ class Case:
 
 
 DEFAULT_CASES = "gru:1,attention:1,lstm:1,mean:1,gru:2"
-PREVIEW_STD = 1.0
-
-
-def preview_attention_init() -> None:
-    """Ray worker setup hook: the AttentionHead init proposed for pipeline/models/temporal.py.
-
-    The head initialises its class token and position table with std 0.02; from a randomly
-    initialised small_cnn it then stays at chance on direction (see docs/training.md). With
-    std 1.0 it learns. Used with --preview-attention-init until the model change lands.
-    """
-    if REPO_ROOT not in sys.path:  # the hook runs before Ray puts the job's folder on the path
-        sys.path.insert(0, REPO_ROOT)
-    from torch import nn
-
-    from pipeline.models import temporal
-
-    head = temporal.AttentionHead
-    if getattr(head, "_preview_init", False):
-        return
-    original = head.__init__
-
-    def __init__(self, in_dim, cfg):  # noqa: N807
-        original(self, in_dim, cfg)
-        nn.init.trunc_normal_(self.cls_token, std=PREVIEW_STD, a=-2.0, b=2.0)
-        nn.init.trunc_normal_(self.pos_embed, std=PREVIEW_STD, a=-2.0, b=2.0)
-
-    head.__init__ = __init__
-    head._preview_init = True
 
 
 def parse_cases(text: str) -> list[Case]:
@@ -96,22 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated head:workers[:cpus_per_worker], e.g. gru:1,gru:2,gru:1:2",
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--preview-attention-init",
-        action="store_true",
-        help="run with the proposed AttentionHead init (cls token and positions std 1.0)",
-    )
     p.add_argument("--out", type=Path, help="folder for the corpus and runs (default: temp)")
     args = p.parse_args(argv)
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
-    runtime_env = {}
-    if args.preview_attention_init:
-        preview_attention_init()
-        runtime_env["worker_process_setup_hook"] = preview_attention_init
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env=runtime_env)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     root = args.out or Path(tempfile.mkdtemp(prefix="reelay-train-bench-"))
     t0 = time.perf_counter()
@@ -158,7 +121,6 @@ def main(argv: list[str] | None = None) -> int:
             "train_clips": summary.counts["train_clips"],
             "val_clips": summary.counts["val_clips"],
             "wall_s": wall,
-            "attention_init_preview": args.preview_attention_init,
             "timings_s": summary.timings_s,
         }
         rows.append(row)

@@ -72,6 +72,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--use-gpu", action="store_true", help="one GPU per worker")
     p.add_argument(
+        "--max-failures",
+        type=int,
+        default=WorkersConfig.max_failures,
+        help="worker-group failures to recover from by restarting at the latest checkpoint",
+    )
+    p.add_argument(
         "--val-fraction",
         type=float,
         default=0.2,
@@ -117,6 +123,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
             num_workers=args.num_workers,
             use_gpu=args.use_gpu,
             cpus_per_worker=args.cpus_per_worker,
+            max_failures=args.max_failures,
         ),
         plan=PlanConfig(unit_frames=args.unit_frames),
         storage=StorageConfig.from_json(args.storage_options),

@@ -157,6 +157,27 @@ def emit(sampler: TreeSampler | None, **fields) -> None:
     print(json.dumps(fields), flush=True)
 
 
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0}
+
+
+def op_remote_wall(stats: str, operator: str) -> dict | None:
+    """From a Ray Data `ds.stats()` text: the operator's tasks and their remote wall time
+    (min/max/mean/total, seconds). `operator` is a substring of its name, e.g. "DecodeUnit"."""
+    import re
+
+    lines = stats.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("Operator ") and operator in line:
+            tasks = re.search(r": (\d+) tasks executed", line)
+            for follow in lines[i + 1 : i + 12]:
+                if "Remote wall time" in follow:
+                    vals = re.findall(r"([\d.]+)(us|ms|min|s) (min|max|mean|total)", follow)
+                    out = {k: float(v) * _UNITS[u] for v, u, k in vals}
+                    out["tasks"] = int(tasks.group(1)) if tasks else None
+                    return out
+    return None
+
+
 def video_paths(corpus_dir: str) -> list[str]:
     return sorted(os.path.join(corpus_dir, n) for n in os.listdir(corpus_dir) if n.endswith(".mp4"))
 

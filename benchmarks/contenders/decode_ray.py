@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from benchmarks.contenders.common import Workload, emit, self_sampler, start_ray
+from benchmarks.contenders.common import Workload, emit, op_remote_wall, self_sampler, start_ray
 
 
 class DropFrames:
@@ -63,12 +63,14 @@ def main(argv: list[str]) -> int:
     )
     clips = int(ds.sum("clips"))
     seconds = time.perf_counter() - t0
+    stats = ds.stats()
     if args.stats:
         with open(args.stats, "w") as f:
-            f.write(ds.stats())
+            f.write(stats)
+    task = op_remote_wall(stats, "DecodeUnit") or {}
     emit(sampler, contender="decode_ray", frames=sum(u["sampled_frames"] for u in units),
-         clips=clips, units=len(units), seconds=round(seconds, 3),
-         plan_s=round(t_plan, 3))  # fmt: skip
+         clips=clips, units=len(units), seconds=round(seconds, 3), plan_s=round(t_plan, 3),
+         per_item_s=task.get("mean"), decode_tasks=task)  # fmt: skip
     return 0
 
 

@@ -23,12 +23,17 @@ def worker(n_clips: int, spec, w: Workload, threads: int, results) -> None:
     forward = Forward(spec, threads=threads)
     rng = np.random.default_rng(0)
     clip = rng.integers(0, 256, (w.clip_frames, w.image_size, w.image_size, 3), dtype=np.uint8)
-    done = 0
+    done = batches = 0
+    busy = 0.0  # seconds in full batches, for the per-batch time (steady state)
     while done < n_clips:
         n = min(w.batch_size, n_clips - done)
+        t0 = time.perf_counter()
         forward(np.broadcast_to(clip, (n, *clip.shape)).copy())
+        if n == w.batch_size:
+            busy += time.perf_counter() - t0
+            batches += 1
         done += n
-    results.put(done)
+    results.put((done, batches, busy))
 
 
 def main(argv: list[str]) -> int:
@@ -61,9 +66,11 @@ def main(argv: list[str]) -> int:
         for proc in procs:
             proc.join()
     seconds = time.perf_counter() - t0
-    n = sum(done)
+    n = sum(d[0] for d in done)
+    batches = sum(d[1] for d in done)
     emit(sampler, contender="model_loop", frames=n * w.clip_frames, clips=n,
-         seconds=round(seconds, 3), processes=args.processes, threads=args.threads)  # fmt: skip
+         seconds=round(seconds, 3), processes=args.processes, threads=args.threads,
+         per_item_s=round(sum(d[2] for d in done) / max(batches, 1), 4))  # fmt: skip
     return 0
 
 

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from benchmarks.contenders.common import Workload, emit, self_sampler, start_ray
+from benchmarks.contenders.common import Workload, emit, op_remote_wall, self_sampler, start_ray
 
 
 def make_rows(batch: dict, clip_frames: int, size: int, columns: tuple[str, ...]) -> dict:
@@ -92,8 +92,10 @@ def main(argv: list[str]) -> int:
     )  # fmt: skip
     n = ds.count()
     seconds = time.perf_counter() - t0
+    task = op_remote_wall(ds.stats(), "ClipInferencer") or {}
     emit(sampler, contender="model_ray", frames=n * w.clip_frames, clips=n,
-         seconds=round(seconds, 3), actors=res.max_actors, threads=res.threads)  # fmt: skip
+         seconds=round(seconds, 3), actors=res.max_actors, threads=res.threads,
+         per_item_s=task.get("mean"), infer_tasks=task)  # fmt: skip
     return 0
 
 

@@ -98,8 +98,13 @@ def main(argv: list[str]) -> int:
     if code != 0:
         print(f"job exited with {code}", file=sys.stderr)
         return code
+    operators = {}
     if stats_path and captured.get("ds") is not None:
-        Path(stats_path).write_text(captured["ds"].stats())
+        from benchmarks.contenders.common import op_remote_wall
+
+        stats = captured["ds"].stats()
+        Path(stats_path).write_text(stats)
+        operators = {op: op_remote_wall(stats, op) for op in ("DecodeUnit", "ClipInferencer")}
     records = sorted((output / "_runs").glob("*.json"), key=lambda p: p.stat().st_mtime)
     record = json.loads(records[-1].read_text())
     timings = record["timings_s"]
@@ -118,6 +123,7 @@ def main(argv: list[str]) -> int:
         run_id=record["run_id"],
         cluster=record.get("cluster"),
         executions=executions,
+        operators=operators,
     )
     return 0
 

@@ -40,10 +40,16 @@ class WorkersConfig:
     num_workers: int = 1
     use_gpu: bool = False
     cpus_per_worker: float = 1.0  # also the worker's torch threads (at least 1)
+    # Worker-group failures Ray Train recovers from (restart from the latest checkpoint): a
+    # lost node, a preempted GPU, or Ray 2.60's PlacementGroupCleaner wrongly declaring the
+    # controller dead when the State API does not answer (seen on a loaded machine).
+    max_failures: int = 2
 
     def __post_init__(self) -> None:
         if self.num_workers < 1:
             raise ConfigError(f"--num-workers must be >= 1 (got {self.num_workers})")
+        if self.max_failures < 0:
+            raise ConfigError(f"--max-failures must be >= 0 (got {self.max_failures})")
         if not self.cpus_per_worker > 0:
             raise ConfigError(f"--cpus-per-worker must be > 0 (got {self.cpus_per_worker})")
 

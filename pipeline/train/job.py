@@ -295,6 +295,8 @@ def _fit(cfg: TrainConfig, spec: LoopSpec, out: TrainOutput, splits: dict[str, C
                 checkpoint_score_attribute="val_accuracy",
                 checkpoint_score_order="max",
             ),
+            # a failed worker group restarts from the latest checkpoint (see WorkersConfig)
+            failure_config=ray.train.FailureConfig(max_failures=cfg.workers.max_failures),
         ),
         datasets={TRAIN: splits[TRAIN].clips, VAL: splits[VAL].clips},
         # val is not split: rank 0 evaluates every val clip, so keep-best sees exact numbers
