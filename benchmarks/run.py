@@ -14,6 +14,8 @@ Suites (default: all but `knobs`):
   knobs   ours with other --batch-size / --cpus-per-actor / --max-actors
   scale   ours, pool and naive on the main corpus and on one 3x larger: the marginal rate
           (extra frames / extra seconds) leaves fixed start-up costs out
+  incremental  a full --incremental run over many small videos, then the nightly no-op rerun
+          over the same folder (nothing new): its cost as a fraction of the full run
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ from benchmarks.contenders.common import Workload
 from benchmarks.corpora import Corpus, CorpusSpec, ensure_corpus
 from benchmarks.procs import REPO, psutil, run_contender
 
-SUITES = ("limit", "decode", "model", "sparse", "memory", "knobs", "scale")
-DEFAULT_SUITES = ("limit", "decode", "model", "sparse", "memory")
+SUITES = ("limit", "decode", "model", "sparse", "memory", "knobs", "scale", "incremental")
+DEFAULT_SUITES = ("limit", "decode", "model", "sparse", "memory", "scale", "incremental")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Profile:
     long_long: CorpusSpec
     repeats: int
     model_clips: int
+    many: CorpusSpec = CorpusSpec("many", count=400, seconds=2, width=320, height=180)
     scale_factor: int = 3
     scale_repeats: int = 2
     sparse_fps: float = 0.25
@@ -68,6 +71,7 @@ QUICK = Profile(
     long_long=CorpusSpec("long", 1, 45, 1280, 720, keyframe_interval=60, preset="ultrafast"),
     repeats=1,
     model_clips=12,
+    many=CorpusSpec("many", count=40, seconds=2, width=320, height=180),
     timeout_s=300,
 )
 
@@ -78,7 +82,8 @@ OURS_KNOBS: dict[str, str] = {}
 # decode tasks, num_cpus=1, never start), and `--unit-frames` changes nothing on 10 s videos
 # (20 sampled frames: one unit per video whatever the value). See docs/benchmarks.md.
 KNOB_VARIANTS: dict[str, dict[str, str]] = {
-    "defaults: batch 8, 1 actor x 1 CPU": {},
+    "defaults: batch 8, 1 actor x 1 CPU, 2 torch threads": {},
+    "1 torch thread (the CPU Ray reserves)": {"--torch-threads": "1"},
     "2 actors x 0.5 CPU": {"--cpus-per-actor": "0.5", "--max-actors": "2"},
     "2 actors x 1 CPU": {"--max-actors": "2"},
     "batch 16": {"--batch-size": "16"},
@@ -138,13 +143,14 @@ class Bench:
         return str(path)
 
     def ours(self, suite: str, corpus: Corpus, knobs: dict[str, str] | None = None,
-             name: str = "ours", workload: Workload | None = None, **extra) -> dict:  # fmt: skip
+             name: str = "ours", workload: Workload | None = None, output: str | None = None,
+             job_flags: tuple[str, ...] = (), **extra) -> dict:  # fmt: skip
         w = workload or self.workload
         flags = [x for kv in {**OURS_KNOBS, **(knobs or {})}.items() for x in kv]
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
         stats = self.out / "logs" / f"{self.counter + 1:03d}-{suite}-{safe}.stats.txt"
-        args = ["--input", corpus.root.as_posix(), "--output", self.scratch(name),
-                *w.job_flags(), *flags, "--stats", str(stats)]  # fmt: skip
+        args = ["--input", corpus.root.as_posix(), "--output", output or self.scratch(name),
+                *w.job_flags(), *flags, *job_flags, "--stats", str(stats)]  # fmt: skip
         return self.run(suite, name, "benchmarks.contenders.ours", args,
                         stats=str(stats), **extra)  # fmt: skip
 
@@ -217,8 +223,10 @@ class Bench:
         ray_args = ["--clips", n, "--cpus-per-actor", f"{cpa:g}", *flags]
         if actors:
             ray_args += ["--max-actors", actors]
+        # the job's torch threads per actor (pipeline/ray_env.py: twice the reserved CPUs)
+        threads = OURS_KNOBS.get("--torch-threads", str(2 * max(1, int(cpa))))
         loop_args = ["--clips", n, "--processes", str(n_actors),
-                     "--threads", str(max(1, int(cpa))), *flags]  # fmt: skip
+                     "--threads", threads, *flags]  # fmt: skip
         self.rounds(
             "model",
             {
@@ -266,6 +274,16 @@ class Bench:
                 self.ours("scale", c, name=f"ours-{size}", round=r, videos=c.spec.count)
                 self.pool("scale", c, name=f"pool-{size}", round=r, videos=c.spec.count)
                 self.naive("scale", c, name=f"naive-{size}", round=r, videos=c.spec.count)
+
+    def suite_incremental(self) -> None:
+        c = self.corpus(self.profile.many)
+        repeats = min(self.profile.repeats, 2)
+        for r in range(repeats):
+            log(f"incremental: round {r + 1}/{repeats}")
+            out = self.scratch("incremental")  # one output: the rerun reads the first's ledger
+            for name in ("full", "noop"):
+                self.ours("incremental", c, name=name, output=out, job_flags=("--incremental",),
+                          round=r, videos=c.spec.count)  # fmt: skip
 
     def suite_knobs(self) -> None:
         c = self.corpus(self.profile.main)

@@ -61,6 +61,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--max-actors", type=int, help="upper bound of the inference actor pool")
     p.add_argument(
+        "--torch-threads",
+        type=int,
+        help="torch threads per CPU inference actor (default: twice --cpus-per-actor, "
+        "so that inference also uses the cores decode leaves idle)",
+    )
+    p.add_argument(
         "--unit-frames",
         type=int,
         default=128,
@@ -126,6 +132,7 @@ def build_config(args: argparse.Namespace) -> IndexConfig:
             device=args.device,
             cpus_per_actor=args.cpus_per_actor,
             max_actors=args.max_actors,
+            torch_threads=args.torch_threads,
             keep_frame_features=args.keep_frame_features,
         ),
         storage=StorageConfig.from_json(args.storage_options),

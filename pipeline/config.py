@@ -91,6 +91,9 @@ class InferConfig:
     device: str = "auto"  # auto | cpu | cuda
     cpus_per_actor: float = 1.0
     max_actors: int | None = None  # None: one per GPU, or CPUs/2 on CPU clusters
+    # torch threads per CPU actor; None: twice its CPUs, so that inference also takes the
+    # cores decode leaves idle (decode is usually the cheaper stage). See docs/benchmarks.md.
+    torch_threads: int | None = None
     keep_frame_features: bool = False  # write (T, D) CNN features per clip (clips.frame_features)
 
     def __post_init__(self) -> None:
@@ -100,6 +103,8 @@ class InferConfig:
             raise ConfigError(f"--device must be auto, cpu or cuda (got {self.device!r})")
         if self.cpus_per_actor <= 0:
             raise ConfigError("--cpus-per-actor must be > 0")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise ConfigError(f"--torch-threads must be >= 1 (got {self.torch_threads})")
 
 
 @dataclass(frozen=True)

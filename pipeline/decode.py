@@ -55,6 +55,7 @@ class DecodeUnit:
     plan: PlanConfig
     storage: StorageConfig
     progress: Any = None  # a ProgressTracker actor handle, or None
+    book: Any = None  # the run's GuardBook actor (pipeline.guard), or None: unguarded
 
     def __call__(self, unit: dict) -> list[dict]:
         start = time.perf_counter()
@@ -104,6 +105,8 @@ class DecodeUnit:
             self.plan.decode_chunk_bytes,
             guard=self.plan.guard,
             what=f"decoding clips {first}-{last}",
+            key=f"decode {unit['video_uri']} {unit['fingerprint']} {first}",
+            book=self.book,
         )
         position = {f: i for i, f in enumerate(wanted)}
         for clip in clips:

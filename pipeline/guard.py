@@ -1,18 +1,38 @@
 """Run native decoding where a hang or a crash costs one video, never the run.
 
-decord is a native library: a corrupt file can make it hang or take its process down. Each
-guarded call runs as its own Ray task (the calling task's CPU is lent to it while it waits):
-a call past its time budget is cancelled (its worker killed), a worker that dies is retried
-once, and a second death is reported as an error on the video's row. Workers are recycled
-after `recycle_after` calls, which bounds decord's known leaks.
+decord is a native library: a corrupt file can make it hang or take its process down. Guarded
+calls run in the Ray Data task itself (no extra task per unit), with a small per-run actor, the
+`GuardBook`, remembering what happened to each call across the task's retries:
+
+- a call past its time budget is recorded as timed out and ends its worker process
+  (`os._exit`); Ray Data retries the task, and the retry reports `DecodeTimeout` at once;
+- a worker that dies during a call (native crash, out of memory) is retried by Ray Data; a
+  call that has started `attempts` times without finishing reports `DecoderCrashed`;
+- workers are recycled after `recycle_after` tasks (`max_calls`, see `task_options`), which
+  bounds decord's known leaks.
+
+Without a book (no Ray, or a one-off call in the driver) calls run inline and unguarded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import faulthandler
+import logging
+import os
+import sys
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
+
+log = logging.getLogger("reelay.guard")
+
+# A hang that also holds the GIL starves the Python watchdog; faulthandler's own C thread
+# ends the process this long after the budget instead (the retry then counts a death).
+HARD_STOP_GRACE_S = 30.0
+TIMEOUT_EXIT_CODE = 75
 
 
 class DecodeTimeout(TimeoutError):
@@ -20,14 +40,14 @@ class DecodeTimeout(TimeoutError):
 
 
 class DecoderCrashed(RuntimeError):
-    """The process decoding a video died (native crash or out of memory), twice."""
+    """The process decoding a video died (native crash or out of memory), too many times."""
 
 
 @dataclass(frozen=True)
 class GuardConfig:
     timeout_s: float = 600.0  # per guarded call (one work unit, or one header read)
     attempts: int = 2  # worker deaths tolerated before the video is an error
-    recycle_after: int = 200  # calls per worker process before it is replaced
+    recycle_after: int = 200  # tasks per worker process before it is replaced
 
     def __post_init__(self) -> None:
         if self.timeout_s <= 0:
@@ -35,45 +55,93 @@ class GuardConfig:
         if self.attempts < 1 or self.recycle_after < 1:
             raise ValueError("attempts and recycle_after must be >= 1")
 
+    def task_options(self) -> dict:
+        """Ray remote args for the Ray Data tasks that make guarded calls."""
+        return {"num_cpus": 1, "max_calls": self.recycle_after}
 
-def _call(fn: Callable, args: tuple) -> Any:
-    return fn(*args)
+
+class GuardBook:
+    """Per-run record of guarded calls, keyed by the caller: starts not (yet) finished, and the
+    calls that ran out of time. Calls from one task arrive in order, so a call's `finish`
+    is always seen before the same task's next `begin`."""
+
+    def __init__(self) -> None:
+        self.unfinished: Counter[str] = Counter()
+        self.timed_out: set[str] = set()
+
+    def begin(self, key: str) -> tuple[int, bool]:
+        """(starts of this call that never finished, whether it ran out of time before)."""
+        prior = self.unfinished[key]
+        self.unfinished[key] += 1
+        return prior, key in self.timed_out
+
+    def finish(self, key: str) -> None:
+        self.unfinished.pop(key, None)
+
+    def timeout(self, key: str) -> None:
+        self.timed_out.add(key)
 
 
-@cache
-def _remote(attempts: int, recycle_after: int):
+@contextmanager
+def open_book() -> Iterator[Any]:
+    """A GuardBook actor for one run (None when Ray is not initialized); killed at the end."""
     import ray
-
-    return ray.remote(
-        num_cpus=1, max_retries=attempts - 1, retry_exceptions=False, max_calls=recycle_after
-    )(_call)
-
-
-def guarded(fn: Callable, *args: Any, guard: GuardConfig, what: str) -> Any:
-    """fn(*args) in a separate Ray worker with a time budget; exceptions come back unwrapped.
-
-    Outside Ray (a one-off call in a plain process) fn runs inline."""
-    import ray
-    from ray.exceptions import GetTimeoutError, RayTaskError, WorkerCrashedError
 
     if not ray.is_initialized():
-        return fn(*args)
-    ref = _remote(guard.attempts, guard.recycle_after).remote(fn, args)
+        yield None
+        return
+    book = ray.remote(num_cpus=0, max_restarts=-1)(GuardBook).remote()
     try:
-        return ray.get(ref, timeout=guard.timeout_s)
-    except GetTimeoutError as e:
-        ray.cancel(ref, force=True)
+        yield book
+    finally:
+        ray.kill(book)
+
+
+def guarded(fn: Callable, *args: Any, guard: GuardConfig, what: str, key: str, book: Any) -> Any:
+    """fn(*args) under the time budget and crash accounting of `guard` (see module doc)."""
+    if book is None:
+        return fn(*args)
+    import ray
+
+    prior_deaths, timed_out = ray.get(book.begin.remote(key))
+    if timed_out:
         raise DecodeTimeout(
             f"{what} took longer than {guard.timeout_s:g} s; "
             "raise --decode-timeout if the video is just long"
-        ) from e
-    except WorkerCrashedError as e:
+        )
+    if prior_deaths >= guard.attempts:
         raise DecoderCrashed(
-            f"{what}: the decoding process died {guard.attempts} times "
-            "(native crash or out of memory)"
-        ) from e
-    except RayTaskError as e:
-        cause = e.cause if isinstance(e.cause, BaseException) else None
-        if cause is None:
-            raise
-        raise cause from None
+            f"{what}: the decoding process died {prior_deaths} times "
+            f"(native crash, out of memory, or a hang past {guard.timeout_s:g} s)"
+        )
+    with _watchdog(guard.timeout_s, lambda: ray.get(book.timeout.remote(key)), what):
+        try:
+            return fn(*args)
+        finally:  # a Python exception is a finished call too (it becomes an error row)
+            book.finish.remote(key)  # ordered before this task's next begin (same caller)
+
+
+@contextmanager
+def _watchdog(timeout_s: float, record: Callable[[], Any], what: str) -> Iterator[None]:
+    done = threading.Event()
+
+    def expire() -> None:
+        if done.is_set():
+            return
+        try:
+            record()
+        finally:
+            log.error("%s: over the %g s budget; ending this worker process", what, timeout_s)
+            sys.stderr.flush()
+            os._exit(TIMEOUT_EXIT_CODE)
+
+    timer = threading.Timer(timeout_s, expire)
+    timer.daemon = True
+    timer.start()
+    faulthandler.dump_traceback_later(timeout_s + HARD_STOP_GRACE_S, exit=True)
+    try:
+        yield
+    finally:
+        done.set()
+        timer.cancel()
+        faulthandler.cancel_dump_traceback_later()

@@ -24,6 +24,7 @@ from pipeline.aggregate import aggregate_video, failed_video_rows
 from pipeline.config import ConfigError, IndexConfig
 from pipeline.decode import DecodeUnit
 from pipeline.faults import crash_point
+from pipeline.guard import open_book
 from pipeline.infer import ClipInferencer
 from pipeline.ledger import committed_runs, ledger_table, read_ledger, select_videos
 from pipeline.listing import VideoEntry, list_videos
@@ -99,7 +100,6 @@ def run(cfg: IndexConfig) -> RunSummary:
             f"run {run_id} is already committed in {storage.redact(cfg.output_uri)}"
             "; choose another --run-id"
         )
-    ensure_ray()
 
     # 0. list (driver): 1 row per video, minus what the ledger holds (incremental)
     listed = list_videos(cfg.input_uri, cfg.storage)
@@ -121,7 +121,10 @@ def run(cfg: IndexConfig) -> RunSummary:
     )
     watch.lap("list")
 
-    # 1. plan (CPU tasks): 1 video -> N work units
+    # 1. plan (CPU tasks): 1 video -> N work units. Ray starts only now, and only when there is
+    # work: a bad input fails, and a no-op nightly run finishes, without paying its start-up.
+    if entries:
+        ensure_ray()
     units, plan_failures = plan_units(entries, cfg, sampling)
     watch.lap("plan")
     counts = {
@@ -218,11 +221,14 @@ def plan_units(entries: list[VideoEntry], cfg: IndexConfig, sampling) -> tuple[l
     """Stage 1: work units of readable videos, and error rows of unreadable ones."""
     if not entries:
         return [], []
-    rows = (
-        ray.data.from_items([asdict(e) for e in entries])
-        .flat_map(PlanVideo(sampling, cfg.plan, cfg.storage), num_cpus=1)
-        .take_all()
-    )
+    with open_book() as book:  # crash and time-budget accounting of the header reads
+        rows = (
+            ray.data.from_items([asdict(e) for e in entries])
+            .flat_map(
+                PlanVideo(sampling, cfg.plan, cfg.storage, book), **cfg.plan.guard.task_options()
+            )
+            .take_all()
+        )
     units = [u for u in rows if not u["error_stage"]]
     failures = [u for u in rows if u["error_stage"]]
     log.info(
@@ -241,16 +247,37 @@ def decode_and_infer(
     """Stages 2 and 3 as one streaming Ray Data pipeline; the result holds no frames.
 
     Also returns the progress seen on the way: a timeline and the slowest videos to decode."""
-    resources = inference_resources(cfg.infer)
     clips_per_video: dict[str, int] = {}
     for u in units:
         clips_per_video[u["video_uri"]] = (
             clips_per_video.get(u["video_uri"], 0) + u["clip_end"] - u["clip_start"]
         )
     tracker = ProgressTracker.remote(clips_per_video)
-    ds = (
+    with (
+        open_book() as book,  # crash and time-budget accounting of the decoding
+        ProgressLog(
+            tracker, len(clips_per_video), sum(clips_per_video.values()), cfg.progress_interval_s
+        ) as progress,
+    ):
+        results = streaming_dataset(units, cfg, sampling, spec, run_id, tracker, book).materialize()
+    slowest = ray.get(tracker.slowest.remote())
+    ray.kill(tracker)
+    return results, {
+        "timeline": progress.timeline,
+        "slowest_videos": [{"video_uri": u, "decode_s": round(s, 3)} for u, s in slowest],
+    }
+
+
+def streaming_dataset(units, cfg: IndexConfig, sampling, spec: ModelSpec, run_id: str, tracker,
+                      book) -> ray.data.Dataset:  # fmt: skip
+    """Decode (CPU tasks, guarded) then infer (actor pool), one unit per input block."""
+    resources = inference_resources(cfg.infer)
+    return (
         ray.data.from_items(units, override_num_blocks=min(len(units), 4096))
-        .flat_map(DecodeUnit(sampling, cfg.plan, cfg.storage, progress=tracker), num_cpus=1)
+        .flat_map(
+            DecodeUnit(sampling, cfg.plan, cfg.storage, progress=tracker, book=book),
+            **cfg.plan.guard.task_options(),
+        )
         .map_batches(
             ClipInferencer,
             fn_constructor_kwargs={
@@ -268,16 +295,6 @@ def decode_and_infer(
             num_gpus=resources.num_gpus,
         )
     )
-    with ProgressLog(
-        tracker, len(clips_per_video), sum(clips_per_video.values()), cfg.progress_interval_s
-    ) as progress:
-        results = ds.materialize()
-    slowest = ray.get(tracker.slowest.remote())
-    ray.kill(tracker)
-    return results, {
-        "timeline": progress.timeline,
-        "slowest_videos": [{"video_uri": u, "decode_s": round(s, 3)} for u, s in slowest],
-    }
 
 
 def write_tables(
@@ -295,7 +312,9 @@ def write_tables(
         num_clips = clips.count()
     if num_clips:
         clips.write_parquet(out.staging(schema.CLIPS), filesystem=arrow_fs, **parquet_args())
-        ok_uris = set(clips.unique("video_uri"))
+        # distinct per block, then on the driver: a Ray Data unique() is a shuffle (seconds)
+        uris = clips.map_batches(tables.distinct_uris, batch_format="pyarrow").take_all()
+        ok_uris = {row["video_uri"] for row in uris}
         errored = frozenset(f["video_uri"] for f in decode_failures)
         (
             results.map_batches(tables.aggregation_rows, batch_format="pyarrow")
@@ -335,6 +354,8 @@ def write_tables(
 
 
 def cluster_shape() -> dict:
+    if not ray.is_initialized():  # nothing to do: the run did not start Ray
+        return {"CPU": 0, "GPU": 0, "nodes": 0}
     resources = ray.cluster_resources()
     return {
         "CPU": resources.get("CPU", 0),

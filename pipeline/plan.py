@@ -7,6 +7,7 @@ decode task's memory does not grow with the length of the video.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pipeline import storage
 from pipeline.config import PlanConfig, SamplingConfig, StorageConfig
@@ -38,6 +39,7 @@ class PlanVideo:
     sampling: SamplingConfig
     plan: PlanConfig
     storage: StorageConfig
+    book: Any = None  # the run's GuardBook actor (pipeline.guard), or None: unguarded
 
     def __call__(self, row: dict) -> list[dict]:
         base = {
@@ -53,6 +55,8 @@ class PlanVideo:
                 self.storage,
                 guard=self.plan.guard,
                 what="reading the video header",
+                key=f"plan {row['uri']} {row['fingerprint']}",
+                book=self.book,
             )
             clips = plan_clips(info.num_frames, info.fps, self.sampling)
             ranges = group_clips(clips, self.plan.unit_frames)

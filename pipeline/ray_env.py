@@ -53,6 +53,7 @@ def inference_resources(cfg: InferConfig) -> InferenceResources:
             f"--cpus-per-actor {cfg.cpus_per_actor} is more than the cluster's {cpus} CPUs"
         )
     max_actors = cfg.max_actors or max(1, int(cpus // (2 * cfg.cpus_per_actor)))
-    return InferenceResources(
-        "cpu", 0.0, cfg.cpus_per_actor, max(1, int(cfg.cpus_per_actor)), max_actors
-    )
+    # Ray reserves cpus_per_actor; torch may run more threads, which the OS then shares with
+    # decode: inference soaks up the cores decode leaves idle (measured: docs/benchmarks.md).
+    threads = cfg.torch_threads or 2 * max(1, int(cfg.cpus_per_actor))
+    return InferenceResources("cpu", 0.0, cfg.cpus_per_actor, threads, max_actors)

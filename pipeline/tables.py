@@ -23,6 +23,11 @@ def clip_rows(table: pa.Table) -> pa.Table:
     return ok.select(target.names).cast(target)
 
 
+def distinct_uris(table: pa.Table) -> pa.Table:
+    """The block's distinct video URIs."""
+    return pa.table({"video_uri": pc.unique(table["video_uri"])})
+
+
 def aggregation_rows(table: pa.Table) -> pa.Table:
     """Successful clips with what the per-video aggregation needs."""
     ok = table.filter(is_ok(table))

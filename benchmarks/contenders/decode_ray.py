@@ -36,6 +36,7 @@ def main(argv: list[str]) -> int:
     ray = start_ray()
     from pipeline.config import IndexConfig, PlanConfig
     from pipeline.decode import DecodeUnit
+    from pipeline.guard import GuardBook
     from pipeline.index import plan_units
     from pipeline.listing import list_videos
 
@@ -49,9 +50,13 @@ def main(argv: list[str]) -> int:
     entries = list_videos(cfg.input_uri, cfg.storage)
     units, _ = plan_units(entries, cfg, cfg.sampling)
     t_plan = time.perf_counter() - t0
+    book = ray.remote(num_cpus=0)(GuardBook).remote()  # as pipeline.guard.open_book
     ds = (
         ray.data.from_items(units, override_num_blocks=min(len(units), 4096))
-        .flat_map(DecodeUnit(cfg.sampling, cfg.plan, cfg.storage), num_cpus=1)
+        .flat_map(
+            DecodeUnit(cfg.sampling, cfg.plan, cfg.storage, book=book),
+            **cfg.plan.guard.task_options(),
+        )
         .map_batches(
             DropFrames,
             batch_size=w.batch_size,

@@ -20,6 +20,7 @@ import ray
 
 from pipeline.config import PlanConfig, SamplingConfig, StorageConfig
 from pipeline.decode import DecodeUnit
+from pipeline.guard import open_book
 from pipeline.listing import InputError
 from pipeline.plan import PlanVideo
 from pipeline.rows import ERROR_FIELDS
@@ -99,24 +100,28 @@ def _decode(
     storage_cfg: StorageConfig,
 ) -> ClipSplit:
     # 1. plan (CPU tasks): 1 video -> N work units; the unit list is small, so it comes back
-    units = (
-        ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 1024)))
-        .flat_map(CarryColumns(PlanVideo(sampling, plan, storage_cfg), (LABEL,)), num_cpus=1)
-        .take_all()
-        if items
-        else []
-    )
+    guard = plan.guard.task_options()
+    with open_book() as book:
+        units = (
+            ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 1024)))
+            .flat_map(CarryColumns(PlanVideo(sampling, plan, storage_cfg, book), (LABEL,)), **guard)
+            .take_all()
+            if items
+            else []
+        )
     failures = [_failure(u) for u in units if u["error_stage"]]
     units = [u for u in units if not u["error_stage"]]
     clips = None
     counts = np.zeros(len(labels), dtype=np.int64)
     if units:
         # 2. decode (CPU tasks): 1 unit -> N clips
-        decoded = (
-            ray.data.from_items(units, override_num_blocks=max(1, min(len(units), 1024)))
-            .flat_map(CarryColumns(DecodeUnit(sampling, plan, storage_cfg), (LABEL,)), num_cpus=1)
-            .materialize()
-        )
+        with open_book() as book:
+            decode = DecodeUnit(sampling, plan, storage_cfg, book=book)
+            decoded = (
+                ray.data.from_items(units, override_num_blocks=max(1, min(len(units), 1024)))
+                .flat_map(CarryColumns(decode, (LABEL,)), **guard)
+                .materialize()
+            )
         errors = decoded.filter(expr="error_stage != ''").select_columns(list(FAILURE_COLUMNS))
         failures += [_failure(r) for r in errors.take_all()]
         clips = decoded.filter(expr="error_stage == ''").select_columns([FRAMES, LABEL])
