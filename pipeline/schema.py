@@ -16,6 +16,11 @@ STAGING = "_staging"
 PARTITION_KEY = "run_date"  # Hive partition of every table: videos/run_date=YYYY-MM-DD/...
 
 
+# In every Parquet file's footer, whoever writes it (Ray Data's writer or ours), so that a file
+# copied out of the lake still says which contract it follows.
+VERSION_METADATA = {b"reelay.schema_version": str(SCHEMA_VERSION).encode()}
+
+
 def embedding_type(dim: int) -> pa.DataType:
     return pa.list_(pa.float32(), dim)
 
@@ -39,7 +44,8 @@ def videos_schema(dim: int) -> pa.Schema:
             ("model_version", pa.string()),
             ("run_id", pa.string()),
             ("indexed_at", pa.timestamp("us", tz="UTC")),
-        ]
+        ],
+        metadata=VERSION_METADATA,
     )
 
 
@@ -63,7 +69,8 @@ def clips_schema(dim: int, frame_features: tuple[int, int] | None = None) -> pa.
             ("topk_scores", pa.list_(pa.float32())),
             ("model_version", pa.string()),
             ("run_id", pa.string()),
-        ]
+        ],
+        metadata=VERSION_METADATA,
     )
     if frame_features is None:
         return base
@@ -78,7 +85,8 @@ ERRORS_SCHEMA = pa.schema(
         ("error_type", pa.string()),
         ("message", pa.string()),
         ("run_id", pa.string()),
-    ]
+    ],
+    metadata=VERSION_METADATA,
 )
 
 LEDGER_SCHEMA = pa.schema(
@@ -88,7 +96,8 @@ LEDGER_SCHEMA = pa.schema(
         ("model_version", pa.string()),
         ("status", pa.string()),  # ok | error
         ("run_id", pa.string()),
-    ]
+    ],
+    metadata=VERSION_METADATA,
 )
 
 # Columns of the in-flight clip rows that are not part of the clips table (dropped at write time).
