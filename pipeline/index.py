@@ -27,7 +27,7 @@ from pipeline.faults import crash_point
 from pipeline.guard import open_book
 from pipeline.infer import ClipInferencer
 from pipeline.ledger import committed_runs, ledger_table, read_ledger, select_videos
-from pipeline.listing import VideoEntry, list_videos
+from pipeline.listing import VIDEO_EXTENSIONS, VideoEntry, list_videos
 from pipeline.model_source import ModelSpec, resolve_model
 from pipeline.output import RunOutput, parquet_args, recover
 from pipeline.plan import PlanVideo
@@ -112,6 +112,13 @@ def run(cfg: IndexConfig) -> RunSummary:
             retry_errors=cfg.mode.retry_errors,
         )
         entries, skipped = selection.todo, selection.skipped
+    if not listed:
+        log.warning(
+            "no videos under %s (extensions %s): committing an empty run; check --input if "
+            "videos were expected",
+            storage.redact(cfg.input_uri),
+            ", ".join(sorted(VIDEO_EXTENSIONS)),
+        )
     log.info(
         "listed %d videos under %s; %d to index, %d skipped",
         len(listed),
