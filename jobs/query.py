@@ -12,27 +12,18 @@ Exit codes: 0 success, 2 bad usage or input (no index there, SQL error, unknown 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+from pipeline.cli_errors import OneLineParser, UsageError, run_tool  # noqa: E402
+
 PROG = "reelay query"
 
 
-class UsageError(Exception):
-    """argparse's complaint, raised instead of printing usage and exiting."""
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line instead of usage + message + SystemExit
-        raise UsageError(f"{message} (see --help)")
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = Parser(
+    p = OneLineParser(
         prog="jobs/query.py",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -89,45 +80,24 @@ def build_query(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_tool(PROG, lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
+    args = parse_args(argv)
+    import duckdb
+
+    from pipeline.config import ConfigError
+    from pipeline.query import QueryError, run
+    from pipeline.query.errors import one_line
+    from pipeline.query.formats import write
+
     try:
-        args = parse_args(argv)
-        import duckdb
-
-        from pipeline import storage
-        from pipeline.config import ConfigError
-        from pipeline.query import QueryError, run
-        from pipeline.query.errors import one_line
-        from pipeline.query.formats import write
-
-        try:
-            query, output = build_query(args)
-            write(run(query), output.format, output.out, query.storage)
-        except (ConfigError, QueryError, duckdb.Error) as e:
-            return _fail(storage.redact(one_line(str(e))), EXIT_USAGE)
-    except UsageError as e:
-        return _fail(str(e), EXIT_USAGE)
-    except BrokenPipeError:  # `| head`: the reader left; not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
-    except KeyboardInterrupt:
-        return _fail("interrupted", 130)
-    except Exception as e:  # never a traceback for the user; REELAY_DEBUG=1 shows it
-        if os.environ.get("REELAY_DEBUG"):
-            raise
-        message = " ".join(str(e).split())
-        try:
-            from pipeline.storage import redact
-
-            message = redact(message)
-        except Exception:  # noqa: BLE001 (the import itself may be what failed)
-            message = "(message withheld: it could not be checked for credentials)"
-        return _fail(f"unexpected {type(e).__name__}: {message}", EXIT_FAILURE)
-    return EXIT_OK
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
-    return code
+        query, output = build_query(args)
+        write(run(query), output.format, output.out, query.storage)
+    except (ConfigError, QueryError, duckdb.Error) as e:
+        raise UsageError(one_line(str(e))) from e
+    return 0
 
 
 if __name__ == "__main__":
