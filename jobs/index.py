@@ -73,6 +73,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="sampled frames per work unit: longer videos are split in time ranges",
     )
     p.add_argument(
+        "--decode-memory-mib",
+        type=int,
+        default=PlanConfig.task_memory_bytes // 2**20,
+        help="memory budget of one decode task: work units shrink to fit it, Ray reserves it "
+        "per task, and a video whose frames cannot fit becomes an error row",
+    )
+    p.add_argument(
         "--max-failure-fraction",
         type=float,
         default=0.5,
@@ -125,7 +132,9 @@ def build_config(args: argparse.Namespace) -> IndexConfig:
         sampling=sampling_config(args),
         model=model_config(args),
         plan=PlanConfig(
-            unit_frames=args.unit_frames, guard=GuardConfig(timeout_s=args.decode_timeout)
+            unit_frames=args.unit_frames,
+            task_memory_bytes=args.decode_memory_mib * 2**20,
+            guard=GuardConfig(timeout_s=args.decode_timeout),
         ),
         infer=InferConfig(
             batch_size=args.batch_size,

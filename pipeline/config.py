@@ -50,15 +50,44 @@ class SamplingConfig:
 
 @dataclass(frozen=True)
 class PlanConfig:
-    """How videos are cut into work units; bounds memory per decode task."""
+    """How videos are cut into work units, within a memory budget per decode task.
+
+    A decode task holds: the decoder's own frames (reference frames and conversion buffers,
+    about DECODER_FRAMES native frames), one chunk of native frames (`decode_chunk_bytes`) and
+    its unit's resized output. The planner shrinks a video's units to fit `task_memory_bytes`,
+    refuses a video whose frames alone cannot fit, and Ray reserves the budget per decode task
+    (its `memory` resource), so a node never runs more decode tasks than its memory holds.
+    """
 
     unit_frames: int = 128  # sampled frames per work unit (long videos split into time ranges)
-    decode_chunk_bytes: int = 192 * 2**20  # native-resolution frames decoded at once
+    decode_chunk_bytes: int = 192 * 2**20  # native-resolution frames decoded at once, at most
+    task_memory_bytes: int = 1024 * 2**20  # per decode task (--decode-memory-mib)
     guard: GuardConfig = GuardConfig()  # time budget, crash retries, worker recycling
+
+    DECODER_FRAMES = 8  # native frames the decoder itself holds (measured order of magnitude)
 
     def __post_init__(self) -> None:
         if self.unit_frames < 1:
             raise ConfigError(f"--unit-frames must be >= 1 (got {self.unit_frames})")
+        if self.task_memory_bytes < 64 * 2**20:
+            raise ConfigError("--decode-memory-mib must be >= 64")
+
+    @property
+    def chunk_bytes(self) -> int:
+        """Native frames decoded at once: `decode_chunk_bytes`, at most a quarter of the budget."""
+        return min(self.decode_chunk_bytes, self.task_memory_bytes // 4)
+
+    def frames_per_unit(self, width: int, height: int, image_size: int) -> int:
+        """Sampled frames per unit for this resolution within the memory budget (0: none fit)."""
+        native = width * height * 3
+        left = self.task_memory_bytes - self.DECODER_FRAMES * native - max(self.chunk_bytes, native)
+        if left <= 0:
+            return 0
+        return max(0, min(self.unit_frames, left // (image_size * image_size * 3)))
+
+    def decode_task_options(self) -> dict:
+        """Ray remote args of the decode tasks: one CPU, the memory budget, recycling."""
+        return {**self.guard.task_options(), "memory": self.task_memory_bytes}
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,7 @@ class DecodeUnit:
             wanted,
             self.sampling.image_size,
             info,
-            self.plan.decode_chunk_bytes,
+            self.plan.chunk_bytes,
             guard=self.plan.guard,
             what=f"decoding clips {first}-{last}",
             key=f"decode {unit['video_uri']} {unit['fingerprint']} {first}",

@@ -283,7 +283,7 @@ def streaming_dataset(units, cfg: IndexConfig, sampling, spec: ModelSpec, run_id
         ray.data.from_items(units, override_num_blocks=min(len(units), 4096))
         .flat_map(
             DecodeUnit(sampling, cfg.plan, cfg.storage, progress=tracker, book=book),
-            **cfg.plan.guard.task_options(),
+            **cfg.plan.decode_task_options(),
         )
         .map_batches(
             ClipInferencer,

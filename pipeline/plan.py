@@ -1,7 +1,8 @@
 """Stage 1, plan (CPU tasks, 1 video : N work units): read the header, cut into time ranges.
 
-A work unit is a run of consecutive clips holding at most `unit_frames` sampled frames, so a
-decode task's memory does not grow with the length of the video.
+A work unit is a run of consecutive clips holding at most `unit_frames` sampled frames (fewer
+when the resolution needs it: `PlanConfig.frames_per_unit`), so a decode task's memory stays
+within its budget whatever the length and resolution of the video.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ VIDEO_META_DEFAULTS = {
     "height": 0,
     "num_clips": 0,
 }
+
+
+class OverMemoryBudget(ValueError):
+    """The video's frames do not fit the per-task memory budget (--decode-memory-mib)."""
 
 
 def fetch_and_probe(uri: str, fingerprint: str, storage_cfg: StorageConfig) -> VideoInfo:
@@ -58,8 +63,17 @@ class PlanVideo:
                 key=f"plan {row['uri']} {row['fingerprint']}",
                 book=self.book,
             )
+            per_unit = self.plan.frames_per_unit(info.width, info.height, self.sampling.image_size)
+            if per_unit < 1:
+                mib = info.width * info.height * 3 / 2**20
+                raise OverMemoryBudget(
+                    f"a {info.width}x{info.height} frame takes {mib:.0f} MiB decoded; with the "
+                    f"decoder's own frames it does not fit the decode budget of "
+                    f"{self.plan.task_memory_bytes // 2**20} MiB per task; raise "
+                    "--decode-memory-mib if the nodes have the memory"
+                )
             clips = plan_clips(info.num_frames, info.fps, self.sampling)
-            ranges = group_clips(clips, self.plan.unit_frames)
+            ranges = group_clips(clips, per_unit)
         except Exception as e:  # any unreadable video becomes an error row, never a lost run
             return [
                 {

@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
         ray.data.from_items(units, override_num_blocks=min(len(units), 4096))
         .flat_map(
             DecodeUnit(cfg.sampling, cfg.plan, cfg.storage, book=book),
-            **cfg.plan.guard.task_options(),
+            **cfg.plan.decode_task_options(),
         )
         .map_batches(
             DropFrames,

@@ -119,7 +119,7 @@ def _decode(
             decode = DecodeUnit(sampling, plan, storage_cfg, book=book)
             decoded = (
                 ray.data.from_items(units, override_num_blocks=max(1, min(len(units), 1024)))
-                .flat_map(CarryColumns(decode, (LABEL,)), **guard)
+                .flat_map(CarryColumns(decode, (LABEL,)), **plan.decode_task_options())
                 .materialize()
             )
         errors = decoded.filter(expr="error_stage != ''").select_columns(list(FAILURE_COLUMNS))
