@@ -232,7 +232,7 @@ def plan_units(entries: list[VideoEntry], cfg: IndexConfig, sampling) -> tuple[l
         rows = (
             ray.data.from_items([asdict(e) for e in entries])
             .flat_map(
-                PlanVideo(sampling, cfg.plan, cfg.storage, book), **cfg.plan.guard.task_options()
+                PlanVideo(sampling, cfg.plan, cfg.storage, book), **cfg.plan.decode_task_options()
             )
             .take_all()
         )

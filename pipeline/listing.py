@@ -47,7 +47,10 @@ _GLOB_CHARS = set("*?[")
 
 
 class InputError(ValueError):
-    """The input cannot be listed: missing, empty, or a manifest without a `uri` column."""
+    """The input cannot be listed: missing, refused, or a manifest without a `uri` column.
+
+    An input that exists but holds no videos is not an error (a nightly prefix may be empty
+    yet): the run logs a warning and commits an empty run."""
 
 
 @dataclass(frozen=True)
@@ -105,11 +108,14 @@ def _list(input_uri: str, storage_cfg: StorageConfig) -> list[VideoEntry]:
         return _list_manifest(input_uri, storage_cfg)
     if _GLOB_CHARS & set(path):
         found = fs.glob(path, detail=True)
+        if not found:
+            _check_bucket(fs, path, input_uri)
     elif fs.isdir(path):
         found = fs.find(path, detail=True)
     elif fs.isfile(path):
         found = {path: fs.info(path)}
     else:
+        _check_bucket(fs, path, input_uri)
         raise InputError(
             f"input {storage.redact(input_uri)} does not exist: give a folder, "
             "s3://bucket/prefix/, a glob or a manifest (.csv/.parquet with a uri column)"
@@ -120,6 +126,18 @@ def _list(input_uri: str, storage_cfg: StorageConfig) -> list[VideoEntry]:
         if info.get("type", "file") == "file" and is_video(p)
     ]
     return sorted(entries, key=lambda e: e.uri)
+
+
+def _check_bucket(fs, path: str, input_uri: str) -> None:
+    """On object stores, an input that lists nothing may be a missing bucket: say so."""
+    if not storage.is_remote(input_uri):
+        return
+    bucket = path.split("/", 1)[0]
+    if not fs.exists(bucket):
+        raise InputError(
+            f"bucket {bucket!r} of input {storage.redact(input_uri)} does not exist "
+            "(or these credentials cannot see it)"
+        )
 
 
 def read_manifest(manifest_uri: str, storage_cfg: StorageConfig) -> pyarrow.Table:  # noqa: F821

@@ -32,9 +32,21 @@ class OverMemoryBudget(ValueError):
     """The video's frames do not fit the per-task memory budget (--decode-memory-mib)."""
 
 
-def fetch_and_probe(uri: str, fingerprint: str, storage_cfg: StorageConfig) -> VideoInfo:
+def fetch_and_probe(
+    uri: str, fingerprint: str, storage_cfg: StorageConfig, plan: PlanConfig, image_size: int
+) -> VideoInfo:
     crash_point("probe", uri)
-    return probe(storage.local_copy(uri, fingerprint, storage_cfg))
+
+    def check_size(width: int, height: int) -> None:
+        if plan.frames_per_unit(width, height, image_size) < 1:
+            raise OverMemoryBudget(
+                f"a {width}x{height} frame takes {width * height * 3 / 2**20:.0f} MiB decoded; "
+                f"with the decoder's own frames it does not fit the decode budget of "
+                f"{plan.task_memory_bytes // 2**20} MiB per task; raise --decode-memory-mib "
+                "if the nodes have the memory"
+            )
+
+    return probe(storage.local_copy(uri, fingerprint, storage_cfg), check_size)
 
 
 @dataclass(frozen=True)
@@ -58,20 +70,14 @@ class PlanVideo:
                 row["uri"],
                 row["fingerprint"],
                 self.storage,
+                self.plan,
+                self.sampling.image_size,
                 guard=self.plan.guard,
                 what="reading the video header",
                 key=f"plan {row['uri']} {row['fingerprint']}",
                 book=self.book,
             )
             per_unit = self.plan.frames_per_unit(info.width, info.height, self.sampling.image_size)
-            if per_unit < 1:
-                mib = info.width * info.height * 3 / 2**20
-                raise OverMemoryBudget(
-                    f"a {info.width}x{info.height} frame takes {mib:.0f} MiB decoded; with the "
-                    f"decoder's own frames it does not fit the decode budget of "
-                    f"{self.plan.task_memory_bytes // 2**20} MiB per task; raise "
-                    "--decode-memory-mib if the nodes have the memory"
-                )
             clips = plan_clips(info.num_frames, info.fps, self.sampling)
             ranges = group_clips(clips, per_unit)
         except Exception as e:  # any unreadable video becomes an error row, never a lost run

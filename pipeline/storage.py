@@ -15,6 +15,7 @@ from pathlib import Path
 
 import fsspec
 import pyarrow.fs as pafs
+import s3fs
 
 from pipeline.config import StorageConfig
 
@@ -50,6 +51,19 @@ def s3_options(options: dict) -> dict:
     return merged
 
 
+class S3NoBucketCreation(s3fs.S3FileSystem):
+    """s3fs, except that making a folder never creates its bucket. s3fs creates a missing
+    bucket (in the default region) on `makedirs`, so a mistyped --output bucket would be
+    created instead of failing with "no such bucket"; here it raises FileNotFoundError.
+    Creating a bucket explicitly (`mkdir("bucket")`) still works."""
+
+    async def _mkdir(self, path, acl=False, create_parents=True, **kwargs):
+        _, key, _ = self.split_path(self._strip_protocol(path).rstrip("/"))
+        if key:  # a folder: its bucket must exist
+            create_parents = False
+        return await super()._mkdir(path, acl=acl, create_parents=create_parents, **kwargs)
+
+
 def filesystem(uri: str, storage: StorageConfig = NO_OPTIONS) -> fsspec.AbstractFileSystem:
     """The fsspec filesystem for a URI; unknown schemes fail with the supported list."""
     scheme = scheme_of(uri)
@@ -59,7 +73,7 @@ def filesystem(uri: str, storage: StorageConfig = NO_OPTIONS) -> fsspec.Abstract
             "or s3://bucket/key"
         )
     if scheme == "s3":
-        return fsspec.filesystem("s3", **s3_options(storage.options))
+        return S3NoBucketCreation(**s3_options(storage.options))
     return fsspec.filesystem("file")
 
 

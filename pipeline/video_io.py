@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,20 +26,101 @@ class UnreadableVideo(ValueError):
     """The file is not a video decord can open; the message says what FFmpeg saw."""
 
 
+class UndecodableFrames(ValueError):
+    """Frames the container lists cannot be decoded (corrupt frame data)."""
+
+
+_MP4_TOP_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"uuid", b"moof", b"mfra"}
+_DECORD_NOISE = re.compile(r"\[\d\d:\d\d:\d\d\] \S+?\.(?:cc|h|cpp):\d+: ")
+# FFmpeg error codes that decord prints as bare numbers ("(-1094995529 vs. 0)"), in FFmpeg's words
+_AVERROR_IN_TEXT = re.compile(r"\((-?\d+) vs\. 0\)|failed with (-?\d+)")
+_AVERRORS = {
+    1094995529: "Invalid data found when processing input",  # AVERROR_INVALIDDATA
+    541478725: "End of file",  # AVERROR_EOF
+    22: "Invalid argument",  # EINVAL
+    12: "Cannot allocate memory",  # ENOMEM
+}
+
+
+def mp4_truncation(path: Path) -> str:
+    """For an MP4/MOV file: why its top-level boxes show it was cut short, else ''.
+
+    A truncated MP4 either lacks its index (`moov` written at the end) or has one that names
+    frames past the end of the file (`moov` at the start, "faststart"); FFmpeg says "Invalid
+    data" in both cases, this says which."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        if f.read(8)[4:8] not in _MP4_TOP_BOXES:
+            return ""  # not an MP4/MOV file: FFmpeg speaks for it
+        pos, seen = 0, set()
+        while pos + 8 <= size:
+            f.seek(pos)
+            header = f.read(16)
+            box_size, kind = int.from_bytes(header[:4], "big"), header[4:8]
+            if box_size == 1 and len(header) == 16:  # 64-bit size
+                box_size = int.from_bytes(header[8:16], "big")
+            elif box_size == 0:  # runs to the end of the file
+                box_size = size - pos
+            if box_size < 8:
+                return ""  # not a box layout we understand: FFmpeg speaks for it
+            if pos + box_size > size:
+                name = kind.decode("latin-1")
+                missing = "" if b"moov" in seen else ", before its 'moov' index"
+                return (
+                    f"truncated file: it ends at byte {size} inside its '{name}' box, "
+                    f"which needs {pos + box_size} bytes{missing}"
+                )
+            seen.add(kind)
+            pos += box_size
+    return "" if b"moov" in seen else "no 'moov' box (the MP4 index): the file was not finished"
+
+
 def diagnose(path: Path) -> str:
-    """Why a file cannot be opened, in FFmpeg's words (through PyAV), for the errors table."""
+    """Why a file cannot be opened, for the errors table: an empty or truncated file, or
+    FFmpeg's words (through PyAV, with FFmpeg's last error log line); '' when PyAV reads it."""
     if path.stat().st_size == 0:
         return "empty file (0 bytes)"
-    try:
-        import av
+    truncated = mp4_truncation(path)
+    if truncated:
+        return truncated
+    import av
+    import av.logging
 
-        with av.open(str(path)) as container:
+    level = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)  # PyAV then adds FFmpeg's last error to messages
+    try:
+        with av.logging.Capture(), av.open(str(path)) as container:
             if not container.streams.video:
                 kinds = ", ".join(sorted({s.type for s in container.streams})) or "none"
-                return f"no video stream (streams: {kinds})"
+                return f"no video stream with frames (streams: {kinds})"
+            next(container.decode(video=0), None)
+    except EOFError as e:
+        return f"the file ends before its first video frame ({' '.join(str(e).split())})"
     except Exception as e:  # the message is the diagnosis
         return " ".join(str(e).split())
+    finally:
+        av.logging.set_level(level)
     return ""
+
+
+def decord_message(error: BaseException) -> str:
+    """decord's message without its timestamp and source file prefixes, led by FFmpeg's words
+    for the error code it names."""
+    text = _DECORD_NOISE.sub("", " ".join(str(error).split()))
+    for m in _AVERROR_IN_TEXT.finditer(text):
+        known = _AVERRORS.get(abs(int(m.group(1) or m.group(2))))
+        if known:
+            return f"{known} ({text})"
+    if "run_.load()" in text:  # decord's decoder thread died first and its reason was lost
+        return f"the decoder stopped on frame data it could not decode ({text})"
+    return text
+
+
+def decord_errors() -> tuple[type[BaseException], ...]:
+    """What decord raises for data it cannot decode (not MemoryError and the like)."""
+    import decord
+
+    return (RuntimeError, decord.DECORDError)  # DECORDError is not a RuntimeError
 
 
 def open_reader(path: Path):
@@ -46,12 +129,32 @@ def open_reader(path: Path):
     return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
 
 
-def probe(path: Path) -> VideoInfo:
-    """Frame count, rate and size. Decodes the first frame to learn the size decord returns."""
+def header_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) of the largest video stream from the container header, nothing decoded;
+    None when PyAV cannot tell (decord may still open the file)."""
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            sizes = [
+                (s.codec_context.width, s.codec_context.height) for s in container.streams.video
+            ]
+    except Exception:  # noqa: BLE001 (decord then speaks for the file)
+        return None
+    sizes = [(w, h) for w, h in sizes if w and h]
+    return max(sizes, key=lambda wh: wh[0] * wh[1]) if sizes else None
+
+
+def probe(path: Path, check_size: Callable[[int, int], None] | None = None) -> VideoInfo:
+    """Frame count, rate and size. Decodes the first frame to learn the size decord returns;
+    `check_size(width, height)` sees the header's size first and may refuse the video before
+    anything is decoded (the memory budget)."""
+    if check_size is not None and (size := header_size(path)) is not None:
+        check_size(*size)
     try:
         reader = open_reader(path)
     except Exception as e:
-        reason = diagnose(path) or " ".join(str(e).split())
+        reason = diagnose(path) or f"decord: {decord_message(e)}"
         raise UnreadableVideo(f"cannot open video: {reason}") from e
     num_frames = len(reader)
     if num_frames <= 0:
@@ -59,7 +162,12 @@ def probe(path: Path) -> VideoInfo:
     fps = float(reader.get_avg_fps())
     if not np.isfinite(fps) or fps <= 0:
         raise ValueError(f"video stream reports an invalid frame rate ({fps})")
-    height, width = reader[0].shape[:2]
+    try:
+        height, width = reader[0].shape[:2]
+    except decord_errors() as e:
+        raise UndecodableFrames(f"cannot decode the first frame: {decord_message(e)}") from e
+    if check_size is not None:  # the decoded size (rotation, a stream the header hid)
+        check_size(int(width), int(height))
     return VideoInfo(num_frames=num_frames, fps=fps, width=int(width), height=int(height))
 
 
@@ -91,6 +199,13 @@ def read_frames(
     per_chunk = max(1, chunk_bytes // (height * width * 3))
     out = np.empty((len(indices), size, size, 3), dtype=np.uint8)
     for start in range(0, len(indices), per_chunk):
-        batch = reader.get_batch(indices[start : start + per_chunk]).asnumpy()  # (n, H, W, 3)
+        chunk = indices[start : start + per_chunk]
+        try:
+            batch = reader.get_batch(chunk).asnumpy()  # (n, H, W, 3)
+        except decord_errors() as e:  # corrupt frame data: which frames, in FFmpeg's words
+            raise UndecodableFrames(
+                f"cannot decode frames {chunk[0]}-{chunk[-1]} of {native.num_frames}: "
+                f"{decord_message(e)}"
+            ) from e
         out[start : start + len(batch)] = resize_frames(batch, size)
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,6 +25,46 @@ CODEC_ZOO_NAMES = (
     "unicode_name",
 )
 BROKEN_ZOO_NAMES = ("empty", "random_bytes", "text", "truncated", "header_only", "audio_only")
+# Keys of make_hostile_zoo.
+TRUNCATE_AT = (25, 50, 90)  # percent of the file kept
+TRUNCATED_NAMES = tuple(
+    f"truncated_{where}_{pct}" for where in ("moov_at_end", "faststart") for pct in TRUNCATE_AT
+)
+CORRUPT_PAYLOAD_NAMES = (
+    "bit_flips_mp4",
+    "bit_flips_mp4_b",
+    "byte_runs_mp4",
+    "bit_flips_mkv",
+    "byte_runs_mkv",
+)
+HOSTILE_ZOO_NAMES = (
+    *TRUNCATED_NAMES,
+    *CORRUPT_PAYLOAD_NAMES,
+    "zero_frames_mp4",
+    "zero_frames_mkv",
+    "huge_dims_claimed",
+    "huge_dims_real",
+    "large_dims_4k",
+    "vfr_mp4",
+    "vfr_mkv",
+    "rotated_90",
+    "many_streams",
+)
+HUGE_CLAIMED = 16384  # the size a tiny MJPEG/AVI file claims (past FFmpeg's limit of 2^28 px)
+HUGE_REAL = 8192  # one real 8192x8192 frame: 200 MB of RGB from a ~200 KB file
+LARGE_4K = (3840, 2160)  # one real 4K UHD frame
+# Frame intervals of the variable-frame-rate videos (20 frames, 2.19 s, 4 to 50 frames/s).
+VFR_INTERVALS_MS = (50, 100, 250, 250, 20, 20, 250, 250, 20, 50, 250, 50, 50, 250, 50, 50, 100)
+VFR_INTERVALS_MS += (100, 20)
+# The video streams of "many_streams", in file order: the biggest is not the first.
+MANY_STREAMS_VIDEO = (
+    VideoSpec(width=32, height=32, seconds=0.5, shape="circle", seed=3),
+    VideoSpec(width=64, height=48, seconds=1.0, direction="left", seed=2),
+    VideoSpec(width=160, height=96, seconds=2.0, seed=1),
+)
+MANY_STREAMS_AUDIO = 2
+ROTATION = 90  # degrees counter-clockwise, as PyAV's VideoFrame.rotation reads it back
+BITEXACT = {"fflags": "+bitexact"}  # no random UIDs or dates in the containers
 
 UNICODE_NAME = "vidéo à tester 01.mp4"
 
@@ -111,6 +152,187 @@ def make_broken_zoo(directory: str | Path) -> dict[str, Path]:
     out["truncated"].write_bytes(data[: len(data) // 2])
     out["header_only"].write_bytes(data[:2048])
     _write_audio_only(out["audio_only"])
+    return out
+
+
+def _encode(
+    path: Path,
+    frames: np.ndarray,
+    *,
+    codec: str = "libx264",
+    fps: int = 10,
+    pts: list[int] | None = None,
+    time_base: Fraction | None = None,
+    container_options: dict[str, str] | None = None,
+    rotation: int | None = None,
+) -> Path:
+    """Encode with the given presentation times, container options and display rotation.
+
+    One encoder thread and bit-exact muxing: the same bytes on every machine and every run
+    (the corrupt files flip bits at fixed offsets, so their outcome depends on it)."""
+    time_base = time_base or Fraction(1, fps)
+    options = {**BITEXACT, **(container_options or {})}
+    codec_options = {"threads": "1", **({"preset": "ultrafast"} if codec == "libx264" else {})}
+    with av.open(str(path), mode="w", options=options) as container:
+        stream = container.add_stream(codec, rate=Fraction(fps), options=codec_options)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.codec_context.time_base = time_base
+        if rotation is not None:
+            stream.set_display_rotation(rotation)  # the container's display matrix
+        for i, array in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            frame.pts = i if pts is None else pts[i]
+            frame.time_base = time_base
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def mp4_box(data: bytes, kind: bytes) -> tuple[int, int]:
+    """(payload start, end) of the first top-level MP4 box of this kind."""
+    pos = 0
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        if data[pos + 4 : pos + 8] == kind:
+            return pos + 8, pos + size
+        pos += size
+    raise ValueError(f"no top-level {kind!r} box")
+
+
+def _corrupt(data: bytes, start: int, end: int, *, seed: int, flips: int, runs: int) -> bytes:
+    """Flip single bits and overwrite 32-byte runs with random bytes, all in [start, end)."""
+    out = bytearray(data)
+    rng = np.random.default_rng(seed)
+    for pos in rng.integers(start, end, flips):
+        out[pos] ^= 1 << int(rng.integers(0, 8))
+    for pos in rng.integers(start, end - 32, runs):
+        out[pos : pos + 32] = rng.bytes(32)
+    return bytes(out)
+
+
+def _write_no_frames(path: Path, fmt: str) -> Path:
+    """A container with one H.264 video stream and not a single frame."""
+    with av.open(str(path), mode="w", format=fmt, options=BITEXACT) as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        container.start_encoding()
+        container.mux(stream.encode(None))
+    return path
+
+
+def _write_huge_claim(path: Path) -> Path:
+    """A ~10 KB MJPEG/AVI whose headers and JPEG frames all claim HUGE_CLAIMED square pixels."""
+    small_frames = render_frames(VideoSpec(width=64, height=64, seconds=0.5, seed=6))
+    small = encode_video(small_frames, path, fps=10, codec="mjpeg")
+    data = bytearray(small.read_bytes())
+    side = HUGE_CLAIMED
+    avih, strh, strf = data.find(b"avih"), data.find(b"strh"), data.find(b"strf")
+    struct.pack_into("<ii", data, avih + 8 + 32, side, side)  # dwWidth, dwHeight
+    struct.pack_into("<hhhh", data, strh + 8 + 48, 0, 0, side - 1, side - 1)  # rcFrame
+    struct.pack_into("<ii", data, strf + 8 + 4, side, side)  # BITMAPINFOHEADER size
+    sof, patched = data.find(b"movi"), 0
+    while (sof := data.find(b"\xff\xc0\x00\x11\x08", sof + 1)) >= 0:  # JPEG start of frame
+        struct.pack_into(">HH", data, sof + 5, side, side)
+        patched += 1
+    assert patched == 5, patched  # one per frame
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _write_many_streams(path: Path, rate: int = 16000) -> Path:
+    """MKV with the MANY_STREAMS_VIDEO streams and MANY_STREAMS_AUDIO sine-wave AAC streams."""
+    with av.open(str(path), mode="w", options=BITEXACT) as container:
+        video = []
+        for spec in MANY_STREAMS_VIDEO:
+            stream = container.add_stream("libx264", rate=spec.fps, options={"preset": "ultrafast"})
+            stream.width, stream.height, stream.pix_fmt = spec.width, spec.height, "yuv420p"
+            video.append((stream, spec))
+        audio = [
+            container.add_stream("aac", rate=rate, layout="mono") for _ in range(MANY_STREAMS_AUDIO)
+        ]
+        for stream, spec in video:
+            for i, array in enumerate(render_frames(spec)):
+                frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+                frame.pts, frame.time_base = i, Fraction(1, spec.fps)
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode(None))
+        for k, stream in enumerate(audio):
+            n = stream.codec_context.frame_size or 1024
+            for start in range(0, 2 * rate, n):
+                t = np.arange(start, start + n, dtype=np.float32) / rate
+                wave = (0.2 * np.sin(2 * np.pi * (300 + 200 * k) * t)).astype(np.float32)
+                frame = av.AudioFrame.from_ndarray(wave[None], format="fltp", layout="mono")
+                frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode(None))
+    return path
+
+
+def make_hostile_zoo(directory: str | Path) -> dict[str, Path]:
+    """Write hostile and odd files (HOSTILE_ZOO_NAMES); return name -> path.
+
+    - truncated_{moov_at_end,faststart}_{25,50,90}: a 4 s H.264 MP4 cut after that percent of
+      its bytes, with the index (moov) after the frames (PyAV's default) or before them;
+    - bit_flips_* / byte_runs_*: single bit flips, or 32-byte random runs, inside the frame
+      data of a valid 4 s file (after the MP4 mdat header, between the first MKV cluster
+      and the cues), headers intact;
+    - zero_frames_{mp4,mkv}: a video stream and no frame at all;
+    - huge_dims_claimed: a tiny MJPEG/AVI that claims HUGE_CLAIMED x HUGE_CLAIMED pixels;
+    - huge_dims_real / large_dims_4k: one real HUGE_REAL x HUGE_REAL / LARGE_4K H.264 frame;
+    - vfr_{mp4,mkv}: 20 frames with the irregular VFR_INTERVALS_MS between them;
+    - rotated_90: 160x96 coded frames with a display matrix rotating them by ROTATION degrees;
+    - many_streams: MKV with three video streams (MANY_STREAMS_VIDEO) and two audio streams.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Path] = {}
+    frames = render_frames(VideoSpec(seconds=4.0, seed=31))  # 40 frames, 160x96
+    for where, options in (("moov_at_end", None), ("faststart", {"movflags": "faststart"})):
+        source = _encode(directory / f"_{where}.mp4", frames, container_options=options)
+        data = source.read_bytes()
+        source.unlink()
+        for pct in TRUNCATE_AT:
+            out[f"truncated_{where}_{pct}"] = directory / f"truncated_{where}_{pct}.mp4"
+            out[f"truncated_{where}_{pct}"].write_bytes(data[: len(data) * pct // 100])
+
+    mp4 = _encode(directory / "_source.mp4", frames).read_bytes()
+    start, end = mp4_box(mp4, b"mdat")
+    start += 1024  # leave the first frame's parameter sets alone
+    mkv = _encode(directory / "_source.mkv", frames, codec="mpeg4").read_bytes()
+    mkv_start = mkv.find(bytes.fromhex("1F43B675")) + 64  # first Cluster, past its header
+    mkv_end = mkv.rfind(bytes.fromhex("1C53BB6B"))  # Cues
+    for name, data, lo, hi, seed, flips, runs in (
+        ("bit_flips_mp4", mp4, start, end, 0, 100, 0),
+        ("bit_flips_mp4_b", mp4, start, end, 1, 100, 0),
+        ("byte_runs_mp4", mp4, start, end, 0, 0, 6),
+        ("bit_flips_mkv", mkv, mkv_start, mkv_end, 0, 100, 0),
+        ("byte_runs_mkv", mkv, mkv_start, mkv_end, 1, 0, 6),
+    ):
+        suffix = ".mp4" if data is mp4 else ".mkv"
+        out[name] = directory / f"{name}{suffix}"
+        out[name].write_bytes(_corrupt(data, lo, hi, seed=seed, flips=flips, runs=runs))
+    (directory / "_source.mp4").unlink()
+    (directory / "_source.mkv").unlink()
+
+    out["zero_frames_mp4"] = _write_no_frames(directory / "zero_frames.mp4", "mp4")
+    out["zero_frames_mkv"] = _write_no_frames(directory / "zero_frames.mkv", "matroska")
+    out["huge_dims_claimed"] = _write_huge_claim(directory / f"huge_claims_{HUGE_CLAIMED}.avi")
+    big = np.zeros((1, HUGE_REAL, HUGE_REAL, 3), np.uint8)
+    big[0, HUGE_REAL // 8 : HUGE_REAL // 2, HUGE_REAL // 4 : HUGE_REAL // 2] = (255, 64, 64)
+    out["huge_dims_real"] = encode_video(big, directory / f"huge_{HUGE_REAL}.mp4", fps=10)
+    large = np.zeros((1, LARGE_4K[1], LARGE_4K[0], 3), np.uint8)
+    large[0, 500:1500, 1000:3000] = (64, 255, 64)
+    out["large_dims_4k"] = encode_video(large, directory / "large_3840x2160.mp4", fps=10)
+    vfr_frames = render_frames(VideoSpec(seconds=2.0, seed=32))  # 20 frames
+    vfr_pts = [0, *np.cumsum(VFR_INTERVALS_MS).tolist()]
+    for ext in ("mp4", "mkv"):
+        out[f"vfr_{ext}"] = _encode(
+            directory / f"vfr.{ext}", vfr_frames, pts=vfr_pts, time_base=Fraction(1, 1000)
+        )
+    rotated = render_frames(VideoSpec(width=160, height=96, seconds=2.0, seed=33))
+    out["rotated_90"] = _encode(directory / "rotated_90.mp4", rotated, rotation=ROTATION)
+    out["many_streams"] = _write_many_streams(directory / "many_streams.mkv")
+    assert tuple(out) == HOSTILE_ZOO_NAMES, tuple(out)
     return out
 
 

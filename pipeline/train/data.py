@@ -100,7 +100,7 @@ def _decode(
     storage_cfg: StorageConfig,
 ) -> ClipSplit:
     # 1. plan (CPU tasks): 1 video -> N work units; the unit list is small, so it comes back
-    guard = plan.guard.task_options()
+    guard = plan.decode_task_options()  # plan tasks decode a first frame: the same budget
     with open_book() as book:
         units = (
             ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 1024)))
@@ -119,7 +119,7 @@ def _decode(
             decode = DecodeUnit(sampling, plan, storage_cfg, book=book)
             decoded = (
                 ray.data.from_items(units, override_num_blocks=max(1, min(len(units), 1024)))
-                .flat_map(CarryColumns(decode, (LABEL,)), **plan.decode_task_options())
+                .flat_map(CarryColumns(decode, (LABEL,)), **guard)
                 .materialize()
             )
         errors = decoded.filter(expr="error_stage != ''").select_columns(list(FAILURE_COLUMNS))
