@@ -1,7 +1,8 @@
 """Train a video classifier on Ray: `python jobs/train.py --data URI --output URI [options]`.
 
 --data is a manifest (.csv/.parquet with uri,label[,split]) or a folder <root>/<split>/<label>/.
-The output holds best.pt, which `jobs/index.py --checkpoint <output>` uses.
+With --features-from INDEX_URI only a new temporal head is trained, on the frame features an
+index run stored. The output holds best.pt, which `jobs/index.py --checkpoint <output>` uses.
 Exit codes: 0 success, 2 bad usage or input.
 """
 
@@ -94,8 +95,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--features-from",
-        help="an index job's output: train only the temporal head on stored frame embeddings "
-        "(not available yet)",
+        metavar="INDEX_URI",
+        help="an index job's --output whose committed runs kept per-frame features "
+        "(jobs/index.py --keep-frame-features): train only the temporal head and classifier "
+        "on them, no decoding (far cheaper). --data still gives labels and split. The "
+        "encoder, its weights and the sampling are the index run's (--encoder, --fps, "
+        "--clip-frames, --image-size are not used); best.pt is the complete model",
     )
     p.add_argument(
         "--unit-frames", type=int, default=128, help="sampled frames per decode work unit"

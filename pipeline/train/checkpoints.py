@@ -37,9 +37,12 @@ def write_epoch_checkpoint(
     sampling: dict,
     extra: dict,
     state: TrainState,
+    normalization: dict[str, list[float]] | None = None,
 ) -> None:
     """Write model.pt (reelay format) and train_state.pt into `folder`."""
-    ckpt = Checkpoint.from_model(model, config, labels, sampling=sampling, extra=extra)
+    ckpt = Checkpoint.from_model(
+        model, config, labels, sampling=sampling, normalization=normalization, extra=extra
+    )
     save_checkpoint(ckpt, folder / MODEL_FILE)
     torch.save(
         {"epoch": state.epoch, "optimizer": state.optimizer, "history": state.history},

@@ -1,6 +1,8 @@
-"""Stage 5 of training, evaluate (Ray Data actor, 1 clip : 1 row): best.pt on the val clips.
+"""Stage 4 of training, evaluate (Ray Data actor, 1 clip : 1 row): best.pt on the val clips.
 
-The model is rebuilt from the written best.pt, exactly as the index job will load it.
+The model is rebuilt from the written best.pt, exactly as the index job will load it, and fed
+what the val clips hold: decoded frames (the whole model runs) or stored frame features (the
+head only; see forward.py).
 """
 
 from __future__ import annotations
@@ -9,32 +11,34 @@ import numpy as np
 import ray
 
 from pipeline.config import StorageConfig
-from pipeline.train.data import FRAMES, LABEL
+from pipeline.train.data import LABEL
 from pipeline.train.metrics import Evaluation
 
 
 class ClipPredictor:
-    """Callable class: a numpy batch {frames, label} -> {label, predicted}."""
+    """Callable class: a numpy batch {frames or features, label} -> {label, predicted}."""
 
-    def __init__(self, checkpoint_uri: str, storage: StorageConfig, device: str, threads: int):
+    def __init__(
+        self, checkpoint_uri: str, storage: StorageConfig, device: str, threads: int, inputs: str
+    ):
         import torch
 
         from pipeline.model_source import read_checkpoint
-        from pipeline.train.loop import normalise
+        from pipeline.train.forward import ModelInput, wrap
 
         torch.set_num_threads(max(1, threads))
         ckpt = read_checkpoint(checkpoint_uri, storage)
-        self.torch, self.normalise = torch, normalise
-        self.device = torch.device(device)
-        self.model = ckpt.build_model().to(self.device)
-        self.mean = torch.tensor(ckpt.normalization["mean"], device=self.device)
-        self.std = torch.tensor(ckpt.normalization["std"], device=self.device)
+        self.torch, self.inputs = torch, inputs
+        device = torch.device(device)
+        self.model = wrap(ckpt.build_model().to(device), inputs).eval()
+        norm = ckpt.normalization
+        self.to_input = ModelInput.create(inputs, norm["mean"], norm["std"], device)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self.torch
-        frames = torch.from_numpy(np.ascontiguousarray(batch[FRAMES])).to(self.device)
+        x = torch.from_numpy(np.ascontiguousarray(batch[self.inputs]))
         with torch.inference_mode():
-            _, logits = self.model(self.normalise(frames, self.mean, self.std))  # (B, K)
+            _, logits = self.model(self.to_input({self.inputs: x}))  # (B, K)
         return {LABEL: batch[LABEL], "predicted": logits.argmax(dim=1).cpu().numpy()}
 
 
@@ -44,6 +48,7 @@ def evaluate_checkpoint(
     labels: tuple[str, ...],
     storage: StorageConfig,
     *,
+    inputs: str,
     use_gpu: bool,
     cpus: float,
     batch_size: int,
@@ -55,6 +60,7 @@ def evaluate_checkpoint(
             "storage": storage,
             "device": "cuda" if use_gpu else "cpu",
             "threads": max(1, int(cpus)),
+            "inputs": inputs,
         },
         batch_size=batch_size,
         batch_format="numpy",

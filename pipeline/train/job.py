@@ -7,13 +7,17 @@ Stages (row ratios):
   3. train     (Ray Train, DDP)   epochs over the train clips; per-epoch checkpoints and reports
   4. evaluate  (Ray Data actor)   best.pt on every val clip -> confusion matrix
   5. write     (driver)           best.pt, metrics.parquet, evaluation files, run record
+With --features-from (mode.py), stages 1-2 become (features.py):
+  1. match     (driver)           labeled video -> the index run holding its frame features
+  2. read      (Ray Data)         1 stored clip -> 1 clip {features (T, D) float32, label}
+and stages 3-4 run the temporal head and classifier only (forward.py).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,17 +26,20 @@ import pyarrow as pa
 from pipeline import storage
 from pipeline.config import ConfigError
 from pipeline.model_source import read_checkpoint
-from pipeline.models import IMAGENET_MEAN, IMAGENET_STD
 from pipeline.ray_env import ensure_ray
 from pipeline.train import output as names
 from pipeline.train.checkpoints import MODEL_FILE
 from pipeline.train.config import TrainConfig
 from pipeline.train.data import ClipSplit, check_decoded, decode_split
 from pipeline.train.evaluate import evaluate_checkpoint
+from pipeline.train.features import feature_splits
 from pipeline.train.figures import confusion_png
+from pipeline.train.forward import FEATURES, FRAMES
+from pipeline.train.index_source import check_encoder, encoder_state
 from pipeline.train.inputs import LabeledData, list_labeled
 from pipeline.train.loop import LoopSpec, train_loop_per_worker
 from pipeline.train.metrics import Evaluation
+from pipeline.train.mode import TrainMode, train_mode
 from pipeline.train.output import TrainOutput
 from pipeline.train.split import TRAIN, VAL
 
@@ -66,11 +73,6 @@ class TrainSummary:
 
 def run(cfg: TrainConfig) -> TrainSummary:
     """Train on cfg.data_uri, write the run's output to cfg.output_uri; returns the summary."""
-    if cfg.features_from:
-        raise ConfigError(
-            "--features-from is not available yet: the index job does not write per-frame "
-            "embeddings; train end to end (omit --features-from)"
-        )
     started = datetime.now(UTC)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -84,8 +86,8 @@ def run(cfg: TrainConfig) -> TrainSummary:
     out = TrainOutput(cfg.output_uri, cfg.storage)
     # 0. list (driver): labeled videos, split; every label problem fails here
     data = list_labeled(cfg.data_uri, cfg.storage, cfg.val_fraction, cfg.seed)
-    model_cfg = replace(cfg.model, num_classes=len(data.labels))
-    _check_output(out, cfg, model_cfg, data.labels)
+    mode = train_mode(cfg, len(data.labels))  # --features-from: the index's runs and model
+    _check_output(out, cfg, mode.identity(data.labels))
     log.info(
         "%d labeled videos, classes %s, split from %s: %s",
         len(data.videos),
@@ -95,14 +97,9 @@ def run(cfg: TrainConfig) -> TrainSummary:
     )
     lap("list")
 
-    # 1-2. plan + decode (CPU tasks), materialized
+    # 1-2. plan + decode (CPU tasks), or match + read stored features (Ray Data); materialized
     ensure_ray()
-    splits = {
-        name: decode_split(
-            data.split(name), data.labels, cfg.sampling, cfg.plan, cfg.storage, cfg.seed
-        )
-        for name in (TRAIN, VAL)
-    }
+    splits = _clips(cfg, data, mode)
     skipped = _write_skipped(out, splits)
     for name, split in splits.items():
         log.info(
@@ -113,7 +110,7 @@ def run(cfg: TrainConfig) -> TrainSummary:
             split.skipped_videos,
         )
     check_decoded(splits[TRAIN], splits[VAL], data.labels)
-    lap("decode")
+    lap("decode" if mode.source is None else "features")
 
     counts = {
         "videos": len(data.videos),
@@ -128,16 +125,16 @@ def run(cfg: TrainConfig) -> TrainSummary:
         "status": "running",
         "started_at": started.isoformat(),
         "config": cfg.to_dict(),
-        "model": model_cfg.to_dict(),
-        "sampling": cfg.sampling.to_dict(),
-        "labels": list(data.labels),
+        **mode.identity(data.labels),  # model, sampling, labels (+ index_model_version)
+        **mode.to_dict(),  # mode (+ features: index output, run ids, model)
         "split_source": data.split_source,
         "counts": counts,
     }
     out.write_json(names.RUN_RECORD, record)
 
     # 3. train (Ray Train workers, DDP)
-    spec = _loop_spec(cfg, model_cfg, data, counts)
+    encoder = encoder_state(mode.source.spec) if mode.source is not None else None
+    spec = _loop_spec(cfg, mode, data, counts, encoder)
     try:
         result = _fit(cfg, spec, out, splits)
     except Exception as e:
@@ -153,11 +150,14 @@ def run(cfg: TrainConfig) -> TrainSummary:
         best_bytes = (Path(folder) / MODEL_FILE).read_bytes()
     out.write_bytes(names.BEST, best_bytes)
     best = read_checkpoint(out.uri(names.BEST), cfg.storage)  # verifies what was written
+    if encoder is not None:
+        check_encoder(best.state_dict, encoder)
     evaluation = evaluate_checkpoint(
         splits[VAL].clips,
         out.uri(names.BEST),
         data.labels,
         cfg.storage,
+        inputs=spec.inputs,
         use_gpu=cfg.workers.use_gpu,
         cpus=cfg.workers.cpus_per_worker,
         batch_size=cfg.optim.batch_size,
@@ -197,8 +197,21 @@ def run(cfg: TrainConfig) -> TrainSummary:
     return summary
 
 
-def _check_output(out: TrainOutput, cfg: TrainConfig, model_cfg, labels: tuple[str, ...]) -> None:
-    """A fresh run needs a fresh output; --resume needs the same model, sampling and labels."""
+def _clips(cfg: TrainConfig, data: LabeledData, mode: TrainMode) -> dict[str, ClipSplit]:
+    """Stages 1-2: the train and val clips, materialized."""
+    if mode.source is not None:
+        return feature_splits(data, mode.source, cfg.storage, cfg.seed)
+    return {
+        name: decode_split(
+            data.split(name), data.labels, cfg.sampling, cfg.plan, cfg.storage, cfg.seed
+        )
+        for name in (TRAIN, VAL)
+    }
+
+
+def _check_output(out: TrainOutput, cfg: TrainConfig, now: dict) -> None:
+    """A fresh run needs a fresh output; --resume needs the same model, sampling and labels
+    (and, with --features-from, the same index model)."""
     if not out.exists(names.RUN_RECORD):
         if cfg.resume:
             log.warning(
@@ -212,11 +225,6 @@ def _check_output(out: TrainOutput, cfg: TrainConfig, model_cfg, labels: tuple[s
             "--resume to continue it, or choose another --output"
         )
     before = out.read_json(names.RUN_RECORD)
-    now = {
-        "model": model_cfg.to_dict(),
-        "sampling": cfg.sampling.to_dict(),
-        "labels": list(labels),
-    }
     changed = [k for k in now if before.get(k) != now[k]]
     if changed:
         detail = "; ".join(f"{k}: was {before.get(k)}, now {now[k]}" for k in changed)
@@ -242,31 +250,37 @@ def _write_skipped(out: TrainOutput, splits: dict[str, ClipSplit]) -> int:
     return len({r["video_uri"] for r in rows})
 
 
-def _loop_spec(cfg: TrainConfig, model_cfg, data: LabeledData, counts: dict) -> LoopSpec:
-    s = cfg.sampling
-    clip_bytes = s.clip_frames * s.image_size * s.image_size * 3
+def _loop_spec(
+    cfg: TrainConfig, mode: TrainMode, data: LabeledData, counts: dict, encoder: dict | None
+) -> LoopSpec:
+    import ray
+
     batch = cfg.workers.per_worker_batch(cfg.optim.batch_size)
     return LoopSpec(
-        model=model_cfg,
+        model=mode.model,
         labels=data.labels,
-        sampling=s.to_dict(),
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
+        sampling=mode.sampling.to_dict(),
+        mean=mode.mean,
+        std=mode.std,
         epochs=cfg.optim.epochs,
         batch_size=batch,
         lr=cfg.optim.lr,
         weight_decay=cfg.optim.weight_decay,
         seed=cfg.seed,
         threads=max(1, int(cfg.workers.cpus_per_worker)),
-        shuffle_buffer=max(4 * batch, min(4096, SHUFFLE_BUFFER_BYTES // clip_bytes)),
+        shuffle_buffer=max(4 * batch, min(4096, SHUFFLE_BUFFER_BYTES // mode.clip_bytes)),
         extra={
             "trainer": "reelay.train",
             "data_uri": storage.redact(cfg.data_uri),
             "split_source": data.split_source,
             "counts": counts,
             "config": cfg.to_dict(),
+            **mode.to_dict(),
         },
         report_extra={"skipped_videos": counts["skipped_videos"]},
+        inputs=FRAMES if mode.source is None else FEATURES,
+        # features: the index run's encoder, once in the object store for every worker
+        encoder=ray.put(encoder) if encoder is not None else None,
     )
 
 

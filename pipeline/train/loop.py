@@ -1,8 +1,10 @@
 """Stage 3 of training, the Ray Train worker loop (DDP): one epoch, one evaluation, one report.
 
-Each worker reads its shard of the materialized train clips (uint8 frames, normalised here),
-trains the DDP model, and every epoch reports loss and accuracy; rank 0 evaluates on the whole
-val split and attaches a checkpoint folder (see checkpoints.py) to its report.
+Each worker reads its shard of the materialized train clips, trains the DDP model, and every
+epoch reports loss and accuracy; rank 0 evaluates on the whole val split and attaches a
+checkpoint folder (see checkpoints.py) to its report. The clips hold uint8 frames (normalised
+here; the whole model trains) or, with --features-from, stored frame features (only the head
+and classifier train; the index run's encoder rides along frozen): see forward.py.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from pipeline.models import ModelConfig, build_model
 from pipeline.train.checkpoints import TrainState, read_epoch_checkpoint, write_epoch_checkpoint
-from pipeline.train.data import FRAMES, LABEL
+from pipeline.train.forward import FRAMES, ModelInput, trainable, video_model, wrap
 
 TRAIN_SPLIT, VAL_SPLIT = "train", "val"
 
@@ -41,12 +44,12 @@ class LoopSpec:
     shuffle_buffer: int  # clips in each worker's local shuffle buffer
     extra: dict  # training info stamped into every checkpoint
     report_extra: dict  # constant metrics added to every report (e.g. skipped videos)
+    inputs: str = FRAMES  # FRAMES (decoded clips) or FEATURES (stored frame features)
+    encoder: Any = None  # FEATURES: ObjectRef of the index run's encoder state dict
 
-
-def normalise(frames: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """(B, T, H, W, 3) uint8 -> (B, T, 3, H, W) float, ImageNet-normalised (as in infer.py)."""
-    x = frames.permute(0, 1, 4, 2, 3).float().div_(255)  # (B, T, 3, H, W)
-    return x.sub_(mean.view(1, 1, 3, 1, 1)).div_(std.view(1, 1, 3, 1, 1))
+    @property
+    def normalization(self) -> dict[str, list[float]]:
+        return {"mean": list(self.mean), "std": list(self.std)}
 
 
 @dataclass
@@ -85,15 +88,14 @@ def train_one_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     batches: Iterable[dict[str, torch.Tensor]],
-    mean: torch.Tensor,
-    std: torch.Tensor,
+    to_input: ModelInput,
 ) -> Totals:
     model.train()
     totals = Totals()
     loss_fn = nn.CrossEntropyLoss()
     for batch in batches:
-        x = normalise(batch[FRAMES].to(mean.device), mean, std)  # (B, T, 3, H, W)
-        y = batch[LABEL].to(mean.device)  # (B,)
+        x = to_input(batch)  # (B, T, 3, H, W) frames or (B, T, D) features
+        y = to_input.labels(batch)  # (B,)
         _, logits = model(x)  # (B, K)
         loss = loss_fn(logits, y)
         optimizer.zero_grad(set_to_none=True)
@@ -105,17 +107,13 @@ def train_one_epoch(
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module,
-    batches: Iterable[dict[str, torch.Tensor]],
-    mean: torch.Tensor,
-    std: torch.Tensor,
+    model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], to_input: ModelInput
 ) -> Totals:
     model.eval()
     totals = Totals()
     loss_fn = nn.CrossEntropyLoss()
     for batch in batches:
-        x = normalise(batch[FRAMES].to(mean.device), mean, std)
-        y = batch[LABEL].to(mean.device)
+        x, y = to_input(batch), to_input.labels(batch)
         _, logits = model(x)
         totals.add(loss_fn(logits, y), logits, y)
     return totals
@@ -136,6 +134,8 @@ def train_loop_per_worker(config: dict) -> list[dict]:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
 
     model = build_model(spec.model, seed=spec.seed)
+    if spec.encoder is not None:  # features: the index run's encoder, so checkpoints are whole
+        model.encoder.load_state_dict(ray.get(spec.encoder), strict=True)
     start_epoch, history, optim_state = 0, [], None
     resume_from = ray.train.get_checkpoint()
     if resume_from is not None:
@@ -144,13 +144,13 @@ def train_loop_per_worker(config: dict) -> list[dict]:
         _check_resumable(ckpt.model, tuple(ckpt.labels), spec)
         model.load_state_dict(ckpt.state_dict)
         start_epoch, history, optim_state = state.epoch, state.history, state.optimizer
-    model = ray.train.torch.prepare_model(model)  # moves to the device, wraps in DDP if world > 1
+    # moves to the device, wraps in DDP if world > 1; features: only the head is trained
+    model = ray.train.torch.prepare_model(wrap(model, spec.inputs))
     device = ray.train.torch.get_device()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    optimizer = torch.optim.AdamW(trainable(model), lr=spec.lr, weight_decay=spec.weight_decay)
     if optim_state is not None:
         optimizer.load_state_dict(optim_state)  # after the move: state follows the params
-    mean = torch.tensor(spec.mean, device=device)
-    std = torch.tensor(spec.std, device=device)
+    to_input = ModelInput.create(spec.inputs, spec.mean, spec.std, device)
     train_shard = ray.train.get_dataset_shard(TRAIN_SPLIT)
 
     for epoch in range(start_epoch + 1, spec.epochs + 1):  # 1-based
@@ -161,7 +161,7 @@ def train_loop_per_worker(config: dict) -> list[dict]:
             local_shuffle_buffer_size=spec.shuffle_buffer,
             local_shuffle_seed=spec.seed * 7919 + epoch,
         )
-        train = train_one_epoch(model, optimizer, batches, mean, std).all_reduce(device)
+        train = train_one_epoch(model, optimizer, batches, to_input).all_reduce(device)
         train_time = time.perf_counter() - t0
         metrics = {
             "epoch": epoch,
@@ -179,7 +179,7 @@ def train_loop_per_worker(config: dict) -> list[dict]:
         val_batches = ray.train.get_dataset_shard(VAL_SPLIT).iter_torch_batches(
             batch_size=spec.batch_size
         )
-        val = evaluate(_unwrap(model), val_batches, mean, std)
+        val = evaluate(_unwrap(model), val_batches, to_input)
         metrics |= {
             "val_loss": val.mean_loss,
             "val_accuracy": val.accuracy,
@@ -190,10 +190,11 @@ def train_loop_per_worker(config: dict) -> list[dict]:
         with tempfile.TemporaryDirectory() as folder:
             write_epoch_checkpoint(
                 Path(folder),
-                _unwrap(model),
+                video_model(model),  # the complete model (features: index encoder + new head)
                 spec.model,
                 list(spec.labels),
                 sampling=spec.sampling,
+                normalization=spec.normalization,
                 extra={**spec.extra, "epoch": epoch, "metrics": metrics},
                 state=TrainState(epoch, optimizer.state_dict(), history),
             )
