@@ -120,3 +120,14 @@ class DecodeUnit:
                 "frames": frames[take],
                 **no_error(),
             }
+
+
+@dataclass(frozen=True)
+class DecodeUnits:
+    """Row function: a decode task's units (`{"units": [...]}`, see plan.group_units) -> the
+    clip rows of each, in order; every unit keeps its own guard, errors and progress."""
+
+    decode: DecodeUnit
+
+    def __call__(self, row: dict) -> list[dict]:
+        return [clip for unit in row["units"] for clip in self.decode(unit)]

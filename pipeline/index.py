@@ -22,7 +22,7 @@ import ray
 from pipeline import schema, storage, tables
 from pipeline.aggregate import aggregate_video, failed_video_rows
 from pipeline.config import ConfigError, IndexConfig
-from pipeline.decode import DecodeUnit
+from pipeline.decode import DecodeUnit, DecodeUnits
 from pipeline.faults import crash_point
 from pipeline.guard import open_book
 from pipeline.infer import ClipInferencer
@@ -30,7 +30,7 @@ from pipeline.ledger import committed_runs, ledger_table, read_ledger, select_vi
 from pipeline.listing import VIDEO_EXTENSIONS, VideoEntry, list_videos
 from pipeline.model_source import ModelSpec, resolve_model
 from pipeline.output import RunOutput, parquet_args, recover
-from pipeline.plan import PlanVideo
+from pipeline.plan import PlanVideo, group_units
 from pipeline.progress import ProgressLog, ProgressTracker
 from pipeline.ray_env import ensure_ray, inference_resources
 
@@ -230,7 +230,10 @@ def plan_units(entries: list[VideoEntry], cfg: IndexConfig, sampling) -> tuple[l
         return [], []
     with open_book() as book:  # crash and time-budget accounting of the header reads
         rows = (
-            ray.data.from_items([asdict(e) for e in entries])
+            # a header read is ~0.05 s: a few tasks per CPU, not one per video (per-task cost)
+            ray.data.from_items(
+                [asdict(e) for e in entries], override_num_blocks=plan_tasks(entries)
+            )
             .flat_map(
                 PlanVideo(sampling, cfg.plan, cfg.storage, book), **cfg.plan.decode_task_options()
             )
@@ -246,6 +249,11 @@ def plan_units(entries: list[VideoEntry], cfg: IndexConfig, sampling) -> tuple[l
         len(failures),
     )
     return units, failures
+
+
+def plan_tasks(entries: list) -> int:
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    return max(1, min(len(entries), 4 * cpus, 4096))
 
 
 def decode_and_infer(
@@ -277,14 +285,14 @@ def decode_and_infer(
 
 def streaming_dataset(units, cfg: IndexConfig, sampling, spec: ModelSpec, run_id: str, tracker,
                       book) -> ray.data.Dataset:  # fmt: skip
-    """Decode (CPU tasks, guarded) then infer (actor pool), one unit per input block."""
+    """Decode (CPU tasks, guarded; several small units per task) then infer (actor pool)."""
     resources = inference_resources(cfg.infer)
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    tasks = group_units(units, cfg.plan.unit_frames, min_groups=2 * cpus)
+    decode = DecodeUnit(sampling, cfg.plan, cfg.storage, progress=tracker, book=book)
     return (
-        ray.data.from_items(units, override_num_blocks=min(len(units), 4096))
-        .flat_map(
-            DecodeUnit(sampling, cfg.plan, cfg.storage, progress=tracker, book=book),
-            **cfg.plan.decode_task_options(),
-        )
+        ray.data.from_items([{"units": t} for t in tasks], override_num_blocks=len(tasks))
+        .flat_map(DecodeUnits(decode), **cfg.plan.decode_task_options())
         .map_batches(
             ClipInferencer,
             fn_constructor_kwargs={
