@@ -231,8 +231,15 @@ def scale_rows(runs: list[dict]) -> dict:
 
 def incremental_rows(runs: list[dict]) -> dict:
     """The no-op nightly rerun against the full run it follows: wall time, per round."""
-    full = _by_round(runs, "incremental", "full")
-    noop = _by_round(runs, "incremental", "noop")
+
+    def by_round(name: str) -> dict[int, dict]:  # the no-op run has no frames: not _ok()
+        return {
+            r.get("round", 0): r
+            for r in runs
+            if r["suite"] == "incremental" and r["name"] == name and r.get("status") == "ok"
+        }
+
+    full, noop = by_round("full"), by_round("noop")
     rounds = sorted(set(full) & set(noop))
     if not rounds:
         return {}
@@ -478,15 +485,17 @@ def generated_section(results: dict) -> str:
     knobs = " ".join(f"{k} {v}" for k, v in results.get("ours_knobs", {}).items()) or "none"
     highlights = "\n".join(results["summary"]["stats_highlights"]) or "(none captured)"
     measured = results.get("measured", {})
-    when = sorted({(v["date"], tuple(v["load_avg_at_start"])) for v in measured.values()})
+    when = sorted(
+        {(v["date"], tuple(v["load_avg_at_start"]), v["repeats"]) for v in measured.values()}
+    )
     partial = ""
     if len(when) > 1:
         partial = (
             "\nSuites were measured in separate runs: "
             + "; ".join(
-                f"{', '.join(k for k, v in measured.items() if v['date'] == d)} on {d} "
-                f"(load at start {list(load)})"
-                for d, load in when
+                f"{', '.join(k for k, v in measured.items() if v['date'] == d)} on {d}, "
+                f"{repeats} round(s) (load at start {list(load)})"
+                for d, load, repeats in when
             )
             + ".\n"
         )
@@ -495,9 +504,9 @@ def generated_section(results: dict) -> str:
 
 Measured {m["date"]} on {m["cpus"]} cores ({m["cpu_model"]}), {m["memory_gib"]} GiB;
 Python {m["python"]}, Ray {m["ray"]}, torch {m["torch"]}. Profile `{results["profile"]}`,
-{results["repeats"]} round(s) per suite, {results["elapsed_s"]:.0f} s in all. Load average
-(1/5/15 min) at the start {m["load_avg_at_start"]}, at the end {results["load_avg_at_end"]}: with
-a load above 2 on 2 cores, other jobs shared the machine during the run.
+{results["repeats"]} round(s) per suite, {results["elapsed_s"]:.0f} s in all (the last run).
+Load average (1/5/15 min) at the start {m["load_avg_at_start"]}, at the end
+{results["load_avg_at_end"]}: with a load above 2 on 2 cores, other jobs shared the machine.
 {partial}
 Workload: {w["encoder"]} + `{w["temporal"]}` head at {w["image_size"]} px, {w["fps"]:g} fps,
 {w["clip_frames"]}-frame clips, batch {w["batch_size"]} clips; our job's extra knobs: {knobs}.

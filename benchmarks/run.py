@@ -3,7 +3,8 @@
 Every figure is a ratio of contenders measured side by side in this run: each contender is a
 fresh process (benchmarks/contenders/), contenders of a suite run interleaved (A B A B ...), and a
 ratio is the median over rounds of the ratio within a round. Results go to
-bench_out/results.json, bench_out/benchmarks.png and the generated part of docs/benchmarks.md.
+bench_out/results.json, bench_out/benchmarks.png and the generated part of docs/benchmarks.md
+(with copies docs/benchmarks.json and docs/benchmarks.png).
 
 Suites (default: all but `knobs`):
   limit   ours vs the hand-written multiprocessing pool (and naive) on the main corpus
@@ -395,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     png = report.plot(results, args.out / "benchmarks.png")
     if not (args.no_docs or args.quick):
         shutil.copy(png, REPO / "docs" / "benchmarks.png")
+        shutil.copy(path, REPO / "docs" / "benchmarks.json")  # every run behind the figures
         report.write_markdown(results, REPO / "docs" / "benchmarks.md")
     print(report.table(results))
     log(f"done in {results['elapsed_s']:.0f} s: {path}, {png}")
