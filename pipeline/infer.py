@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline import schema
+from pipeline.faults import crash_point
 from pipeline.model_source import ModelSpec, load_model
 from pipeline.rows import ERROR_FIELDS
 
@@ -88,6 +89,7 @@ class ClipInferencer:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         n = len(batch["video_uri"])
+        crash_point("infer", " ".join(map(str, batch["video_uri"])))
         ok = np.asarray([e == "" for e in batch["error_stage"]], dtype=bool)
         emb = np.zeros((n, self.dim), np.float32)
         probs = np.zeros((n, len(self.labels)), np.float32)

@@ -8,12 +8,6 @@ reason, and the good videos beside them must be indexed in full.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import uuid
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -21,9 +15,8 @@ import pytest
 
 from pipeline.guard import GuardBook
 from pipeline.samples import VideoSpec, write_video
-from tests.test_exactly_once import stop_job_processes
+from tests.job_process import run_index_job
 
-REPO = Path(__file__).resolve().parents[1]
 FLAGS = ["--fps", "2", "--clip-frames", "4", "--image-size", "32", "--decode-timeout", "6"]
 GOOD = ("good0", "good1")
 
@@ -36,33 +29,10 @@ def guarded_run(tmp_path_factory) -> tuple[int, Path, str]:
         spec = VideoSpec(width=64, height=48, fps=10, seconds=4.0, seed=40 + i)
         write_video(spec, corpus / f"{name}.mp4")
     out = root / "out"
-    marker = uuid.uuid4().hex
-    ray_tmp = tempfile.mkdtemp(prefix="rl")  # a private Ray, never the session's
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "REELAY_"))}
-    env |= {
-        "REELAY_CRASH_AT": "decode:crashme",
-        "REELAY_HANG_AT": "decode:hangme",
-        "REELAY_TEST_MARKER": marker,
-        "RAY_AUTH_MODE": "disabled",
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "RAY_TMPDIR": ray_tmp,
-    }
-    cmd = [sys.executable, "jobs/index.py", "--input", str(corpus), "--output", str(out)]
-    cmd += [*FLAGS, "--max-failure-fraction", "0.6"]
-    log_path = root / "job.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            code = proc.wait(timeout=300)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            stop_job_processes(proc.pid, f"REELAY_TEST_MARKER={marker}")
-            shutil.rmtree(ray_tmp, ignore_errors=True)
-    return code, out, log_path.read_text(errors="replace")
+    faults = {"REELAY_CRASH_AT": "decode:crashme", "REELAY_HANG_AT": "decode:hangme"}
+    args = ["--input", str(corpus), "--output", str(out), *FLAGS, "--max-failure-fraction", "0.6"]
+    code, log = run_index_job(args, faults, root / "job.log")
+    return code, out, log
 
 
 def table(out: Path, name: str) -> list[dict]:
