@@ -14,7 +14,7 @@ from pipeline.faults import crash_point
 from pipeline.guard import guarded
 from pipeline.rows import error_fields, no_error
 from pipeline.sampling import plan_clips
-from pipeline.video_io import VideoInfo, read_frames
+from pipeline.video_io import VideoInfo, read_frames_and_times
 
 UNIT_META = (
     "video_uri",
@@ -37,10 +37,10 @@ def fetch_and_read(
     size: int,
     info: VideoInfo,
     chunk_bytes: int,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     crash_point("decode", uri)
     path = storage.local_copy(uri, fingerprint, storage_cfg)
-    return read_frames(path, indices, size, info, chunk_bytes)
+    return read_frames_and_times(path, indices, size, info, chunk_bytes)
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class DecodeUnit:
         clips = clips[unit["clip_start"] : unit["clip_end"]]
         wanted = sorted({f for c in clips for f in c.frame_indices})
         first, last = unit["clip_start"], unit["clip_end"] - 1
-        frames = guarded(
+        frames, times = guarded(
             fetch_and_read,
             unit["video_uri"],
             unit["fingerprint"],
@@ -114,8 +114,9 @@ class DecodeUnit:
             yield {
                 **meta,
                 "clip_index": clip.clip_index,
-                "start_s": clip.start_s,
-                "end_s": clip.end_s,
+                # presentation times (true for variable frame rates), not index / average fps
+                "start_s": float(times[take[0], 0]),
+                "end_s": float(times[take[-1], 1]),
                 "frame_indices": np.asarray(clip.frame_indices, dtype=np.int32),
                 "frames": frames[take],
                 **no_error(),

@@ -194,7 +194,29 @@ def read_frames(
 ) -> np.ndarray:
     """Frames at sorted unique `indices`, resized; native-size frames are decoded in chunks so
     memory stays bounded by `chunk_bytes` whatever the resolution."""
+    return read_frames_and_times(path, indices, size, native, chunk_bytes)[0]
+
+
+def frame_times(reader, indices: list[int], native: VideoInfo) -> np.ndarray:
+    """(N, 2) start and end seconds of frames from their presentation timestamps (container
+    index, nothing decoded): true times for variable-frame-rate video. Where the container
+    gives none, index / average fps."""
+    try:
+        times = np.asarray(reader.get_frame_timestamp(list(indices)), dtype=np.float64)
+        if times.shape == (len(indices), 2) and np.isfinite(times).all():
+            return times.round(6)  # decord gives float32 seconds: to the microsecond
+    except decord_errors():
+        pass
+    start = np.asarray(indices, dtype=np.float64) / native.fps
+    return np.stack([start, start + 1.0 / native.fps], axis=1)
+
+
+def read_frames_and_times(
+    path: Path, indices: list[int], size: int, native: VideoInfo, chunk_bytes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """`read_frames`, plus each frame's (start, end) seconds (`frame_times`)."""
     reader = open_reader(path)
+    times = frame_times(reader, indices, native)
     height, width = native.height, native.width
     per_chunk = max(1, chunk_bytes // (height * width * 3))
     out = np.empty((len(indices), size, size, 3), dtype=np.uint8)
@@ -208,4 +230,4 @@ def read_frames(
                 f"{decord_message(e)}"
             ) from e
         out[start : start + len(batch)] = resize_frames(batch, size)
-    return out
+    return out, times

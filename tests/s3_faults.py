@@ -183,20 +183,22 @@ class FaultProxy:
                         f"{code}</Code><Message>{message}</Message><RequestId>"
                         f"{uuid.uuid4().hex[:16]}</RequestId></Error>"
                     ).encode()
+                    # logged before the answer: a client that has its answer finds it logged
+                    proxy._record(Seen(self.command, target, action, status))
                     self.send_response(status)
                     self.send_header("Content-Type", "application/xml")
                     self.send_header("Content-Length", str(len(xml)))
                     self.end_headers()
                     if self.command != "HEAD":
                         self.wfile.write(xml)
-                    proxy._record(Seen(self.command, target, action, status))
                     return
                 if action == "delay":
                     time.sleep(rule.delay_s)
-                status = self._forward(body)
-                proxy._record(Seen(self.command, target, action, status))
+                self._forward(
+                    body, lambda status: proxy._record(Seen(self.command, target, action, status))
+                )
 
-            def _forward(self, body: bytes) -> int:
+            def _forward(self, body: bytes, record) -> int:
                 headers = {
                     k: v
                     for k, v in self.headers.items()
@@ -210,6 +212,7 @@ class FaultProxy:
                     conn.request(self.command, self.path, body=body, headers=headers)
                     resp = conn.getresponse()
                     data = resp.read()
+                    record(resp.status)  # before the answer (see above)
                     self.send_response(resp.status, resp.reason)
                     for k, v in resp.getheaders():
                         if k.lower() in HOP_BY_HOP:
