@@ -78,12 +78,12 @@ def decode_split(
     index = {name: i for i, name in enumerate(labels)}
     order = np.random.default_rng(seed).permutation(len(videos))
     items = [{**asdict(videos[i]), LABEL: index[videos[i].label]} for i in order]
-    with _preserve_order():
+    with preserve_order():
         return _decode(items, labels, sampling, plan, storage_cfg)
 
 
 @contextmanager
-def _preserve_order() -> Iterator[None]:
+def preserve_order() -> Iterator[None]:
     options = ray.data.DataContext.get_current().execution_options
     before, options.preserve_order = options.preserve_order, True
     try:
@@ -127,7 +127,7 @@ def _decode(
         clips = decoded.filter(expr="error_stage == ''").select_columns([FRAMES, LABEL])
         clips = clips.materialize()
         del decoded  # its blocks are freed; only the clean clips stay in the object store
-        counts += _label_counts(clips, len(labels))
+        counts += label_counts(clips, len(labels))
     return ClipSplit(clips if counts.sum() else None, counts, len(items), failures)
 
 
@@ -135,7 +135,7 @@ def _failure(row: dict) -> dict:
     return {k: row[k] for k in FAILURE_COLUMNS}
 
 
-def _label_counts(clips: ray.data.Dataset, num_labels: int) -> np.ndarray:
+def label_counts(clips: ray.data.Dataset, num_labels: int) -> np.ndarray:
     counts = np.zeros(num_labels, dtype=np.int64)
     for batch in clips.select_columns([LABEL]).iter_batches(batch_format="numpy", batch_size=None):
         counts += np.bincount(batch[LABEL], minlength=num_labels)

@@ -28,7 +28,7 @@ import ray
 from pipeline import schema, storage
 from pipeline.config import StorageConfig
 from pipeline.listing import InputError
-from pipeline.train.data import LABEL, ClipSplit, _label_counts, _preserve_order
+from pipeline.train.data import LABEL, ClipSplit, label_counts, preserve_order
 from pipeline.train.inputs import LabeledData
 from pipeline.train.split import TRAIN, VAL
 
@@ -110,7 +110,7 @@ def feature_splits(
                 .select_columns([FEATURES, LABEL])
                 .materialize()
             )
-            counts += _label_counts(clips, len(data.labels))
+            counts += label_counts(clips, len(data.labels))
         own = [f for f in failures if f["split"] == name]
         splits[name] = ClipSplit(
             clips if counts.sum() else None,
@@ -206,7 +206,7 @@ def _read(
         if run.run_id in runs
         for uri in run.files[schema.CLIPS]
     ]
-    with _preserve_order():  # the same rows in the same order for the same seed
+    with preserve_order():  # the same rows in the same order for the same seed
         return (
             ray.data.read_parquet(
                 files,
