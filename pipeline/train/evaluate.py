@@ -64,7 +64,7 @@ def evaluate_checkpoint(
         },
         batch_size=batch_size,
         batch_format="numpy",
-        concurrency=1,
+        compute=ray.data.ActorPoolStrategy(size=1),
         num_cpus=cpus,
         num_gpus=1 if use_gpu else 0,
     )
