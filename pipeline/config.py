@@ -87,7 +87,11 @@ class PlanConfig:
 
     def decode_task_options(self) -> dict:
         """Ray remote args of the decode tasks: one CPU, the memory budget, recycling."""
-        return {**self.guard.task_options(), "memory": self.task_memory_bytes}
+        return {
+            "num_cpus": 1,
+            "memory": self.task_memory_bytes,
+            "max_calls": self.guard.recycle_after,
+        }
 
 
 @dataclass(frozen=True)

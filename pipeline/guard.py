@@ -8,8 +8,8 @@ calls run in the Ray Data task itself (no extra task per unit), with a small per
   (`os._exit`); Ray Data retries the task, and the retry reports `DecodeTimeout` at once;
 - a worker that dies during a call (native crash, out of memory) is retried by Ray Data; a
   call that has started `attempts` times without finishing reports `DecoderCrashed`;
-- workers are recycled after `recycle_after` tasks (`max_calls`, see `task_options`), which
-  bounds decord's known leaks.
+- workers are recycled after `recycle_after` tasks (`max_calls`, in
+  `PlanConfig.decode_task_options`), which bounds decord's known leaks.
 
 Without a book (no Ray, or a one-off call in the driver) calls run inline and unguarded.
 """
@@ -54,10 +54,6 @@ class GuardConfig:
             raise ValueError("--decode-timeout must be > 0 seconds")
         if self.attempts < 1 or self.recycle_after < 1:
             raise ValueError("attempts and recycle_after must be >= 1")
-
-    def task_options(self) -> dict:
-        """Ray remote args for the Ray Data tasks that make guarded calls."""
-        return {"num_cpus": 1, "max_calls": self.recycle_after}
 
 
 class GuardBook:

@@ -32,7 +32,7 @@ from pipeline.model_source import ModelSpec, resolve_model
 from pipeline.output import RunOutput, parquet_args, recover
 from pipeline.plan import PlanVideo, group_units
 from pipeline.progress import ProgressLog, ProgressTracker
-from pipeline.ray_env import ensure_ray, inference_resources
+from pipeline.ray_env import cluster_cpus, ensure_ray, inference_resources
 
 log = logging.getLogger("reelay.index")
 
@@ -252,8 +252,7 @@ def plan_units(entries: list[VideoEntry], cfg: IndexConfig, sampling) -> tuple[l
 
 
 def plan_tasks(entries: list) -> int:
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    return max(1, min(len(entries), 4 * cpus, 4096))
+    return max(1, min(len(entries), 4 * cluster_cpus(), 4096))
 
 
 def decode_and_infer(
@@ -287,29 +286,31 @@ def streaming_dataset(units, cfg: IndexConfig, sampling, spec: ModelSpec, run_id
                       book) -> ray.data.Dataset:  # fmt: skip
     """Decode (CPU tasks, guarded; several small units per task) then infer (actor pool)."""
     resources = inference_resources(cfg.infer)
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    tasks = group_units(units, cfg.plan.unit_frames, min_groups=2 * cpus)
     decode = DecodeUnit(sampling, cfg.plan, cfg.storage, progress=tracker, book=book)
-    return (
-        ray.data.from_items([{"units": t} for t in tasks], override_num_blocks=len(tasks))
-        .flat_map(DecodeUnits(decode), **cfg.plan.decode_task_options())
-        .map_batches(
-            ClipInferencer,
-            fn_constructor_kwargs={
-                "spec": spec,
-                "device": resources.device,
-                "threads": resources.threads,
-                "run_id": run_id,
-                "progress": tracker,
-                "keep_frame_features": cfg.infer.keep_frame_features,
-            },
-            batch_size=cfg.infer.batch_size,
-            batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=resources.max_actors),
-            num_cpus=resources.num_cpus,
-            num_gpus=resources.num_gpus,
-        )
+    return decode_dataset(units, decode).map_batches(
+        ClipInferencer,
+        fn_constructor_kwargs={
+            "spec": spec,
+            "device": resources.device,
+            "threads": resources.threads,
+            "run_id": run_id,
+            "progress": tracker,
+            "keep_frame_features": cfg.infer.keep_frame_features,
+        },
+        batch_size=cfg.infer.batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=resources.max_actors),
+        num_cpus=resources.num_cpus,
+        num_gpus=resources.num_gpus,
     )
+
+
+def decode_dataset(units: list[dict], decode: DecodeUnit) -> ray.data.Dataset:
+    """Stage 2 alone: clip rows with frames, from units grouped into decode tasks."""
+    tasks = group_units(units, decode.plan.unit_frames, min_groups=2 * cluster_cpus())
+    return ray.data.from_items(
+        [{"units": t} for t in tasks], override_num_blocks=len(tasks)
+    ).flat_map(DecodeUnits(decode), **decode.plan.decode_task_options())
 
 
 def write_tables(

@@ -34,11 +34,15 @@ class InferenceResources:
     max_actors: int
 
 
+def cluster_cpus() -> int:
+    return int(ray.cluster_resources().get("CPU", 1))
+
+
 def inference_resources(cfg: InferConfig) -> InferenceResources:
     """One GPU per actor when asked or when the cluster has GPUs; else CPU actors."""
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
-    cpus = int(resources.get("CPU", 1))
+    cpus = cluster_cpus()
     device = cfg.device
     if device == "auto":
         device = "cuda" if gpus > 0 else "cpu"

@@ -11,7 +11,6 @@ object store as in the job.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
@@ -36,11 +35,10 @@ def main(argv: list[str]) -> int:
     sampler = self_sampler()
     ray = start_ray()
     from pipeline.config import IndexConfig, PlanConfig
-    from pipeline.decode import DecodeUnit, DecodeUnits
+    from pipeline.decode import DecodeUnit
     from pipeline.guard import GuardBook
-    from pipeline.index import plan_units
+    from pipeline.index import decode_dataset, plan_units
     from pipeline.listing import list_videos
-    from pipeline.plan import group_units
 
     cfg = IndexConfig(
         input_uri=args.input,
@@ -53,13 +51,8 @@ def main(argv: list[str]) -> int:
     units, _ = plan_units(entries, cfg, cfg.sampling)
     t_plan = time.perf_counter() - t0
     book = ray.remote(num_cpus=0)(GuardBook).remote()  # as pipeline.guard.open_book
-    tasks = group_units(units, cfg.plan.unit_frames, min_groups=2 * (os.cpu_count() or 1))
     ds = (
-        ray.data.from_items([{"units": t} for t in tasks], override_num_blocks=len(tasks))
-        .flat_map(
-            DecodeUnits(DecodeUnit(cfg.sampling, cfg.plan, cfg.storage, book=book)),
-            **cfg.plan.decode_task_options(),
-        )
+        decode_dataset(units, DecodeUnit(cfg.sampling, cfg.plan, cfg.storage, book=book))
         .map_batches(
             DropFrames,
             batch_size=w.batch_size,
