@@ -41,8 +41,10 @@ def _ok(runs: list[dict]) -> list[dict]:
     return [r for r in runs if r.get("status") == "ok" and r.get("frames")]
 
 
-def _by_round(runs: list[dict], suite: str, name: str) -> dict[int, dict]:
-    return {r.get("round", 0): r for r in _ok(runs) if r["suite"] == suite and r["name"] == name}
+def _by_round(runs: list[dict], suite: str, name: str, with_frames: bool = True) -> dict[int, dict]:
+    """Successful runs of one contender by round (`with_frames=False`: also runs of 0 frames)."""
+    ok = _ok(runs) if with_frames else [r for r in runs if r.get("status") == "ok"]
+    return {r.get("round", 0): r for r in ok if r["suite"] == suite and r["name"] == name}
 
 
 def _stat(values: list[float]) -> dict | None:
@@ -232,14 +234,9 @@ def scale_rows(runs: list[dict]) -> dict:
 def incremental_rows(runs: list[dict]) -> dict:
     """The no-op nightly rerun against the full run it follows: wall time, per round."""
 
-    def by_round(name: str) -> dict[int, dict]:  # the no-op run has no frames: not _ok()
-        return {
-            r.get("round", 0): r
-            for r in runs
-            if r["suite"] == "incremental" and r["name"] == name and r.get("status") == "ok"
-        }
-
-    full, noop = by_round("full"), by_round("noop")
+    # the no-op run indexes no frames
+    full = _by_round(runs, "incremental", "full", with_frames=False)
+    noop = _by_round(runs, "incremental", "noop", with_frames=False)
     rounds = sorted(set(full) & set(noop))
     if not rounds:
         return {}

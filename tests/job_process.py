@@ -3,20 +3,50 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
-
-from tests.test_exactly_once import stop_job_processes
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_index_job(args: list[str], faults: dict[str, str], log_path: Path) -> tuple[int, str]:
+def marked_processes(marker: str) -> list[int]:
+    """PIDs of live processes whose environment carries `marker` (the job and its Ray)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (entry / "environ").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:  # gone, or not ours
+            continue
+    return pids
+
+
+def stop_job_processes(pgid: int, marker: str) -> None:
+    """Kill what the killed driver left: its process group, then any marked straggler."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while (pids := marked_processes(marker)) and time.monotonic() < deadline:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+    assert not marked_processes(marker), "processes of the killed job are still alive"
+
+
+def run_index_job(
+    args: list[str], faults: dict[str, str], log_path: Path, timeout_s: float = 300
+) -> tuple[int, str]:
     """Run the job with `faults` (REELAY_* variables) set; (exit code, log text). Every process
     it started is gone when this returns."""
     marker = uuid.uuid4().hex
@@ -34,7 +64,7 @@ def run_index_job(args: list[str], faults: dict[str, str], log_path: Path) -> tu
             cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
-            code = proc.wait(timeout=300)
+            code = proc.wait(timeout=timeout_s)
         finally:
             if proc.poll() is None:
                 proc.kill()

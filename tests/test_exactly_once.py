@@ -8,16 +8,8 @@ pipeline/output.py directly (local and S3) with a simulated crash.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
 import signal
-import subprocess
-import sys
-import tempfile
-import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -31,6 +23,7 @@ from pipeline.config import IndexConfig, RunMode, SamplingConfig, StorageConfig
 from pipeline.ledger import committed_runs, read_ledger
 from pipeline.output import COMMIT_PLAN, RunOutput, recover
 from pipeline.samples import VideoSpec, write_video
+from tests.job_process import run_index_job
 
 REPO = Path(__file__).resolve().parents[1]
 JOB_FLAGS = ["--incremental", "--fps", "2", "--clip-frames", "4", "--image-size", "32"]
@@ -63,59 +56,10 @@ def input_uris(corpus: Path) -> list[str]:
 # --- processes --------------------------------------------------------------------------------
 
 
-def marked_processes(marker: str) -> list[int]:
-    """PIDs of live processes whose environment carries `marker` (the job and its Ray)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if marker.encode() in (entry / "environ").read_bytes():
-                pids.append(int(entry.name))
-        except OSError:  # gone, or not ours
-            continue
-    return pids
-
-
-def stop_job_processes(pgid: int, marker: str) -> None:
-    """Kill what the killed driver left: its process group, then any marked straggler."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
-    deadline = time.monotonic() + 15
-    while (pids := marked_processes(marker)) and time.monotonic() < deadline:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.2)
-    assert not marked_processes(marker), "processes of the killed job are still alive"
-
-
 def run_job_killed_at(point: str, corpus: Path, out: Path, log_path: Path) -> int:
     """jobs/index.py with REELAY_CRASH_AT=point, its own local Ray; returns its exit status."""
-    marker = f"REELAY_TEST_MARKER={uuid.uuid4().hex}"
-    ray_tmp = tempfile.mkdtemp(prefix="rl")  # short: Ray's socket paths live under it
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "REELAY_CRASH_AT")}
-    env |= {
-        "REELAY_CRASH_AT": point,
-        "RAY_AUTH_MODE": "disabled",
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "RAY_TMPDIR": ray_tmp,  # a private Ray: never joins the session's or another test's
-        marker.split("=")[0]: marker.split("=")[1],
-    }
-    cmd = [sys.executable, str(REPO / "jobs" / "index.py"), "--input", str(corpus)]
-    cmd += ["--output", str(out), *JOB_FLAGS]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            return proc.wait(timeout=400)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            stop_job_processes(proc.pid, marker)
-            shutil.rmtree(ray_tmp, ignore_errors=True)
+    args = ["--input", str(corpus), "--output", str(out), *JOB_FLAGS]
+    return run_index_job(args, {"REELAY_CRASH_AT": point}, log_path, timeout_s=400)[0]
 
 
 # --- readers ----------------------------------------------------------------------------------
