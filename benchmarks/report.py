@@ -5,7 +5,8 @@ over rounds is reported with the range. Two measures of every contender:
 - end to end: frames / wall time of the whole process (interpreter, imports, Ray start-up,
   everything a user waits for);
 - work: frames / the contender's own work time, after interpreter and Ray start-up (for the job:
-  the sum of its stage timings except `list`, which holds Ray's start-up).
+  the sum of its stage timings except `list` and `start`, which hold the listing, the model's
+  build and Ray's start-up).
 And a third, for a machine that others share: CPU efficiency, the baseline's CPU seconds (user +
 sys over its whole process tree) per frame over ours. It does not see idle cores, but neither
 does it move much when other jobs take CPU away.

@@ -17,6 +17,7 @@ from pipeline.cli import (  # noqa: E402,E501
     add_model_flags,
     add_sampling_flags,
     configure_logging,
+    exit_process,
     model_config,
     sampling_config,
 )
@@ -204,4 +205,4 @@ def format_plan(plan: dict) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -19,6 +19,7 @@ from pipeline.cli import (  # noqa: E402
     add_model_flags,
     add_sampling_flags,
     configure_logging,
+    exit_process,
     model_config,
     sampling_config,
 )
@@ -156,4 +157,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

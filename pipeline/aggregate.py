@@ -1,4 +1,11 @@
-"""Clips -> videos: one row per video from its clips (mean embedding, mean class scores)."""
+"""Clips -> videos: one row per video from its clips (mean embedding, mean class scores).
+
+Aggregation is a sum that can be taken in parts: each block of clip results becomes one sums
+row per video (clips counted, embeddings and class scores summed in float64), sums rows of
+the same video merge by adding, and a video's row divides at the end. The job sums per block
+in Ray tasks and merges on the driver when the videos fit there, without a shuffle; larger runs
+merge with a Ray Data groupby over the same rows (`pipeline/index.py`).
+"""
 
 from __future__ import annotations
 
@@ -6,18 +13,92 @@ from datetime import datetime
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline import schema
 
+SUM_COUNT = "num_clips"
+EMBEDDING_SUM = "embedding_sum"
+PROBS_SUM = "probs_sum"
+ERROR_COLUMNS = ("error_stage", "error_type", "error_message")
 
-def list_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """fixed_size_list<float32>[D] -> (N, D) float32 (no nulls expected)."""
+
+def list_matrix(column: pa.ChunkedArray | pa.Array, dtype=np.float32) -> np.ndarray:
+    """fixed_size_list<float>[D] -> (N, D) array (no nulls expected)."""
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    return arr.flatten().to_numpy(zero_copy_only=False).reshape(len(arr), -1).astype(np.float32)
+    width = arr.type.list_size
+    return arr.flatten().to_numpy(zero_copy_only=False).reshape(len(arr), width).astype(dtype)
 
 
-def aggregate_video(
-    clips: pa.Table,
+def _sum_lists(matrix: np.ndarray) -> pa.Array:
+    flat = pa.array(np.ascontiguousarray(matrix, dtype=np.float64).reshape(-1))
+    return pa.FixedSizeListArray.from_arrays(flat, matrix.shape[1])
+
+
+def _sums_by_video(
+    meta: pa.Table, counts: np.ndarray, emb: np.ndarray, probs: np.ndarray
+) -> pa.Table:
+    """Rows of (video_uri, metadata...) with counts and per-row sums -> one row per video."""
+    uris = meta["video_uri"].to_numpy(zero_copy_only=False)
+    unique, first, inverse = np.unique(uris, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    emb_sum = np.zeros((len(unique), emb.shape[1]), np.float64)
+    probs_sum = np.zeros((len(unique), probs.shape[1]), np.float64)
+    np.add.at(emb_sum, inverse, emb)
+    np.add.at(probs_sum, inverse, probs)
+    rows = meta.take(pa.array(first))
+    return (
+        rows.append_column(
+            SUM_COUNT, pa.array(np.bincount(inverse, weights=counts).astype(np.int64))
+        )
+        .append_column(EMBEDDING_SUM, _sum_lists(emb_sum))
+        .append_column(PROBS_SUM, _sum_lists(probs_sum))
+    )
+
+
+def _meta(table: pa.Table) -> pa.Table:
+    return table.select(["video_uri", *schema.VIDEO_META_COLUMNS])
+
+
+def block_summary(table: pa.Table) -> pa.Table:
+    """A block of clip results (ok and failed rows) -> one sums row per video with good clips,
+    and one row per failed work unit with its error (no sums). Small: it is what the driver
+    collects instead of the clips."""
+    ok_mask = pc.equal(table["error_stage"], "")
+    ok, bad = table.filter(ok_mask), table.filter(pc.invert(ok_mask))
+    sums = _sums_by_video(
+        _meta(ok),
+        np.ones(ok.num_rows),
+        list_matrix(ok["embedding"], np.float64),
+        list_matrix(ok[schema.CLIP_PROBS], np.float64),
+    )
+    for name in ERROR_COLUMNS:
+        sums = sums.append_column(name, pa.array([""] * sums.num_rows, pa.string()))
+    errors = _meta(bad).append_column(SUM_COUNT, pa.array(np.zeros(bad.num_rows, np.int64)))
+    for name in (EMBEDDING_SUM, PROBS_SUM):
+        errors = errors.append_column(name, pa.nulls(bad.num_rows, sums.schema.field(name).type))
+    for name in ERROR_COLUMNS:
+        errors = errors.append_column(name, bad[name].cast(pa.string()))
+    return pa.concat_tables([sums, errors.cast(sums.schema)])
+
+
+def sums_rows(summary: pa.Table) -> pa.Table:
+    """The sums rows of block summaries (their error rows left out)."""
+    return summary.filter(pc.equal(summary["error_stage"], ""))
+
+
+def merge_sums(sums: pa.Table) -> pa.Table:
+    """Sums rows (any number per video, no error rows) -> one sums row per video."""
+    return _sums_by_video(
+        _meta(sums),
+        sums[SUM_COUNT].to_numpy(),
+        list_matrix(sums[EMBEDDING_SUM], np.float64),
+        list_matrix(sums[PROBS_SUM], np.float64),
+    )
+
+
+def videos_table(
+    sums: pa.Table,
     *,
     labels: list[str],
     errored: frozenset[str],
@@ -25,28 +106,32 @@ def aggregate_video(
     run_id: str,
     indexed_at: datetime,
 ) -> pa.Table:
-    """The clips of one video (ok rows) -> its videos row. A video with any failed work unit
-    keeps its good clips but is marked `error` (see the errors table for why)."""
-    emb = list_matrix(clips["embedding"]).mean(axis=0)  # (E,)
-    probs = list_matrix(clips[schema.CLIP_PROBS]).mean(axis=0)  # (K,)
-    best = int(np.argmax(probs))
-    first = {name: clips[name][0].as_py() for name in ("video_uri", *schema.VIDEO_META_COLUMNS)}
-    row = {
-        **first,
-        "status": "error" if first["video_uri"] in errored else "ok",
-        "num_clips": clips.num_rows,
-        "embedding": [emb.tolist()],
-        "label": labels[best],
-        "score": float(probs[best]),
-        "model_version": model_version,
-        "run_id": run_id,
-        "indexed_at": indexed_at,
+    """Merged sums (one row per video) -> videos rows. A video with any failed work unit keeps
+    its good clips but is marked `error` (the errors table says why)."""
+    counts = sums[SUM_COUNT].to_numpy()
+    emb = (list_matrix(sums[EMBEDDING_SUM], np.float64) / counts[:, None]).astype(np.float32)
+    probs = list_matrix(sums[PROBS_SUM], np.float64) / counts[:, None]
+    best = np.argmax(probs, axis=1)
+    n = len(counts)
+    columns = {
+        "video_uri": sums["video_uri"],
+        "status": ["error" if u in errored else "ok" for u in sums["video_uri"].to_pylist()],
+        **{name: sums[name] for name in schema.VIDEO_META_COLUMNS},
+        "num_clips": pa.array(counts, pa.int32()),
+        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), emb.shape[1]),
+        "label": pa.array(np.asarray(labels, dtype=object)[best], pa.string()),
+        "score": pa.array(probs[np.arange(len(best)), best], pa.float32()),
+        "model_version": [model_version] * n,
+        "run_id": [run_id] * n,
+        "indexed_at": pa.array([indexed_at] * n, pa.timestamp("us", tz="UTC")),
     }
-    table_schema = schema.videos_schema(len(emb))
-    return pa.table(
-        {name: [row[name]] if name != "embedding" else row[name] for name in table_schema.names},
-        schema=table_schema,
-    )
+    table_schema = schema.videos_schema(emb.shape[1])
+    return pa.table({name: columns[name] for name in table_schema.names}).cast(table_schema)
+
+
+def aggregate_video(clips: pa.Table, **kwargs) -> pa.Table:
+    """The ok clips of one or more videos -> their videos rows (see `videos_table`)."""
+    return videos_table(merge_sums(sums_rows(block_summary(clips))), **kwargs)
 
 
 def failed_video_rows(

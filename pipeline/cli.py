@@ -4,10 +4,28 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from pipeline.config import ConfigError, SamplingConfig
 from pipeline.models import ModelConfig, list_encoders, list_temporal_heads
+
+
+def exit_process(code: int) -> None:
+    """End a job's process: shut Ray down gracefully, then exit without the interpreter's
+    finalization.
+
+    Ray's shutdown stops the processes a local Ray started (and cleans up after them); what
+    remains is tearing down torch's and Ray's C++ state, about 1.2 s here and of no use to
+    a job whose results are committed and whose output is flushed."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    logging.shutdown()  # flush and close every handler
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def configure_logging() -> None:

@@ -14,13 +14,23 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import ray
 
 from pipeline import schema, storage, tables
-from pipeline.aggregate import aggregate_video, failed_video_rows
+from pipeline.aggregate import (
+    SUM_COUNT,
+    block_summary,
+    failed_video_rows,
+    merge_sums,
+    sums_rows,
+    videos_table,
+)
 from pipeline.config import ConfigError, IndexConfig
 from pipeline.decode import DecodeUnit, DecodeUnits
 from pipeline.faults import crash_point
@@ -35,6 +45,9 @@ from pipeline.progress import ProgressLog, ProgressTracker
 from pipeline.ray_env import cluster_cpus, ensure_ray, inference_resources
 
 log = logging.getLogger("reelay.index")
+
+CLIP_FILE_BYTES = 256 * 2**20  # in memory; clips files then hold ~100k rows (zstd, 512-d)
+DRIVER_SUMS_BYTES = 2**30  # per-video sums merged on the driver up to this size (float64)
 
 
 @dataclass
@@ -91,7 +104,8 @@ def run(cfg: IndexConfig) -> RunSummary:
     run_id = cfg.run_id or new_run_id(started)
     out = RunOutput(cfg.output_uri, run_id, started.strftime("%Y-%m-%d"), cfg.storage)
     watch = Stopwatch()
-    spec, sampling = resolve_model(cfg)
+    # torch's import and the model build (~2 s) run beside the listing and Ray's start-up
+    model = in_background(resolve_model, cfg)
     if not cfg.mode.dry_run:
         out.check_writable()
         recover(cfg.output_uri, cfg.storage)  # settle crashed runs before reading the ledger
@@ -103,15 +117,6 @@ def run(cfg: IndexConfig) -> RunSummary:
 
     # 0. list (driver): 1 row per video, minus what the ledger holds (incremental)
     listed = list_videos(cfg.input_uri, cfg.storage)
-    entries, skipped = listed, 0
-    if cfg.mode.incremental or cfg.mode.retry_errors:
-        selection = select_videos(
-            listed,
-            read_ledger(cfg.output_uri, cfg.storage),
-            spec.model_version,
-            retry_errors=cfg.mode.retry_errors,
-        )
-        entries, skipped = selection.todo, selection.skipped
     if not listed:
         log.warning(
             "no videos under %s (extensions %s): committing an empty run; check --input if "
@@ -119,6 +124,20 @@ def run(cfg: IndexConfig) -> RunSummary:
             storage.redact(cfg.input_uri),
             ", ".join(sorted(VIDEO_EXTENSIONS)),
         )
+    watch.lap("list")
+    selecting = cfg.mode.incremental or cfg.mode.retry_errors
+    if listed and not selecting:
+        ensure_ray()  # Ray starts only when there is work: a bad input fails without it
+    spec, sampling = model.result()
+    entries, skipped = listed, 0
+    if selecting:  # the ledger is read per model version: it needs the model first
+        selection = select_videos(
+            listed,
+            read_ledger(cfg.output_uri, cfg.storage),
+            spec.model_version,
+            retry_errors=cfg.mode.retry_errors,
+        )
+        entries, skipped = selection.todo, selection.skipped
     log.info(
         "listed %d videos under %s; %d to index, %d skipped",
         len(listed),
@@ -126,12 +145,11 @@ def run(cfg: IndexConfig) -> RunSummary:
         len(entries),
         skipped,
     )
-    watch.lap("list")
-
-    # 1. plan (CPU tasks): 1 video -> N work units. Ray starts only now, and only when there is
-    # work: a bad input fails, and a no-op nightly run finishes, without paying its start-up.
-    if entries:
+    if entries:  # a no-op nightly run finishes without paying Ray's start-up
         ensure_ray()
+    watch.lap("start")
+
+    # 1. plan (CPU tasks): 1 video -> N work units
     units, plan_failures = plan_units(entries, cfg, sampling)
     watch.lap("plan")
     counts = {
@@ -200,6 +218,15 @@ def run(cfg: IndexConfig) -> RunSummary:
             summary,
         )
     return summary
+
+
+def in_background(fn, *args) -> Future:
+    """Call fn(*args) in a thread; the returned future gives its result or raises its error."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reelay-background")
+    try:
+        return pool.submit(fn, *args)
+    finally:
+        pool.shutdown(wait=False)  # the call still runs; the thread ends with it
 
 
 def write_report(cfg: IndexConfig, run_id: str) -> str | None:
@@ -316,57 +343,75 @@ def decode_dataset(units: list[dict], decode: DecodeUnit) -> ray.data.Dataset:
 def write_tables(
     results, plan_failures: list[dict], entries: list[VideoEntry], out: RunOutput, spec: ModelSpec
 ) -> dict:
-    """Stage 4: the run's tables into staging. Returns counts and the failed video URIs."""
+    """Stage 4: the run's tables into staging. Returns counts and the failed video URIs.
+
+    Two passes over the (materialized, frame-free) results: the clips table, written by Ray
+    Data tasks; and one summary row per video and block (clips counted, embeddings and scores
+    summed) plus one per failed unit, which the driver merges into the videos table."""
     indexed_at = datetime.now(UTC)
-    arrow_fs = storage.arrow_filesystem(out.output_uri, out.storage)
-    decode_failures: list[dict] = []
-    ok_uris: set[str] = set()
-    num_clips, dim = 0, spec.embedding_dim
+    num_clips, sums, decode_failures = 0, None, []
     if results is not None:
-        decode_failures = results.map_batches(tables.error_rows, batch_format="pyarrow").take_all()
-        clips = results.map_batches(tables.clip_rows, batch_format="pyarrow").materialize()
-        num_clips = clips.count()
-    if num_clips:
-        clips.write_parquet(out.staging(schema.CLIPS), filesystem=arrow_fs, **parquet_args())
-        # distinct per block, then on the driver: a Ray Data unique() is a shuffle (seconds)
-        uris = clips.map_batches(tables.distinct_uris, batch_format="pyarrow").take_all()
-        ok_uris = {row["video_uri"] for row in uris}
-        errored = frozenset(f["video_uri"] for f in decode_failures)
-        (
-            results.map_batches(tables.aggregation_rows, batch_format="pyarrow")
-            .groupby("video_uri", num_partitions=max(1, min(64, len(ok_uris) // 20_000 + 1)))
-            .map_groups(
-                aggregate_video,
-                batch_format="pyarrow",
-                fn_kwargs={
-                    "labels": list(spec.labels),
-                    "errored": errored,
-                    "model_version": spec.model_version,
-                    "run_id": out.run_id,
-                    "indexed_at": indexed_at,
-                },
-            )
-            .write_parquet(out.staging(schema.VIDEOS), filesystem=arrow_fs, **parquet_args())
+        clips = results.map_batches(tables.clip_rows, batch_format="pyarrow")
+        clips.write_parquet(
+            out.staging(schema.CLIPS),
+            filesystem=storage.arrow_filesystem(out.output_uri, out.storage),
+            min_bytes_per_file=CLIP_FILE_BYTES,
+            **parquet_args(),
         )
+        sums, decode_failures = summarize(results, len(entries), spec)
+        num_clips = int(pc.sum(sums[SUM_COUNT]).as_py() or 0) if sums is not None else 0
     failures = plan_failures + decode_failures
+    labelled = dict(model_version=spec.model_version, run_id=out.run_id, indexed_at=indexed_at)
+    ok_uris = set(sums["video_uri"].to_pylist()) if sums is not None else set()
+    videos = []
+    if sums is not None and sums.num_rows:
+        errored = frozenset(f["video_uri"] for f in decode_failures)
+        videos.append(videos_table(sums, labels=list(spec.labels), errored=errored, **labelled))
     never_indexed = {f["video_uri"]: f for f in failures if f["video_uri"] not in ok_uris}
+    if never_indexed:
+        videos.append(
+            failed_video_rows(list(never_indexed.values()), dim=spec.embedding_dim, **labelled)
+        )
+    if videos:
+        out.write_table_parts(schema.VIDEOS, pa.concat_tables(videos).sort_by("video_uri"))
     # an errors file even when empty: plain readers of errors/ then always find the table
     out.write_small_table(schema.ERRORS, tables.errors_table(failures, out.run_id), "errors")
-    if never_indexed:
-        rows = failed_video_rows(
-            list(never_indexed.values()),
-            dim=dim,
-            model_version=spec.model_version,
-            run_id=out.run_id,
-            indexed_at=indexed_at,
-        )
-        out.write_small_table(schema.VIDEOS, rows, "failed-videos")
     failed = {f["video_uri"] for f in failures}
     if entries:
         out.write_small_table(
             schema.LEDGER, ledger_table(entries, failed, spec.model_version, out.run_id), "ledger"
         )
     return {"failed": failed, "clips": num_clips, "errors": len(failures)}
+
+
+def summarize(results, num_videos: int, spec: ModelSpec) -> tuple[pa.Table | None, list[dict]]:
+    """Per-video sums (one row per video) and the failed units' error rows, from the results.
+
+    Blocks are summed in Ray tasks. The driver merges the sums when they fit in
+    DRIVER_SUMS_BYTES (no shuffle: a groupby costs seconds even on small runs); beyond that,
+    a Ray Data groupby merges them and only the merged rows come back."""
+    summary = results.map_batches(block_summary, batch_format="pyarrow", batch_size=None)
+    width = spec.embedding_dim + len(spec.labels)
+    if num_videos * width * 8 <= DRIVER_SUMS_BYTES:
+        table = collect(summary)
+        if table is None:
+            return None, []
+        return merge_sums(sums_rows(table)), tables.failed_rows(table).to_pylist()
+    summary = summary.materialize()
+    failed = summary.map_batches(tables.failed_rows, batch_format="pyarrow").take_all()
+    merged = (
+        summary.map_batches(sums_rows, batch_format="pyarrow")
+        .groupby("video_uri", num_partitions=max(1, min(64, num_videos // 20_000 + 1)))
+        .map_groups(merge_sums, batch_format="pyarrow")
+    )
+    return collect(merged), failed
+
+
+def collect(ds: ray.data.Dataset) -> pa.Table | None:
+    """A dataset's blocks as one Arrow table on the driver (None when it has no rows)."""
+    blocks = [ray.get(ref) for ref in ds.to_arrow_refs()]
+    blocks = [b for b in blocks if b.num_rows]
+    return pa.concat_tables(blocks) if blocks else None
 
 
 def cluster_shape() -> dict:

@@ -87,6 +87,11 @@ class RunOutput:
         with self.fs.open(path, "wb") as f:
             pq.write_table(with_version(table), f, **parquet_args())
 
+    def write_table_parts(self, table_name: str, table: pa.Table, rows_per_file: int = 100_000):
+        """Write a driver-side table into staging, in files of at most `rows_per_file` rows."""
+        for i, start in enumerate(range(0, max(table.num_rows, 1), rows_per_file)):
+            self.write_small_table(table_name, table.slice(start, rows_per_file), f"part-{i:05d}")
+
     def clear_staging(self) -> None:
         fs = self.fs
         if fs.exists(self.staging()):

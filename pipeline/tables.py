@@ -23,23 +23,9 @@ def clip_rows(table: pa.Table) -> pa.Table:
     return ok.select(target.names).cast(target)
 
 
-def distinct_uris(table: pa.Table) -> pa.Table:
-    """The block's distinct video URIs."""
-    return pa.table({"video_uri": pc.unique(table["video_uri"])})
-
-
-def aggregation_rows(table: pa.Table) -> pa.Table:
-    """Successful clips with what the per-video aggregation needs."""
-    ok = table.filter(is_ok(table))
-    return ok.select(["video_uri", *schema.VIDEO_META_COLUMNS, "embedding", schema.CLIP_PROBS])
-
-
-def error_rows(table: pa.Table) -> pa.Table:
-    """Failed work units as error rows (one per unit), with the video's metadata."""
-    bad = table.filter(pc.invert(is_ok(table)))
-    return bad.select(
-        ["video_uri", "error_stage", "error_type", "error_message", *schema.VIDEO_META_COLUMNS]
-    )
+def failed_rows(table: pa.Table) -> pa.Table:
+    """The rows of failed work units (any table with an `error_stage` column)."""
+    return table.filter(pc.invert(is_ok(table)))
 
 
 def errors_table(errors: list[dict], run_id: str) -> pa.Table:

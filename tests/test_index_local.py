@@ -6,7 +6,8 @@ Three in-process runs, shared through module fixtures:
     broken one recorded;
   - "whole-a" / "whole-b": a manifest naming the same 60 s video and one broken file, uncut,
     twice with the same seed: same clips as the cut run, identical embeddings run to run;
-    whole-a has max_failure_fraction=0 and raises after committing the good video.
+    whole-a has max_failure_fraction=0 and raises after committing the good video; whole-a
+    merges the per-video sums on the driver, whole-b with a Ray Data groupby.
 The CLI's usage errors (exit code 2) need no run at all.
 """
 
@@ -325,7 +326,10 @@ def whole_runs(zoo):
         except FailureThresholdExceeded as e:
             return e.summary, e
 
-    runs = {"whole-a": index("whole-a", 0.0), "whole-b": index("whole-b", 1.0)}
+    runs = {"whole-a": index("whole-a", 0.0)}
+    with pytest.MonkeyPatch.context() as patch:  # whole-b merges its sums with a groupby
+        patch.setattr("pipeline.index.DRIVER_SUMS_BYTES", 0)
+        runs["whole-b"] = index("whole-b", 1.0)
     return {
         "long": long_uri,
         "broken": broken_uri,
@@ -382,6 +386,20 @@ def test_same_input_same_seed_same_embeddings(whole_runs):
     assert {r["model_version"] for r in whole_runs["videos"]["whole-b"].to_pylist()} == {
         summary_a.model_version
     }
+
+
+def test_driver_merge_and_groupby_merge_give_the_same_videos(whole_runs):
+    a, b = (rows_by(whole_runs["videos"][name]) for name in ("whole-a", "whole-b"))
+    assert set(a) == set(b) == {whole_runs["long"], whole_runs["broken"]}
+    for uri in a:
+        (row_a,), (row_b,) = a[uri], b[uri]
+        for key in ("status", "num_clips", "label", "num_frames", "width", "fingerprint"):
+            assert row_a[key] == row_b[key], key
+    assert a[whole_runs["broken"]][0]["embedding"] is None
+    np.testing.assert_allclose(
+        a[whole_runs["long"]][0]["embedding"], b[whole_runs["long"]][0]["embedding"], rtol=1e-6
+    )
+    assert a[whole_runs["long"]][0]["score"] == pytest.approx(b[whole_runs["long"]][0]["score"])
 
 
 def test_model_version_follows_the_seed():

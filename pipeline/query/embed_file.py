@@ -128,7 +128,7 @@ def embed_file(
     )
     # 4. aggregate: clips -> the videos row
     video = aggregate_video(
-        tables.aggregation_rows(results),
+        results,
         labels=list(spec.labels),
         errored=frozenset(),
         model_version=spec.model_version,
