@@ -17,7 +17,8 @@ import pyarrow.compute as pc
 
 from pipeline import schema
 
-SUM_COUNT = "num_clips"
+SUM_COUNT = "num_clips"  # good clips
+WORK_COUNTS = ("sampled_frames", "units")  # planned frames and work units (ok or failed)
 EMBEDDING_SUM = "embedding_sum"
 PROBS_SUM = "probs_sum"
 ERROR_COLUMNS = ("error_stage", "error_type", "error_message")
@@ -36,7 +37,7 @@ def _sum_lists(matrix: np.ndarray) -> pa.Array:
 
 
 def _sums_by_video(
-    meta: pa.Table, counts: np.ndarray, emb: np.ndarray, probs: np.ndarray
+    meta: pa.Table, counts: dict[str, np.ndarray], emb: np.ndarray, probs: np.ndarray
 ) -> pa.Table:
     """Rows of (video_uri, metadata...) with counts and per-row sums -> one row per video."""
     uris = meta["video_uri"].to_numpy(zero_copy_only=False)
@@ -47,13 +48,16 @@ def _sums_by_video(
     np.add.at(emb_sum, inverse, emb)
     np.add.at(probs_sum, inverse, probs)
     rows = meta.take(pa.array(first))
-    return (
-        rows.append_column(
-            SUM_COUNT, pa.array(np.bincount(inverse, weights=counts).astype(np.int64))
-        )
-        .append_column(EMBEDDING_SUM, _sum_lists(emb_sum))
-        .append_column(PROBS_SUM, _sum_lists(probs_sum))
-    )
+    for name, values in counts.items():
+        total = np.bincount(inverse, weights=values, minlength=len(unique))
+        rows = rows.append_column(name, pa.array(total.astype(np.int64)))
+    rows = rows.append_column(EMBEDDING_SUM, _sum_lists(emb_sum))
+    return rows.append_column(PROBS_SUM, _sum_lists(probs_sum))
+
+
+def _work_counts(table: pa.Table) -> dict[str, np.ndarray]:
+    unit_frames = table["unit_frames"].to_numpy()
+    return {"sampled_frames": unit_frames, "units": (unit_frames > 0).astype(np.int64)}
 
 
 def _meta(table: pa.Table) -> pa.Table:
@@ -62,19 +66,22 @@ def _meta(table: pa.Table) -> pa.Table:
 
 def block_summary(table: pa.Table) -> pa.Table:
     """A block of clip results (ok and failed rows) -> one sums row per video with good clips,
-    and one row per failed work unit with its error (no sums). Small: it is what the driver
-    collects instead of the clips."""
+    and one row per failed work unit with its error (no sums). Both kinds count the planned
+    frames and work units they stand for (`WORK_COUNTS`, from `unit_frames`). Small: it is
+    what the driver collects instead of the clips."""
     ok_mask = pc.equal(table["error_stage"], "")
     ok, bad = table.filter(ok_mask), table.filter(pc.invert(ok_mask))
     sums = _sums_by_video(
         _meta(ok),
-        np.ones(ok.num_rows),
+        {SUM_COUNT: np.ones(ok.num_rows)} | _work_counts(ok),
         list_matrix(ok["embedding"], np.float64),
         list_matrix(ok[schema.CLIP_PROBS], np.float64),
     )
     for name in ERROR_COLUMNS:
         sums = sums.append_column(name, pa.array([""] * sums.num_rows, pa.string()))
     errors = _meta(bad).append_column(SUM_COUNT, pa.array(np.zeros(bad.num_rows, np.int64)))
+    for name, values in _work_counts(bad).items():
+        errors = errors.append_column(name, pa.array(values.astype(np.int64)))
     for name in (EMBEDDING_SUM, PROBS_SUM):
         errors = errors.append_column(name, pa.nulls(bad.num_rows, sums.schema.field(name).type))
     for name in ERROR_COLUMNS:
@@ -91,7 +98,7 @@ def merge_sums(sums: pa.Table) -> pa.Table:
     """Sums rows (any number per video, no error rows) -> one sums row per video."""
     return _sums_by_video(
         _meta(sums),
-        sums[SUM_COUNT].to_numpy(),
+        {name: sums[name].to_numpy() for name in (SUM_COUNT, *WORK_COUNTS)},
         list_matrix(sums[EMBEDDING_SUM], np.float64),
         list_matrix(sums[PROBS_SUM], np.float64),
     )

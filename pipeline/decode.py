@@ -1,4 +1,8 @@
-"""Stage 2, decode (CPU tasks, 1 work unit : N clips): sampled frames, resized, as clip rows."""
+"""Stage 2, decode (CPU tasks, 1 work unit : N clips): sampled frames, resized, as clip rows.
+
+Every clip row also carries `unit_frames`: its unit's sampled frames on the unit's first row
+(or its one error row), 0 on the others, so the run's frame and unit counts add up from the
+results without the driver holding the plan."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from pipeline import storage
 from pipeline.config import PlanConfig, SamplingConfig, StorageConfig
 from pipeline.faults import crash_point
 from pipeline.guard import guarded
-from pipeline.rows import error_fields, no_error
+from pipeline.rows import ERROR_FIELDS, error_fields, no_error
 from pipeline.sampling import plan_clips
 from pipeline.video_io import VideoInfo, read_frames_and_times
 
@@ -70,21 +74,28 @@ class DecodeUnit:
 
     def _rows(self, unit: dict) -> list[dict]:
         meta = {k: unit[k] for k in UNIT_META}
+        if unit["error_stage"]:  # the video could not be planned: its error row goes on
+            return [self._error_row(meta, unit, {k: unit[k] for k in ERROR_FIELDS})]
         try:
-            return list(self._clips(unit, meta))
+            rows = list(self._clips(unit, meta))
         except Exception as e:  # recorded on the row: see class docstring
-            size = self.sampling.image_size
-            return [
-                {
-                    **meta,
-                    "clip_index": -1,
-                    "start_s": 0.0,
-                    "end_s": 0.0,
-                    "frame_indices": np.zeros(self.sampling.clip_frames, dtype=np.int32),
-                    "frames": np.zeros((self.sampling.clip_frames, size, size, 3), np.uint8),
-                    **error_fields("decode", e),
-                }
-            ]
+            return [self._error_row(meta, unit, error_fields("decode", e))]
+        for i, row in enumerate(rows):
+            row["unit_frames"] = unit["sampled_frames"] if i == 0 else 0
+        return rows
+
+    def _error_row(self, meta: dict, unit: dict, error: dict) -> dict:
+        size, frames = self.sampling.image_size, self.sampling.clip_frames
+        return {
+            **meta,
+            "clip_index": -1,
+            "start_s": 0.0,
+            "end_s": 0.0,
+            "frame_indices": np.zeros(frames, dtype=np.int32),
+            "frames": np.zeros((frames, size, size, 3), np.uint8),
+            "unit_frames": unit["sampled_frames"],
+            **error,
+        }
 
     def _clips(self, unit: dict, meta: dict):
         info = VideoInfo(

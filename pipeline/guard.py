@@ -74,6 +74,10 @@ class GuardBook:
     def finish(self, key: str) -> None:
         self.unfinished.pop(key, None)
 
+    def skipped(self, key: str) -> None:
+        """This start did not call at all (its record decided the outcome): not a death."""
+        self.unfinished[key] -= 1
+
     def timeout(self, key: str) -> None:
         self.timed_out.add(key)
 
@@ -100,6 +104,9 @@ def guarded(fn: Callable, *args: Any, guard: GuardConfig, what: str, key: str, b
     import ray
 
     prior_deaths, timed_out = ray.get(book.begin.remote(key))
+    if timed_out or prior_deaths >= guard.attempts:
+        # decided by the record (a task re-run for another unit's sake lands here too)
+        book.skipped.remote(key)
     if timed_out:
         raise DecodeTimeout(
             f"{what} took longer than {guard.timeout_s:g} s; "

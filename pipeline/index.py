@@ -3,10 +3,13 @@
 Stages (row ratios):
   0. list    (driver)       input URI -> 1 row per video; incremental runs drop what the
                             ledger already holds for this model
-  1. plan    (CPU tasks)    1 video -> N work units (time ranges of <= unit_frames samples)
+  1. plan    (CPU tasks)    1 video -> N work units (time ranges of <= unit_frames samples),
+                            grouped into decode tasks
   2. decode  (CPU tasks)    1 unit -> N clips with frames (T, S, S, 3) uint8
   3. infer   (actors)       1 clip -> 1 row: embedding, label, scores; frames dropped
-  4. write   (tasks+driver) clips, videos (clips grouped by video), errors, ledger; commit
+  4. write   (tasks+driver) clips; per-video sums merged into videos; errors, ledger; commit
+Stages 1-3 are one streaming Ray Data pipeline: decoding and the actors' start-up overlap
+the header reads, and the driver never holds a whole corpus's work units.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -25,12 +28,14 @@ import ray
 from pipeline import schema, storage, tables
 from pipeline.aggregate import (
     SUM_COUNT,
+    WORK_COUNTS,
     block_summary,
     failed_video_rows,
     merge_sums,
     sums_rows,
     videos_table,
 )
+from pipeline.background import in_background
 from pipeline.config import ConfigError, IndexConfig
 from pipeline.decode import DecodeUnit, DecodeUnits
 from pipeline.faults import crash_point
@@ -40,7 +45,7 @@ from pipeline.ledger import committed_runs, ledger_table, read_ledger, select_vi
 from pipeline.listing import VIDEO_EXTENSIONS, VideoEntry, list_videos
 from pipeline.model_source import ModelSpec, resolve_model
 from pipeline.output import RunOutput, parquet_args, recover
-from pipeline.plan import PlanVideo, group_units
+from pipeline.plan import PlanTasks, PlanVideo
 from pipeline.progress import ProgressLog, ProgressTracker
 from pipeline.ray_env import cluster_cpus, ensure_ray, inference_resources
 
@@ -60,7 +65,12 @@ class RunSummary:
     frames_per_s: float = 0.0
     status: str = "ok"
     plan: dict = field(default_factory=dict)  # what a --dry-run found
-    report_uri: str | None = None  # _runs/<run_id>/report.html (None when it could not be built)
+    report: Future | None = None  # builds _runs/<run_id>/report.html (see report_uri)
+
+    @property
+    def report_uri(self) -> str | None:
+        """The run report's URI, once built (None when it could not be built)."""
+        return self.report.result() if self.report is not None else None
 
     def line(self) -> str:
         c = self.counts
@@ -98,8 +108,12 @@ def new_run_id(now: datetime) -> str:
     return now.strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
 
 
-def run(cfg: IndexConfig) -> RunSummary:
-    """Index the videos under cfg.input_uri into cfg.output_uri; returns the run's summary."""
+def run(cfg: IndexConfig, *, background_report: bool = False) -> RunSummary:
+    """Index the videos under cfg.input_uri into cfg.output_uri; returns the run's summary.
+
+    The run's report is built after the commit; with `background_report` it is still being
+    built when this returns (`summary.report_uri` waits for it; a job's process ends with
+    `pipeline.background.wait_for_background`), so it overlaps Ray's shutdown."""
     started = datetime.now(UTC)
     run_id = cfg.run_id or new_run_id(started)
     out = RunOutput(cfg.output_uri, run_id, started.strftime("%Y-%m-%d"), cfg.storage)
@@ -149,31 +163,29 @@ def run(cfg: IndexConfig) -> RunSummary:
         ensure_ray()
     watch.lap("start")
 
-    # 1. plan (CPU tasks): 1 video -> N work units
-    units, plan_failures = plan_units(entries, cfg, sampling)
-    watch.lap("plan")
-    counts = {
-        "listed": len(listed),
-        "skipped": skipped,
-        "units": len(units),
-        "sampled_frames": sum(u["sampled_frames"] for u in units),
-    }
-    if cfg.mode.dry_run:
+    counts = {"listed": len(listed), "skipped": skipped}
+    if cfg.mode.dry_run:  # 1. plan alone: what a run would do
+        units, plan_failures = plan_units(entries, cfg, sampling)
+        watch.lap("plan")
+        counts |= {"units": len(units), "sampled_frames": sum(u["sampled_frames"] for u in units)}
         return dry_run_summary(run_id, cfg, spec, entries, units, plan_failures, counts, watch)
 
-    # 2. decode (CPU tasks) + 3. infer (actors), streaming; materialized without frames
+    # 1. plan (CPU tasks) + 2. decode (CPU tasks) + 3. infer (actors), one streaming pipeline;
+    # its results are materialized without frames
     out.clear_staging()  # a crashed earlier attempt of this run_id must not leave duplicates
     results, progress = (
-        decode_and_infer(units, cfg, sampling, spec, run_id) if units else (None, {})
+        decode_and_infer(entries, cfg, sampling, spec, run_id) if entries else (None, {})
     )
     watch.lap("decode_infer")
 
     # 4. write: clips, videos, errors, ledger into staging; then commit
-    written = write_tables(results, plan_failures, entries, out, spec)
+    written = write_tables(results, entries, out, spec)
     crash_point("after_staging")
     watch.lap("write")
     failed = written["failed"]
     counts |= {
+        "units": written["units"],
+        "sampled_frames": written["sampled_frames"],
         "processed": len(entries) - len(failed),
         "failed": len(failed),
         "clips": written["clips"],
@@ -208,7 +220,9 @@ def run(cfg: IndexConfig) -> RunSummary:
     out.commit(record)
     watch.lap("commit")
     summary.timings_s = watch.timings
-    summary.report_uri = write_report(cfg, run_id)  # after the commit: derived, never fatal
+    summary.report = in_background(write_report, cfg, run_id)  # derived: never fatal
+    if not background_report:
+        summary.report.result()
     log.info(summary.line())
     if summary.status == "failed_threshold":
         raise FailureThresholdExceeded(
@@ -218,15 +232,6 @@ def run(cfg: IndexConfig) -> RunSummary:
             summary,
         )
     return summary
-
-
-def in_background(fn, *args) -> Future:
-    """Call fn(*args) in a thread; the returned future gives its result or raises its error."""
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reelay-background")
-    try:
-        return pool.submit(fn, *args)
-    finally:
-        pool.shutdown(wait=False)  # the call still runs; the thread ends with it
 
 
 def write_report(cfg: IndexConfig, run_id: str) -> str | None:
@@ -283,24 +288,19 @@ def plan_tasks(entries: list) -> int:
 
 
 def decode_and_infer(
-    units: list[dict], cfg: IndexConfig, sampling, spec: ModelSpec, run_id: str
+    entries: list[VideoEntry], cfg: IndexConfig, sampling, spec: ModelSpec, run_id: str
 ) -> tuple[ray.data.MaterializedDataset, dict]:
-    """Stages 2 and 3 as one streaming Ray Data pipeline; the result holds no frames.
+    """Stages 1 to 3 as one streaming Ray Data pipeline; the result holds no frames.
 
     Also returns the progress seen on the way: a timeline and the slowest videos to decode."""
-    clips_per_video: dict[str, int] = {}
-    for u in units:
-        clips_per_video[u["video_uri"]] = (
-            clips_per_video.get(u["video_uri"], 0) + u["clip_end"] - u["clip_start"]
-        )
-    tracker = ProgressTracker.remote(clips_per_video)
+    tracker = ProgressTracker.remote()
     with (
-        open_book() as book,  # crash and time-budget accounting of the decoding
-        ProgressLog(
-            tracker, len(clips_per_video), sum(clips_per_video.values()), cfg.progress_interval_s
-        ) as progress,
+        open_book() as book,  # crash and time-budget accounting of header reads and decoding
+        ProgressLog(tracker, len(entries), cfg.progress_interval_s) as progress,
     ):
-        results = streaming_dataset(units, cfg, sampling, spec, run_id, tracker, book).materialize()
+        results = streaming_dataset(
+            entries, cfg, sampling, spec, run_id, tracker, book
+        ).materialize()
     slowest = ray.get(tracker.slowest.remote())
     ray.kill(tracker)
     return results, {
@@ -309,12 +309,14 @@ def decode_and_infer(
     }
 
 
-def streaming_dataset(units, cfg: IndexConfig, sampling, spec: ModelSpec, run_id: str, tracker,
-                      book) -> ray.data.Dataset:  # fmt: skip
-    """Decode (CPU tasks, guarded; several small units per task) then infer (actor pool)."""
+def streaming_dataset(entries, cfg: IndexConfig, sampling, spec: ModelSpec, run_id: str,
+                      tracker, book) -> ray.data.Dataset:  # fmt: skip
+    """Plan and decode (CPU tasks, guarded; several small units per task), then infer (actor
+    pool)."""
     resources = inference_resources(cfg.infer)
+    plan = PlanVideo(sampling, cfg.plan, cfg.storage, book)
     decode = DecodeUnit(sampling, cfg.plan, cfg.storage, progress=tracker, book=book)
-    return decode_dataset(units, decode).map_batches(
+    return decode_dataset(entries, PlanTasks(plan, tracker), decode).map_batches(
         ClipInferencer,
         fn_constructor_kwargs={
             "spec": spec,
@@ -332,24 +334,35 @@ def streaming_dataset(units, cfg: IndexConfig, sampling, spec: ModelSpec, run_id
     )
 
 
-def decode_dataset(units: list[dict], decode: DecodeUnit) -> ray.data.Dataset:
-    """Stage 2 alone: clip rows with frames, from units grouped into decode tasks."""
-    tasks = group_units(units, decode.plan.unit_frames, min_groups=2 * cluster_cpus())
-    return ray.data.from_items(
-        [{"units": t} for t in tasks], override_num_blocks=len(tasks)
-    ).flat_map(DecodeUnits(decode), **decode.plan.decode_task_options())
+PLAN_BATCH = 16  # videos planned per batch: a plan task hands on decode tasks as it goes
 
 
-def write_tables(
-    results, plan_failures: list[dict], entries: list[VideoEntry], out: RunOutput, spec: ModelSpec
-) -> dict:
+def decode_dataset(
+    entries: list[VideoEntry], plan: PlanTasks, decode: DecodeUnit
+) -> ray.data.Dataset:
+    """Stages 1 and 2: listed videos -> clip rows with frames.
+
+    Plan tasks read headers in batches of PLAN_BATCH videos and group their units into
+    decode tasks (`plan.group_units`); each decode task becomes its own block
+    (a streaming repartition), so one long video's units spread over many decode tasks."""
+    options = decode.plan.decode_task_options()
+    return (
+        # a header read is ~0.05 s: a few plan tasks per CPU, not one per video (per-task cost)
+        ray.data.from_items([asdict(e) for e in entries], override_num_blocks=plan_tasks(entries))
+        .map_batches(plan, batch_size=PLAN_BATCH, batch_format="pyarrow")
+        .repartition(target_num_rows_per_block=1)
+        .flat_map(DecodeUnits(decode), **options)
+    )
+
+
+def write_tables(results, entries: list[VideoEntry], out: RunOutput, spec: ModelSpec) -> dict:
     """Stage 4: the run's tables into staging. Returns counts and the failed video URIs.
 
     Two passes over the (materialized, frame-free) results: the clips table, written by Ray
     Data tasks; and one summary row per video and block (clips counted, embeddings and scores
     summed) plus one per failed unit, which the driver merges into the videos table."""
     indexed_at = datetime.now(UTC)
-    num_clips, sums, decode_failures = 0, None, []
+    sums, failures, totals = None, [], dict.fromkeys(WORK_COUNTS, 0)
     if results is not None:
         clips = results.map_batches(tables.clip_rows, batch_format="pyarrow")
         clips.write_parquet(
@@ -358,14 +371,12 @@ def write_tables(
             min_bytes_per_file=CLIP_FILE_BYTES,
             **parquet_args(),
         )
-        sums, decode_failures = summarize(results, len(entries), spec)
-        num_clips = int(pc.sum(sums[SUM_COUNT]).as_py() or 0) if sums is not None else 0
-    failures = plan_failures + decode_failures
+        sums, failures, totals = summarize(results, len(entries), spec)
     labelled = dict(model_version=spec.model_version, run_id=out.run_id, indexed_at=indexed_at)
     ok_uris = set(sums["video_uri"].to_pylist()) if sums is not None else set()
     videos = []
     if sums is not None and sums.num_rows:
-        errored = frozenset(f["video_uri"] for f in decode_failures)
+        errored = frozenset(f["video_uri"] for f in failures)
         videos.append(videos_table(sums, labels=list(spec.labels), errored=errored, **labelled))
     never_indexed = {f["video_uri"]: f for f in failures if f["video_uri"] not in ok_uris}
     if never_indexed:
@@ -381,11 +392,13 @@ def write_tables(
         out.write_small_table(
             schema.LEDGER, ledger_table(entries, failed, spec.model_version, out.run_id), "ledger"
         )
-    return {"failed": failed, "clips": num_clips, "errors": len(failures)}
+    num_clips = int(pc.sum(sums[SUM_COUNT]).as_py() or 0) if sums is not None else 0
+    return {"failed": failed, "clips": num_clips, "errors": len(failures), **totals}
 
 
-def summarize(results, num_videos: int, spec: ModelSpec) -> tuple[pa.Table | None, list[dict]]:
-    """Per-video sums (one row per video) and the failed units' error rows, from the results.
+def summarize(results, num_videos: int, spec: ModelSpec) -> tuple[pa.Table | None, list, dict]:
+    """Per-video sums (one row per video), the failed units' error rows, and the run's
+    planned frames and work units, from the results.
 
     Blocks are summed in Ray tasks. The driver merges the sums when they fit in
     DRIVER_SUMS_BYTES (no shuffle: a groupby costs seconds even on small runs); beyond that,
@@ -395,16 +408,18 @@ def summarize(results, num_videos: int, spec: ModelSpec) -> tuple[pa.Table | Non
     if num_videos * width * 8 <= DRIVER_SUMS_BYTES:
         table = collect(summary)
         if table is None:
-            return None, []
-        return merge_sums(sums_rows(table)), tables.failed_rows(table).to_pylist()
+            return None, [], dict.fromkeys(WORK_COUNTS, 0)
+        totals = {name: int(pc.sum(table[name]).as_py() or 0) for name in WORK_COUNTS}
+        return merge_sums(sums_rows(table)), tables.failed_rows(table).to_pylist(), totals
     summary = summary.materialize()
+    totals = {name: int(summary.sum(name) or 0) for name in WORK_COUNTS}
     failed = summary.map_batches(tables.failed_rows, batch_format="pyarrow").take_all()
     merged = (
         summary.map_batches(sums_rows, batch_format="pyarrow")
         .groupby("video_uri", num_partitions=max(1, min(64, num_videos // 20_000 + 1)))
         .map_groups(merge_sums, batch_format="pyarrow")
     )
-    return collect(merged), failed
+    return collect(merged), failed, totals
 
 
 def collect(ds: ray.data.Dataset) -> pa.Table | None:

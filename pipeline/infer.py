@@ -21,6 +21,7 @@ PASS_THROUGH = (
     "end_s",
     *schema.VIDEO_META_COLUMNS,
     "num_clips",
+    "unit_frames",
     *ERROR_FIELDS,
 )
 

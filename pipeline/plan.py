@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
 from pipeline import storage
 from pipeline.config import PlanConfig, SamplingConfig, StorageConfig
 from pipeline.faults import crash_point
@@ -135,3 +137,34 @@ def group_units(units: list[dict], max_frames: int, min_groups: int = 1) -> list
             groups.append([unit])
             frames = unit["sampled_frames"]
     return groups
+
+
+def clips_per_video(units: list[dict]) -> dict[str, int]:
+    """Planned clips of each video in `units` (0 for a video that could not be planned)."""
+    clips: dict[str, int] = {}
+    for u in units:
+        clips[u["video_uri"]] = clips.get(u["video_uri"], 0) + u["clip_end"] - u["clip_start"]
+    return clips
+
+
+@dataclass(frozen=True)
+class PlanTasks:
+    """Batch function: listed videos (an Arrow batch) -> decode tasks, one row each,
+    `{"units": [...]}`: the videos' work units grouped by `group_units`.
+
+    Planning runs in the same streaming pipeline as decoding and inference, so decoding and
+    the inference actors' start-up overlap the header reads, and the driver never holds the
+    units of a whole corpus. A video that cannot be planned becomes a task of its one error
+    row, which travels through decode and infer to the errors table."""
+
+    plan_video: PlanVideo
+    progress: Any = None  # a ProgressTracker actor handle, or None
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        units = [u for row in batch.to_pylist() for u in self.plan_video(row)]
+        good = [u for u in units if not u["error_stage"]]
+        tasks = group_units(good, self.plan_video.plan.unit_frames)
+        tasks += [[u] for u in units if u["error_stage"]]
+        if self.progress is not None:
+            self.progress.planned.remote(clips_per_video(units))
+        return pa.table({"units": tasks})

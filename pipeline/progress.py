@@ -16,11 +16,14 @@ SLOWEST_KEPT = 20
 
 @ray.remote(num_cpus=0, max_restarts=-1)
 class ProgressTracker:
-    """Counters fed by the decode tasks and inference actors (fire-and-forget calls)."""
+    """Counters fed by the plan and decode tasks and the inference actors (fire-and-forget
+    calls). Videos are planned while others are decoded: totals grow as plans arrive."""
 
-    def __init__(self, clips_per_video: dict[str, int]):
-        self.remaining = dict(clips_per_video)
+    def __init__(self):
+        self.remaining: dict[str, int] = {}
         self.counts = {
+            "planned_videos": 0,
+            "planned_clips": 0,
             "decoded_frames": 0,
             "decoded_units": 0,
             "inferred_clips": 0,
@@ -29,6 +32,12 @@ class ProgressTracker:
             "videos_done": 0,
         }
         self.decode_seconds: dict[str, float] = {}
+
+    def planned(self, clips_per_video: dict[str, int]) -> None:
+        for uri, n in clips_per_video.items():
+            self.counts["planned_videos"] += 1
+            self.counts["planned_clips"] += n
+            self._count_down(uri, -n)
 
     def decoded(self, uri: str, frames: int, seconds: float, failed: bool) -> None:
         self.counts["decoded_frames"] += frames
@@ -40,10 +49,15 @@ class ProgressTracker:
         self.counts["inferred_frames"] += frames
         for uri, n in clips_by_video.items():
             self.counts["inferred_clips"] += n
-            left = self.remaining.get(uri, 0) - n
-            self.remaining[uri] = left
-            if left == 0:
-                self.counts["videos_done"] += 1
+            self._count_down(uri, n)
+
+    def _count_down(self, uri: str, clips: int) -> None:
+        """A video is done when its inferred clips reach its planned ones (either may come
+        first: they are calls from different processes)."""
+        left = self.remaining.get(uri, 0) - clips
+        self.remaining[uri] = left
+        if left == 0:
+            self.counts["videos_done"] += 1
 
     def snapshot(self) -> dict:
         return dict(self.counts)
@@ -58,7 +72,6 @@ class ProgressLog:
 
     tracker: ray.actor.ActorHandle
     total_videos: int
-    total_clips: int
     interval_s: float = 10.0
 
     def __post_init__(self) -> None:
@@ -89,15 +102,18 @@ class ProgressLog:
         t = time.monotonic() - self._start
         counts["t_s"] = round(t, 2)
         self.timeline.append(counts)
-        done = counts["inferred_clips"] / max(self.total_clips, 1)
+        # clips of the videos planned so far, scaled by the share of videos planned
+        planned = counts["planned_videos"] / max(self.total_videos, 1)
+        done = counts["inferred_clips"] / max(counts["planned_clips"], 1) * planned
         rate = counts["inferred_frames"] / max(t, 1e-9)
         eta = (t / done - t) if 0 < done < 1 else 0.0
         log.info(
-            "progress: %d/%d videos, %d/%d clips (%.0f%%), %.1f frames/s, %d failed units%s",
+            "progress: %d/%d videos, %d/%d clips%s (%.0f%%), %.1f frames/s, %d failed units%s",
             counts["videos_done"],
             self.total_videos,
             counts["inferred_clips"],
-            self.total_clips,
+            counts["planned_clips"],
+            "" if planned >= 1 else f" of {counts['planned_videos']} videos planned",
             100 * done,
             rate,
             counts["failed_units"],

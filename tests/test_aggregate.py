@@ -27,6 +27,7 @@ def clip_results(uris: list[str], emb: np.ndarray, probs: np.ndarray, errors: li
             **{k: [v] * n for k, v in META.items()},
             "embedding": fixed_size_lists(emb, ok),
             schema.CLIP_PROBS: fixed_size_lists(probs, ok),
+            "unit_frames": [4 if i % 3 == 0 else 0 for i in range(n)],  # a unit every 3 rows
             "error_stage": errors,
             "error_type": ["DecodeError" if e else "" for e in errors],
             "error_message": ["bad frames" if e else "" for e in errors],
@@ -58,7 +59,11 @@ def test_sums_in_blocks_merge_to_the_mean_of_the_good_clips(blocks: int):
     failed = summaries.filter(pc.not_equal(summaries["error_stage"], ""))
     assert failed.num_rows == sum(1 for e in errors if e)
     assert set(failed["error_type"].to_pylist()) == {"DecodeError"}
-    rows = videos(merge_sums(sums_rows(summaries)), errored=frozenset({"v2"}))
+    merged = merge_sums(sums_rows(summaries))
+    # planned frames and units add up over good and failed rows alike
+    for name, expected in (("sampled_frames", 4 * 10), ("units", 10)):
+        assert pc.sum(merged[name]).as_py() + pc.sum(failed[name]).as_py() == expected
+    rows = videos(merged, errored=frozenset({"v2"}))
     for uri in ("v1", "v2", "v3"):
         good = [i for i in range(30) if uris[i] == uri and not errors[i]]
         row = rows[uri]

@@ -86,3 +86,11 @@ def test_the_book_counts_unfinished_starts_and_timeouts():
     book.timeout("a")
     assert book.begin("a")[1] is True
     assert book.begin("b") == (0, False)
+
+
+def test_a_start_decided_by_the_book_is_not_counted_as_a_death():
+    book = GuardBook()
+    book.begin("a"), book.begin("a")  # two deaths
+    assert book.begin("a") == (2, False)  # decided: DecoderCrashed, the call is skipped
+    book.skipped("a")
+    assert book.begin("a") == (2, False)  # a re-run of the task sees the same two deaths

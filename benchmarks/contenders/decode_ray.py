@@ -1,9 +1,9 @@
 """Contender "decode_ray": the job's stages 1 and 2 (plan + decode) on Ray Data, model = identity.
 
-The job's own `plan_units` (PlanVideo tasks) and `DecodeUnit` tasks (num_cpus=1, as in
-`decode_and_infer`), then an identity actor (num_cpus=0, so it takes no core from decoding)
-that drops the frames, where the job has its inference actors: frames still go through the
-object store as in the job.
+The job's own streaming plan and decode tasks (`index.decode_dataset`: PlanTasks, then
+DecodeUnit tasks with num_cpus=1, as in the job), then an identity actor (num_cpus=0, so it
+takes no core from decoding) that drops the frames, where the job has its inference actors:
+frames still go through the object store as in the job.
 
 `python -m benchmarks.contenders.decode_ray --input DIR [--unit-frames N] [workload flags]`
 """
@@ -21,7 +21,12 @@ from benchmarks.contenders.common import Workload, emit, op_remote_wall, self_sa
 
 class DropFrames:
     def __call__(self, batch: dict) -> dict:
-        return {"clips": np.asarray([len(batch["clip_index"])])}
+        unit_frames = np.asarray(batch["unit_frames"])
+        return {
+            "clips": np.asarray([len(batch["clip_index"])]),
+            "frames": np.asarray([unit_frames.sum()]),
+            "units": np.asarray([(unit_frames > 0).sum()]),
+        }
 
 
 def main(argv: list[str]) -> int:
@@ -37,8 +42,9 @@ def main(argv: list[str]) -> int:
     from pipeline.config import IndexConfig, PlanConfig
     from pipeline.decode import DecodeUnit
     from pipeline.guard import GuardBook
-    from pipeline.index import decode_dataset, plan_units
+    from pipeline.index import decode_dataset
     from pipeline.listing import list_videos
+    from pipeline.plan import PlanTasks, PlanVideo
 
     cfg = IndexConfig(
         input_uri=args.input,
@@ -48,11 +54,10 @@ def main(argv: list[str]) -> int:
     )
     t0 = time.perf_counter()
     entries = list_videos(cfg.input_uri, cfg.storage)
-    units, _ = plan_units(entries, cfg, cfg.sampling)
-    t_plan = time.perf_counter() - t0
     book = ray.remote(num_cpus=0)(GuardBook).remote()  # as pipeline.guard.open_book
+    plan = PlanTasks(PlanVideo(cfg.sampling, cfg.plan, cfg.storage, book))
     ds = (
-        decode_dataset(units, DecodeUnit(cfg.sampling, cfg.plan, cfg.storage, book=book))
+        decode_dataset(entries, plan, DecodeUnit(cfg.sampling, cfg.plan, cfg.storage, book=book))
         .map_batches(
             DropFrames,
             batch_size=w.batch_size,
@@ -62,7 +67,7 @@ def main(argv: list[str]) -> int:
         )
         .materialize()
     )
-    clips = int(ds.sum("clips"))
+    clips, frames, units = (int(ds.sum(name)) for name in ("clips", "frames", "units"))
     seconds = time.perf_counter() - t0
     stats = ds.stats()
     if args.stats:
@@ -71,10 +76,9 @@ def main(argv: list[str]) -> int:
     task = op_remote_wall(stats, "DecodeUnit") or {}
     # a task decodes several units (pipeline.plan.group_units): the time per unit (one video
     # here) is what compares with the loop's time per video
-    per_unit = task["total"] / len(units) if task.get("total") else None
-    emit(sampler, contender="decode_ray", frames=sum(u["sampled_frames"] for u in units),
-         clips=clips, units=len(units), seconds=round(seconds, 3), plan_s=round(t_plan, 3),
-         per_item_s=per_unit, decode_tasks=task)  # fmt: skip
+    per_unit = task["total"] / units if task.get("total") and units else None
+    emit(sampler, contender="decode_ray", frames=frames, clips=clips, units=units,
+         seconds=round(seconds, 3), per_item_s=per_unit, decode_tasks=task)  # fmt: skip
     return 0
 
 

@@ -211,7 +211,7 @@ def test_metrics_prom_parses_and_matches_the_record(index, report) -> None:
     )
     stages = {labels["stage"]: v for name, labels, v in samples if name == "reelay_stage_seconds"}
     assert stages == pytest.approx(record["timings_s"])
-    assert {"list", "plan", "decode_infer", "write"} <= set(stages)
+    assert {"list", "start", "decode_infer", "write"} <= set(stages)
 
 
 def test_failures_figure_and_table_show_the_broken_file(index, report) -> None:
