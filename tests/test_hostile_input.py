@@ -230,7 +230,10 @@ def test_corrupt_files_cover_both_outcomes(hostile):
     stage (not only the header read) records failures."""
     statuses = {outcome(hostile, n)[0]["status"] for n in CORRUPT_PAYLOAD_NAMES}
     stages = {e["stage"] for n in CORRUPT_PAYLOAD_NAMES for e in outcome(hostile, n)[2]}
-    errors = {n: [(e["stage"], e["message"]) for e in outcome(hostile, n)[2]] for n in CORRUPT_PAYLOAD_NAMES}  # fmt: skip
+    errors = {
+        n: [(e["stage"], e["message"]) for e in outcome(hostile, n)[2]]
+        for n in CORRUPT_PAYLOAD_NAMES
+    }
     assert statuses == {"ok", "error"}, errors
     assert "decode" in stages, errors
 
