@@ -158,9 +158,7 @@ def build_config(args: argparse.Namespace) -> IndexConfig:
     )
 
 
-def main(argv: list[str] | None = None, *, background_report: bool = False) -> int:
-    """The job; `background_report` lets the run report build while the process ends
-    (`exit_process` waits for it), for a process of its own."""
+def main(argv: list[str] | None = None) -> int:
     configure_logging()
     args = parse_args(argv)
     from pipeline import index
@@ -169,7 +167,7 @@ def main(argv: list[str] | None = None, *, background_report: bool = False) -> i
 
     try:
         cfg = build_config(args)
-        summary = index.run(cfg, background_report=background_report)
+        summary = index.run(cfg)
     except (ConfigError, InputError, OutputError) as e:
         logging.getLogger("reelay").error("%s", e)
         return EXIT_USAGE
@@ -207,4 +205,4 @@ def format_plan(plan: dict) -> str:
 
 
 if __name__ == "__main__":
-    exit_process(main(background_report=True))
+    exit_process(main())

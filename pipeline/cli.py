@@ -12,19 +12,16 @@ from pipeline.models import ModelConfig, list_encoders, list_temporal_heads
 
 
 def exit_process(code: int) -> None:
-    """End a job's process: shut Ray down gracefully, finish the driver's background work,
-    then exit without the interpreter's finalization.
+    """End a job's process: shut Ray down gracefully, then exit without the interpreter's
+    finalization.
 
     Ray's shutdown stops the processes a local Ray started (and cleans up after them); what
     remains is tearing down torch's and Ray's C++ state, about 1.2 s here and of no use to
     a job whose results are committed and whose output is flushed."""
     import ray
 
-    from pipeline.background import wait_for_background
-
     if ray.is_initialized():
         ray.shutdown()
-    wait_for_background()  # e.g. the run's report, built while Ray shut down
     logging.shutdown()  # flush and close every handler
     sys.stdout.flush()
     sys.stderr.flush()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -65,12 +64,7 @@ class RunSummary:
     frames_per_s: float = 0.0
     status: str = "ok"
     plan: dict = field(default_factory=dict)  # what a --dry-run found
-    report: Future | None = None  # builds _runs/<run_id>/report.html (see report_uri)
-
-    @property
-    def report_uri(self) -> str | None:
-        """The run report's URI, once built (None when it could not be built)."""
-        return self.report.result() if self.report is not None else None
+    report_uri: str | None = None  # _runs/<run_id>/report.html (None when it could not be built)
 
     def line(self) -> str:
         c = self.counts
@@ -108,12 +102,8 @@ def new_run_id(now: datetime) -> str:
     return now.strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
 
 
-def run(cfg: IndexConfig, *, background_report: bool = False) -> RunSummary:
-    """Index the videos under cfg.input_uri into cfg.output_uri; returns the run's summary.
-
-    The run's report is built after the commit; with `background_report` it is still being
-    built when this returns (`summary.report_uri` waits for it; a job's process ends with
-    `pipeline.background.wait_for_background`), so it overlaps Ray's shutdown."""
+def run(cfg: IndexConfig) -> RunSummary:
+    """Index the videos under cfg.input_uri into cfg.output_uri; returns the run's summary."""
     started = datetime.now(UTC)
     run_id = cfg.run_id or new_run_id(started)
     out = RunOutput(cfg.output_uri, run_id, started.strftime("%Y-%m-%d"), cfg.storage)
@@ -220,9 +210,7 @@ def run(cfg: IndexConfig, *, background_report: bool = False) -> RunSummary:
     out.commit(record)
     watch.lap("commit")
     summary.timings_s = watch.timings
-    summary.report = in_background(write_report, cfg, run_id)  # derived: never fatal
-    if not background_report:
-        summary.report.result()
+    summary.report_uri = write_report(cfg, run_id)  # after the commit: derived, never fatal
     log.info(summary.line())
     if summary.status == "failed_threshold":
         raise FailureThresholdExceeded(

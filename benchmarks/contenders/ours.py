@@ -93,7 +93,7 @@ def main(argv: list[str]) -> int:
     executions: list[dict] = []
     time_executions(executions)
     t0 = time.perf_counter()
-    code = job["main"](argv, background_report=True)  # as `python jobs/index.py` runs it
+    code = job["main"](argv)
     seconds = time.perf_counter() - t0
     if code != 0:
         print(f"job exited with {code}", file=sys.stderr)
