@@ -68,3 +68,37 @@ def test_small_units_are_grouped_into_tasks_big_ones_stay_alone():
     assert [len(g) for g in groups][:2] == [6, 4]  # 120 frames, then the rest of the small ones
     few = group_units(units[:4], max_frames=128, min_groups=4)  # parallelism before size
     assert len(few) == 4
+
+
+def test_plan_tasks_group_units_and_pass_unplannable_videos_on(tmp_path):
+    """A plan batch -> decode tasks of at most `unit_frames` sampled frames: a long video's
+    units spread over several tasks, small units share one, and a broken file is a task of
+    its own with its plan error (it then travels through decode and infer as an error row)."""
+    import pyarrow as pa
+
+    from pipeline.plan import PlanTasks
+
+    spec = VideoSpec(width=64, height=48, fps=10, seconds=12.0)
+    write_video(spec, tmp_path / "a.mp4")  # 120 sampled frames: 8 units of <= 16
+    for i in (1, 2):  # 4 frames: one clip, one small unit each
+        small = VideoSpec(width=64, height=48, fps=10, seconds=0.4, seed=i)
+        write_video(small, tmp_path / f"b{i}.mp4")
+    (tmp_path / "c.mp4").write_bytes(b"not a video")
+    rows = [
+        {"uri": e.uri, "size": e.size, "fingerprint": e.fingerprint}
+        for e in sorted(list_videos(str(tmp_path)), key=lambda e: e.uri)
+    ]
+    sampling = SamplingConfig(fps=10, clip_frames=4, image_size=32)
+    plan_tasks = PlanTasks(PlanVideo(sampling, PlanConfig(unit_frames=16), StorageConfig()))
+    tasks = plan_tasks(pa.Table.from_pylist(rows))["units"].to_pylist()
+    broken = [t for t in tasks if t[0]["error_stage"]]
+    good = [t for t in tasks if not t[0]["error_stage"]]
+    assert [(u["video_uri"][-5:], u["error_stage"]) for t in broken for u in t] == [
+        ("c.mp4", "plan")
+    ]
+    assert all(sum(u["sampled_frames"] for u in t) <= 16 for t in good)
+    units = [u for t in good for u in t]
+    long_units = [u for u in units if u["video_uri"].endswith("a.mp4")]
+    assert len(long_units) == 8 and sum(u["sampled_frames"] for u in long_units) == 120
+    assert sum(1 for t in good if any(u["video_uri"].endswith("a.mp4") for u in t)) == 8
+    assert len(good) < len(units)  # the small units rode along in a task with room
