@@ -13,9 +13,9 @@ from datetime import datetime
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from pipeline import schema
+from pipeline.tables import failed_rows, is_ok
 
 SUM_COUNT = "num_clips"  # good clips
 WORK_COUNTS = ("sampled_frames", "units")  # planned frames and work units (ok or failed)
@@ -69,8 +69,7 @@ def block_summary(table: pa.Table) -> pa.Table:
     and one row per failed work unit with its error (no sums). Both kinds count the planned
     frames and work units they stand for (`WORK_COUNTS`, from `unit_frames`). Small: it is
     what the driver collects instead of the clips."""
-    ok_mask = pc.equal(table["error_stage"], "")
-    ok, bad = table.filter(ok_mask), table.filter(pc.invert(ok_mask))
+    ok, bad = sums_rows(table), failed_rows(table)
     sums = _sums_by_video(
         _meta(ok),
         {SUM_COUNT: np.ones(ok.num_rows)} | _work_counts(ok),
@@ -91,7 +90,7 @@ def block_summary(table: pa.Table) -> pa.Table:
 
 def sums_rows(summary: pa.Table) -> pa.Table:
     """The sums rows of block summaries (their error rows left out)."""
-    return summary.filter(pc.equal(summary["error_stage"], ""))
+    return summary.filter(is_ok(summary))
 
 
 def merge_sums(sums: pa.Table) -> pa.Table:

@@ -412,8 +412,7 @@ def summarize(results, num_videos: int, spec: ModelSpec) -> tuple[pa.Table | Non
 
 def collect(ds: ray.data.Dataset) -> pa.Table | None:
     """A dataset's blocks as one Arrow table on the driver (None when it has no rows)."""
-    blocks = [ray.get(ref) for ref in ds.to_arrow_refs()]
-    blocks = [b for b in blocks if b.num_rows]
+    blocks = [b for b in ray.get(ds.to_arrow_refs()) if b.num_rows]
     return pa.concat_tables(blocks) if blocks else None
 
 
