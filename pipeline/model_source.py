@@ -1,18 +1,23 @@
 """Where the index job's model comes from: a training checkpoint, or a seeded/pretrained build.
 
 The driver resolves a `ModelSpec` once (labels, sampling, model_version); every inference actor
-rebuilds the same model from it.
+rebuilds the same model from it. torch is imported by the functions that build a model, not by
+this module: the index job's driver imports it in a thread beside Ray's start-up.
 """
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from pipeline import storage
 from pipeline.config import ConfigError, IndexConfig, SamplingConfig, StorageConfig
-from pipeline.models import Checkpoint, ModelConfig, build_model, load_checkpoint, model_version
+from pipeline.models.config import ModelConfig
 from pipeline.models.normalization import IMAGENET_MEAN, IMAGENET_STD
+
+if TYPE_CHECKING:
+    from pipeline.models import Checkpoint
 
 CHECKPOINT_NAMES = ("best.pt", "checkpoint.pt")
 
@@ -48,6 +53,8 @@ def resolve_checkpoint_uri(uri: str, storage_cfg: StorageConfig) -> str:
 
 
 def read_checkpoint(uri: str, storage_cfg: StorageConfig) -> Checkpoint:
+    from pipeline.models import load_checkpoint
+
     fs = storage.filesystem(uri, storage_cfg)
     with fs.open(storage.strip_scheme(uri), "rb") as f:
         return load_checkpoint(io.BytesIO(f.read()))
@@ -79,6 +86,8 @@ def resolve_model(cfg: IndexConfig) -> tuple[ModelSpec, SamplingConfig]:
         if not cfg.model.pretrained_weights:
             raise
         raise ConfigError(f"--weights {cfg.model.pretrained_weights}: {e}") from e
+    from pipeline.models import model_version
+
     config = _effective_config(cfg.model, labels)
     kind = "pretrained" if cfg.model.pretrained_weights else "seeded"
     version = f"{kind}-{cfg.model.encoder}-{cfg.model.temporal}-s{cfg.seed}-" + model_version(
@@ -95,6 +104,8 @@ def _effective_config(model: ModelConfig, labels: list[str]) -> ModelConfig:
 def _build_untrained(model_cfg: ModelConfig, seed: int):
     """A seeded model; with ImageNet weights and a `mean` head, the ImageNet classifier and
     its category names are used, so labels mean something without training."""
+    from pipeline.models import build_model
+
     model = build_model(model_cfg, seed=seed)
     head = getattr(model.encoder, "imagenet_head", None)
     categories = getattr(model.encoder, "categories", None)

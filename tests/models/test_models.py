@@ -20,7 +20,13 @@ from pipeline.models import (
     save_checkpoint,
 )
 from pipeline.models.encoders import cached_weights_path
-from pipeline.models.registry import get_encoder_builder, get_temporal_builder, register_encoder
+from pipeline.models.registry import (
+    BUILTIN_ENCODERS,
+    BUILTIN_TEMPORAL,
+    get_encoder_builder,
+    get_temporal_builder,
+    register_encoder,
+)
 
 HEADS = ["mean", "lstm", "gru", "attention"]
 ENCODERS = ["small_cnn", "resnet18", "resnet50", "mobilenet_v3_small", "efficientnet_b0"]
@@ -43,6 +49,9 @@ def run(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def test_registry_lists_everything() -> None:
     assert list_encoders() == sorted(ENCODERS)
     assert list_temporal_heads() == sorted(HEADS)
+    # the names the CLI checks without importing torch are the registry's built-ins
+    assert set(ENCODERS) == BUILTIN_ENCODERS
+    assert set(HEADS) == BUILTIN_TEMPORAL
 
 
 @pytest.mark.parametrize("temporal", HEADS)
