@@ -1,5 +1,8 @@
 """Stage 2, decode (CPU tasks, 1 work unit : N clips): sampled frames, resized, as clip rows.
 
+A unit whose frames partly fail to decode keeps the clips whose frames all decoded; each run
+of undecodable frames becomes one error row naming the clips it cost.
+
 Every clip row also carries `unit_frames`: its unit's sampled frames on the unit's first row
 (or its one error row), 0 on the others, so the run's frame and unit counts add up from the
 results without the driver holding the plan."""
@@ -18,7 +21,12 @@ from pipeline.faults import crash_point
 from pipeline.guard import guarded
 from pipeline.rows import ERROR_FIELDS, error_fields, no_error
 from pipeline.sampling import plan_clips
-from pipeline.video_io import VideoInfo, read_frames_and_times
+from pipeline.video_io import (
+    DecodedFrames,
+    UndecodableFrames,
+    VideoInfo,
+    read_frames_and_times,
+)
 
 UNIT_META = (
     "video_uri",
@@ -41,7 +49,7 @@ def fetch_and_read(
     size: int,
     info: VideoInfo,
     chunk_bytes: int,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> DecodedFrames:
     crash_point("decode", uri)
     path = storage.local_copy(uri, fingerprint, storage_cfg)
     return read_frames_and_times(path, indices, size, info, chunk_bytes)
@@ -65,8 +73,8 @@ class DecodeUnit:
         start = time.perf_counter()
         rows = self._rows(unit)
         if self.progress is not None:
-            failed = rows[0]["clip_index"] == -1
-            frames = 0 if failed else unit["sampled_frames"]
+            failed = any(row["error_stage"] for row in rows)
+            frames = 0 if rows[0]["error_stage"] else unit["sampled_frames"]
             self.progress.decoded.remote(
                 unit["video_uri"], frames, time.perf_counter() - start, failed
             )
@@ -80,7 +88,7 @@ class DecodeUnit:
             rows = list(self._clips(unit, meta))
         except Exception as e:  # recorded on the row: see class docstring
             return [self._error_row(meta, unit, error_fields("decode", e))]
-        for i, row in enumerate(rows):
+        for i, row in enumerate(rows):  # the unit counted once, on its first row
             row["unit_frames"] = unit["sampled_frames"] if i == 0 else 0
         return rows
 
@@ -105,7 +113,7 @@ class DecodeUnit:
         clips = clips[unit["clip_start"] : unit["clip_end"]]
         wanted = sorted({f for c in clips for f in c.frame_indices})
         first, last = unit["clip_start"], unit["clip_end"] - 1
-        frames, times = guarded(
+        got = guarded(
             fetch_and_read,
             unit["video_uri"],
             unit["fingerprint"],
@@ -120,18 +128,30 @@ class DecodeUnit:
             book=self.book,
         )
         position = {f: i for i, f in enumerate(wanted)}
+        decoded = got.decoded()
         for clip in clips:
             take = [position[f] for f in clip.frame_indices]
+            if not decoded[take].all():
+                continue
             yield {
                 **meta,
                 "clip_index": clip.clip_index,
                 # presentation times (true for variable frame rates), not index / average fps
-                "start_s": float(times[take[0], 0]),
-                "end_s": float(times[take[-1], 1]),
+                "start_s": float(got.times[take[0], 0]),
+                "end_s": float(got.times[take[-1], 1]),
                 "frame_indices": np.asarray(clip.frame_indices, dtype=np.int32),
-                "frames": frames[take],
+                "frames": got.frames[take],
                 **no_error(),
             }
+        for failure in got.failures:  # after the clips: a unit's first row is a clip if any
+            bad = set(wanted[failure.start : failure.stop])
+            lost = [c.clip_index for c in clips if bad.intersection(c.frame_indices)]
+            clips_lost = f"clip {lost[0]}" if len(lost) == 1 else f"clips {lost[0]}-{lost[-1]}"
+            error = UndecodableFrames(
+                f"cannot decode frames {wanted[failure.start]}-{wanted[failure.stop - 1]} of "
+                f"{info.num_frames}: {failure.reason}; {clips_lost} not indexed"
+            )
+            yield self._error_row(meta, unit, error_fields("decode", error))
 
 
 @dataclass(frozen=True)

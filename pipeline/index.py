@@ -251,20 +251,14 @@ def write_report(cfg: IndexConfig, run_id: str) -> str | None:
 
 
 def plan_units(entries: list[VideoEntry], cfg: IndexConfig, sampling) -> tuple[list, list]:
-    """Stage 1: work units of readable videos, and error rows of unreadable ones."""
+    """Stage 1 alone (--dry-run): work units of readable videos, and error rows of unreadable
+    ones, from the same plan tasks as a run's pipeline."""
     if not entries:
         return [], []
     with open_book() as book:  # crash and time-budget accounting of the header reads
-        rows = (
-            # a header read is ~0.05 s: a few tasks per CPU, not one per video (per-task cost)
-            ray.data.from_items(
-                [asdict(e) for e in entries], override_num_blocks=plan_tasks(entries)
-            )
-            .flat_map(
-                PlanVideo(sampling, cfg.plan, cfg.storage, book), **cfg.plan.decode_task_options()
-            )
-            .take_all()
-        )
+        plan = PlanTasks(PlanVideo(sampling, cfg.plan, cfg.storage, book))
+        tasks = plan_dataset(entries, plan, **cfg.plan.decode_task_options()).take_all()
+    rows = [u for task in tasks for u in task["units"]]
     units = [u for u in rows if not u["error_stage"]]
     failures = [u for u in rows if u["error_stage"]]
     log.info(
@@ -331,21 +325,26 @@ def streaming_dataset(entries, cfg: IndexConfig, sampling, spec: ModelSpec, run_
 PLAN_BATCH = 16  # videos planned per batch: a plan task hands on decode tasks as it goes
 
 
+def plan_dataset(entries: list[VideoEntry], plan: PlanTasks, **options) -> ray.data.Dataset:
+    """Stage 1: listed videos -> decode tasks (`{"units": [...]}`), PLAN_BATCH videos per
+    batch; a header read is ~0.05 s, so a few plan tasks per CPU, not one per video."""
+    return ray.data.from_items(
+        [asdict(e) for e in entries], override_num_blocks=plan_tasks(entries)
+    ).map_batches(plan, batch_size=PLAN_BATCH, batch_format="pyarrow", **options)
+
+
 def decode_dataset(
     entries: list[VideoEntry], plan: PlanTasks, decode: DecodeUnit
 ) -> ray.data.Dataset:
     """Stages 1 and 2: listed videos -> clip rows with frames.
 
-    Plan tasks read headers in batches of PLAN_BATCH videos and group their units into
-    decode tasks (`plan.group_units`); each decode task becomes its own block
-    (a streaming repartition), so one long video's units spread over many decode tasks."""
-    options = decode.plan.decode_task_options()
+    Plan tasks group their videos' units into decode tasks (`plan.group_units`); each decode
+    task becomes its own block (a streaming repartition), so one long video's units spread
+    over many decode tasks. The plan step takes the decode step's options (fused with it)."""
     return (
-        # a header read is ~0.05 s: a few plan tasks per CPU, not one per video (per-task cost)
-        ray.data.from_items([asdict(e) for e in entries], override_num_blocks=plan_tasks(entries))
-        .map_batches(plan, batch_size=PLAN_BATCH, batch_format="pyarrow")
+        plan_dataset(entries, plan)
         .repartition(target_num_rows_per_block=1)
-        .flat_map(DecodeUnits(decode), **options)
+        .flat_map(DecodeUnits(decode), **decode.plan.decode_task_options())
     )
 
 

@@ -118,15 +118,14 @@ class PlanVideo:
         ]
 
 
-def group_units(units: list[dict], max_frames: int, min_groups: int = 1) -> list[list[dict]]:
+def group_units(units: list[dict], max_frames: int) -> list[list[dict]]:
     """Consecutive work units into decode tasks of at most `max_frames` sampled frames (a unit
-    is never split), and at least `min_groups` tasks when there are that many units.
+    is never split).
 
     One short video is one small unit (a 10 s video at 2 fps: 20 frames); a task per unit then
     pays Ray's per-task cost (scheduling, a result round trip) for ~0.1 s of work. Grouping
     keeps tasks near `max_frames` frames, so per-task memory stays bounded as for one unit."""
-    total = sum(u["sampled_frames"] for u in units)
-    target = max(1, min(max_frames, -(-total // max(1, min_groups))))
+    target = max(1, max_frames)
     groups: list[list[dict]] = []
     frames = 0
     for unit in units:

@@ -162,13 +162,22 @@ def probe(path: Path, check_size: Callable[[int, int], None] | None = None) -> V
     fps = float(reader.get_avg_fps())
     if not np.isfinite(fps) or fps <= 0:
         raise ValueError(f"video stream reports an invalid frame rate ({fps})")
-    try:
-        height, width = reader[0].shape[:2]
-    except decord_errors() as e:
-        raise UndecodableFrames(f"cannot decode the first frame: {decord_message(e)}") from e
+    height, width = _first_frame_size(path, reader)
     if check_size is not None:  # the decoded size (rotation, a stream the header hid)
         check_size(int(width), int(height))
     return VideoInfo(num_frames=num_frames, fps=fps, width=int(width), height=int(height))
+
+
+def _first_frame_size(path: Path, reader) -> tuple[int, int]:
+    """(height, width) of the decoded first frame; a failure is tried again with a fresh
+    reader (DECODE_ATTEMPTS), since damage far later in the file can fail it by read-ahead."""
+    error = None
+    for _ in range(DECODE_ATTEMPTS):
+        try:
+            return reader[0].shape[:2]
+        except decord_errors() as e:
+            error, reader = e, open_reader(path)
+    raise UndecodableFrames(f"cannot decode the first frame: {decord_message(error)}") from error
 
 
 def center_crop_box(width: int, height: int) -> tuple[int, int, int, int]:
@@ -189,12 +198,49 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+# decord's decoder thread reads ahead of the frames asked for: a damaged packet dozens of frames
+# on can fail a read of good frames, or not, depending on timing. A failed read is tried again
+# with a fresh reader before its frames count as undecodable.
+DECODE_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class FrameFailure:
+    """A run of requested frames that could not be decoded: positions [start, stop) in the
+    request, and FFmpeg's reason."""
+
+    start: int
+    stop: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class DecodedFrames:
+    """Frames at the requested indices (zeros where undecodable), their (start, end) seconds,
+    and the runs of frames that could not be decoded."""
+
+    frames: np.ndarray  # (N, S, S, 3) uint8
+    times: np.ndarray  # (N, 2) float64
+    failures: tuple[FrameFailure, ...] = ()
+
+    def decoded(self) -> np.ndarray:
+        """(N,) bool: which requested frames were decoded."""
+        ok = np.ones(len(self.frames), dtype=bool)
+        for f in self.failures:
+            ok[f.start : f.stop] = False
+        return ok
+
+
 def read_frames(
     path: Path, indices: list[int], size: int, native: VideoInfo, chunk_bytes: int
 ) -> np.ndarray:
     """Frames at sorted unique `indices`, resized; native-size frames are decoded in chunks so
-    memory stays bounded by `chunk_bytes` whatever the resolution."""
-    return read_frames_and_times(path, indices, size, native, chunk_bytes)[0]
+    memory stays bounded by `chunk_bytes` whatever the resolution. Raises UndecodableFrames
+    if any cannot be decoded."""
+    got = read_frames_and_times(path, indices, size, native, chunk_bytes)
+    if got.failures:
+        raise _undecodable(indices, got.failures[0], native)
+    return got.frames
 
 
 def frame_times(reader, indices: list[int], native: VideoInfo) -> np.ndarray:
@@ -213,21 +259,79 @@ def frame_times(reader, indices: list[int], native: VideoInfo) -> np.ndarray:
 
 def read_frames_and_times(
     path: Path, indices: list[int], size: int, native: VideoInfo, chunk_bytes: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """`read_frames`, plus each frame's (start, end) seconds (`frame_times`)."""
+) -> DecodedFrames:
+    """`read_frames`, plus each frame's (start, end) seconds (`frame_times`), keeping what
+    decodes: a chunk that fails is read again GOP by GOP, so damaged data costs the frames of
+    its keyframe interval, not the whole request. Raises UndecodableFrames if nothing decodes."""
     reader = open_reader(path)
     times = frame_times(reader, indices, native)
-    height, width = native.height, native.width
-    per_chunk = max(1, chunk_bytes // (height * width * 3))
-    out = np.empty((len(indices), size, size, 3), dtype=np.uint8)
+    per_chunk = max(1, chunk_bytes // (native.height * native.width * 3))
+    out = np.zeros((len(indices), size, size, 3), dtype=np.uint8)
+    failures: list[FrameFailure] = []
     for start in range(0, len(indices), per_chunk):
-        chunk = indices[start : start + per_chunk]
-        try:
-            batch = reader.get_batch(chunk).asnumpy()  # (n, H, W, 3)
-        except decord_errors() as e:  # corrupt frame data: which frames, in FFmpeg's words
-            raise UndecodableFrames(
-                f"cannot decode frames {chunk[0]}-{chunk[-1]} of {native.num_frames}: "
-                f"{decord_message(e)}"
-            ) from e
-        out[start : start + len(batch)] = resize_frames(batch, size)
-    return out, times
+        stop = min(start + per_chunk, len(indices))
+        if reader is not None:
+            try:
+                batch = reader.get_batch(indices[start:stop]).asnumpy()  # (n, H, W, 3)
+                out[start:stop] = resize_frames(batch, size)
+                continue
+            except decord_errors():
+                reader = None  # its decoder may be stuck in its error: fresh readers from here
+        failures += _salvage(path, indices, start, stop, size, out)
+    failures = _merge(failures)
+    if failures and failures[0].start == 0 and failures[0].stop == len(indices):
+        raise _undecodable(indices, failures[0], native)
+    return DecodedFrames(out, times, tuple(failures))
+
+
+def _salvage(
+    path: Path, indices: list[int], start: int, stop: int, size: int, out: np.ndarray
+) -> list[FrameFailure]:
+    """Read positions [start, stop) of `indices` one keyframe interval at a time, each with
+    fresh readers (DECODE_ATTEMPTS); returns the positions that still fail."""
+    failures = []
+    for lo, hi in _gop_spans(path, indices, start, stop):
+        reason = ""
+        for _ in range(DECODE_ATTEMPTS):
+            try:
+                batch = open_reader(path).get_batch(indices[lo:hi]).asnumpy()
+                out[lo:hi] = resize_frames(batch, size)
+                break
+            except decord_errors() as e:
+                reason = decord_message(e)
+        else:
+            failures.append(FrameFailure(lo, hi, reason))
+    return failures
+
+
+def _gop_spans(path: Path, indices: list[int], start: int, stop: int) -> list[tuple[int, int]]:
+    """Positions [start, stop) of `indices` cut where a new keyframe interval begins (the whole
+    range when the container lists no keyframes)."""
+    try:
+        keys = np.asarray(open_reader(path).get_key_indices(), dtype=np.int64)
+    except decord_errors():
+        keys = np.zeros(0, dtype=np.int64)
+    if len(keys) == 0:
+        return [(start, stop)]
+    gop = np.searchsorted(keys, np.asarray(indices[start:stop]), side="right")
+    cuts = [start + int(i) for i in np.flatnonzero(np.diff(gop)) + 1]
+    edges = [start, *cuts, stop]
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
+def _merge(failures: list[FrameFailure]) -> list[FrameFailure]:
+    """Adjacent failed runs as one (the first run's reason)."""
+    merged: list[FrameFailure] = []
+    for f in sorted(failures, key=lambda f: f.start):
+        if merged and merged[-1].stop == f.start:
+            merged[-1] = FrameFailure(merged[-1].start, f.stop, merged[-1].reason)
+        else:
+            merged.append(f)
+    return merged
+
+
+def _undecodable(indices: list[int], failure: FrameFailure, native: VideoInfo) -> UndecodableFrames:
+    return UndecodableFrames(
+        f"cannot decode frames {indices[failure.start]}-{indices[failure.stop - 1]} of "
+        f"{native.num_frames}: {failure.reason}"
+    )

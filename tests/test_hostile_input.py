@@ -1,12 +1,13 @@
 """Hostile input end to end: one index run over a folder of hostile files and one good video.
 
 The folder holds make_hostile_zoo (truncated at 25/50/90 % with the MP4 index at either end,
-bit flips and random byte runs in the frame data, zero frames, huge dimensions, variable frame
-rate, a display-matrix rotation, many streams), make_broken_zoo (empty, random bytes, text,
-audio only, ...) and one good video. One run ("hostile-run": work units of 8 sampled frames,
-a 30 s decode time budget, the default 1 GiB decode memory budget) is shared by every test:
-each file is either indexed right or recorded in errors/ with a message that says what is
-wrong; nothing hangs or kills a worker for good; the good video is fully indexed.
+bit flips and random byte runs in the frame data, one damaged keyframe interval, zero frames,
+huge dimensions, variable frame rate, a display-matrix rotation, many streams),
+make_broken_zoo (empty, random bytes, text, audio only, ...) and one good video. One run
+("hostile-run": work units of 8 sampled frames, a 30 s decode time budget, the default 1 GiB
+decode memory budget) is shared by every test: each file is either indexed right or recorded
+in errors/ with a message that says what is wrong; nothing hangs or kills a worker for good;
+the good video is fully indexed.
 """
 
 from __future__ import annotations
@@ -26,10 +27,17 @@ from pipeline.guard import GuardConfig
 from pipeline.index import run
 from pipeline.samples import VideoSpec, write_video
 from pipeline.sampling import plan_clips
-from pipeline.video_io import probe, read_frames, resize_frames
+from pipeline.video_io import (
+    UndecodableFrames,
+    probe,
+    read_frames,
+    read_frames_and_times,
+    resize_frames,
+)
 from tests.videos import (
     BROKEN_ZOO_NAMES,
     CORRUPT_PAYLOAD_NAMES,
+    DAMAGED_FRAME,
     HOSTILE_ZOO_NAMES,
     HUGE_CLAIMED,
     HUGE_REAL,
@@ -38,9 +46,12 @@ from tests.videos import (
     ROTATION,
     TRUNCATED_NAMES,
     VFR_INTERVALS_MS,
+    keyframes,
     make_broken_zoo,
     make_hostile_zoo,
     pyav_frame_count,
+    render_frames,
+    write_damaged_gop,
 )
 
 SAMPLING = SamplingConfig(fps=4, clip_frames=4, image_size=32)
@@ -149,7 +160,10 @@ def outcome(hostile, name: str) -> tuple[dict, list[dict], list[dict]]:
 
 
 def test_fixture_names():
-    assert set(EXPECTED_ERRORS) | set(EXPECTED_OK) | set(CORRUPT_PAYLOAD_NAMES) == {
+    assert set(EXPECTED_ERRORS) | set(EXPECTED_OK) | {
+        *CORRUPT_PAYLOAD_NAMES,
+        "damaged_gop_mp4",
+    } == {
         *HOSTILE_ZOO_NAMES,
         *(f"broken_{n}" for n in BROKEN_ZOO_NAMES),
         "good",
@@ -226,16 +240,81 @@ def test_corrupt_frame_data_is_indexed_or_explained(hostile, name: str):
 
 
 def test_corrupt_files_cover_both_outcomes(hostile):
-    """The damage is random but seeded: on this fixture both outcomes occur, and the decode
-    stage (not only the header read) records failures."""
+    """The damage is random but seeded: on this fixture both outcomes occur. (Which stage
+    records a failure is not asserted here: decord's decoder thread reads ahead, so whether
+    damage fails the header read's first frame or a later unit depends on timing; the
+    damaged-GOP file below pins the decode stage down.)"""
     statuses = {outcome(hostile, n)[0]["status"] for n in CORRUPT_PAYLOAD_NAMES}
-    stages = {e["stage"] for n in CORRUPT_PAYLOAD_NAMES for e in outcome(hostile, n)[2]}
     errors = {
         n: [(e["stage"], e["message"]) for e in outcome(hostile, n)[2]]
         for n in CORRUPT_PAYLOAD_NAMES
     }
     assert statuses == {"ok", "error"}, errors
-    assert "decode" in stages, errors
+
+
+def damaged_gop(path: str | Path) -> tuple[int, int]:
+    """[first, end) frames of the keyframe interval holding DAMAGED_FRAME."""
+    keys = keyframes(path)
+    return max(k for k in keys if k <= DAMAGED_FRAME), min(
+        k for k in [*keys, 40] if k > DAMAGED_FRAME
+    )
+
+
+def test_damaged_gop_costs_only_its_clips(hostile):
+    """A packet FFmpeg refuses fails its keyframe interval; a clip after it in the same work
+    unit is still indexed, and a decode error names the frames and the clip lost.
+
+    Clips before the damage are not pinned down: decord's decoder thread reads ahead, so a
+    read of earlier frames may reach the damage and fail (tried DECODE_ATTEMPTS times, then
+    recorded); reads of later frames start at their keyframe and never do."""
+    path = hostile["files"]["damaged_gop_mp4"]
+    video, clips, errors = outcome(hostile, "damaged_gop_mp4")
+    first, end = damaged_gop(path)
+    planned = plan_clips(40, 10.0, SAMPLING)
+    damaged = [c for c in planned if any(first <= f < end for f in c.frame_indices)]
+    after = [c for c in planned if min(c.frame_indices) >= end]
+    # the damaged clip and a later one share a work unit (units of 8 frames = 2 clips)
+    assert [c.clip_index for c in damaged] == [2] and [c.clip_index for c in after] == [3]
+    indexed = [c["clip_index"] for c in clips]
+    assert video["status"] == "error" and video["num_clips"] == len(clips)
+    assert 3 in indexed and 2 not in indexed
+    assert all(c.clip_index in indexed for c in planned if max(c.frame_indices) < first) or any(
+        e["stage"] == "decode" and "clip 0" in e["message"] or "clips 0-" in e["message"]
+        for e in errors
+    )
+    bad = sorted(f for c in damaged for f in c.frame_indices if first <= f < end)
+    assert {(e["stage"], e["error_type"]) for e in errors} == {("decode", "UndecodableFrames")}
+    assert any(
+        re.search(
+            rf"^cannot decode frames {bad[0]}-{bad[-1]} of 40: Invalid data found when "
+            r"processing input.*; clip 2 not indexed$",
+            e["message"],
+        )
+        for e in errors
+    ), errors
+
+
+def test_damaged_gop_frames_around_it_decode_exactly(tmp_path):
+    """Whatever is decoded comes back bit for bit as from the intact file; the frames from the
+    damaged packet to the next keyframe are always reported, the frames after it always
+    decoded (frames before the damage usually are, see above)."""
+    frames = render_frames(VideoSpec(seconds=4.0, seed=31))
+    good = write_damaged_gop(tmp_path / "good.mp4", frames, damage=False)
+    bad = write_damaged_gop(tmp_path / "bad.mp4", frames)
+    _, end = damaged_gop(bad)
+    info = probe(bad)
+    wanted = np.arange(0, 40, 3)
+    expected = read_frames_and_times(good, wanted.tolist(), 32, info, 2**20)
+    for chunk_bytes in (2**20, 160 * 96 * 3 * 4):  # one chunk, and chunks of 4 frames
+        got = read_frames_and_times(bad, wanted.tolist(), 32, info, chunk_bytes)
+        decoded = got.decoded()
+        assert not decoded[(wanted >= DAMAGED_FRAME) & (wanted < end)].any()
+        assert decoded[wanted >= end].all()
+        assert np.array_equal(got.frames[decoded], expected.frames[decoded])
+        assert not got.frames[~decoded].any()  # undecoded frames are zeros, never stale data
+        assert np.array_equal(got.times, expected.times)
+    with pytest.raises(UndecodableFrames, match=r"^cannot decode frames \d+-\d+ of 40: "):
+        read_frames(bad, wanted.tolist(), 32, info, 2**20)
 
 
 def test_nothing_hung_or_crashed(hostile):

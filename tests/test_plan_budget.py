@@ -62,12 +62,10 @@ def test_small_units_are_grouped_into_tasks_big_ones_stay_alone():
     from pipeline.plan import group_units
 
     units = [{"sampled_frames": n, "i": i} for i, n in enumerate([20] * 10 + [128, 128, 5])]
-    groups = group_units(units, max_frames=128, min_groups=2)
+    groups = group_units(units, max_frames=128)
     assert [u["i"] for g in groups for u in g] == list(range(13))  # order kept, none lost
     assert all(sum(u["sampled_frames"] for u in g) <= 128 or len(g) == 1 for g in groups)
-    assert [len(g) for g in groups][:2] == [6, 4]  # 120 frames, then the rest of the small ones
-    few = group_units(units[:4], max_frames=128, min_groups=4)  # parallelism before size
-    assert len(few) == 4
+    assert [len(g) for g in groups] == [6, 4, 1, 1, 1]  # 120 frames, the other small ones, ...
 
 
 def test_plan_tasks_group_units_and_pass_unplannable_videos_on(tmp_path):

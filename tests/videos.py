@@ -49,7 +49,9 @@ HOSTILE_ZOO_NAMES = (
     "vfr_mkv",
     "rotated_90",
     "many_streams",
+    "damaged_gop_mp4",
 )
+DAMAGED_FRAME = 22  # the frame whose packet write_damaged_gop breaks (of 40, a keyframe every 10)
 HUGE_CLAIMED = 16384  # the size a tiny MJPEG/AVI file claims (past FFmpeg's limit of 2^28 px)
 HUGE_REAL = 8192  # one real 8192x8192 frame: 200 MB of RGB from a ~200 KB file
 LARGE_4K = (3840, 2160)  # one real 4K UHD frame
@@ -165,6 +167,7 @@ def _encode(
     time_base: Fraction | None = None,
     container_options: dict[str, str] | None = None,
     rotation: int | None = None,
+    keyframe_interval: int | None = None,
 ) -> Path:
     """Encode with the given presentation times, container options and display rotation.
 
@@ -177,6 +180,8 @@ def _encode(
         stream = container.add_stream(codec, rate=Fraction(fps), options=codec_options)
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
         stream.codec_context.time_base = time_base
+        if keyframe_interval is not None:
+            stream.codec_context.gop_size = keyframe_interval
         if rotation is not None:
             stream.set_display_rotation(rotation)  # the container's display matrix
         for i, array in enumerate(frames):
@@ -332,8 +337,34 @@ def make_hostile_zoo(directory: str | Path) -> dict[str, Path]:
     rotated = render_frames(VideoSpec(width=160, height=96, seconds=2.0, seed=33))
     out["rotated_90"] = _encode(directory / "rotated_90.mp4", rotated, rotation=ROTATION)
     out["many_streams"] = _write_many_streams(directory / "many_streams.mkv")
+    out["damaged_gop_mp4"] = write_damaged_gop(directory / "damaged_gop.mp4", frames)
     assert tuple(out) == HOSTILE_ZOO_NAMES, tuple(out)
     return out
+
+
+def write_damaged_gop(path: Path, frames: np.ndarray, *, damage: bool = True) -> Path:
+    """H.264 MP4 with a keyframe every 10 frames whose DAMAGED_FRAME packet has its first NAL
+    length overwritten: FFmpeg refuses that packet, so every read that reaches it fails, while
+    the frames of the other keyframe intervals are intact. `damage=False`: the intact file."""
+    _encode(path, frames, keyframe_interval=10)
+    if not damage:
+        return path
+    pos = _packets(path)[DAMAGED_FRAME].pos
+    data = bytearray(path.read_bytes())
+    data[pos : pos + 4] = b"\x7f\xff\xff\xff"  # a NAL 2 GB long, in a packet of ~600 bytes
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _packets(path: str | Path) -> list:
+    """The video packets in presentation order (one per frame), from the container."""
+    with av.open(str(path)) as container:
+        return sorted((p for p in container.demux(video=0) if p.size), key=lambda p: p.pts)
+
+
+def keyframes(path: str | Path) -> list[int]:
+    """Frame indices of the key frames (from the container, nothing decoded)."""
+    return [i for i, p in enumerate(_packets(path)) if p.is_keyframe]
 
 
 def pyav_frame_count(path: str | Path) -> int:
