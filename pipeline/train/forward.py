@@ -23,9 +23,12 @@ Batch = dict[str, torch.Tensor]
 
 
 def normalise(frames: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """(B, T, H, W, 3) uint8 -> (B, T, 3, H, W) float, ImageNet-normalised (as in infer.py)."""
+    """(B, T, H, W, 3) uint8 -> (B, T, 3, H, W) float, ImageNet-normalised, each frame laid out
+    channels_last (as in infer.py)."""
     x = frames.permute(0, 1, 4, 2, 3).float().div_(255)  # (B, T, 3, H, W)
-    return x.sub_(mean.view(1, 1, 3, 1, 1)).div_(std.view(1, 1, 3, 1, 1))
+    x = x.sub_(mean.view(1, 1, 3, 1, 1)).div_(std.view(1, 1, 3, 1, 1))
+    b, t = x.shape[:2]
+    return x.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (b, t))
 
 
 class HeadOnly(nn.Module):

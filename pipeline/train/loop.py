@@ -144,6 +144,9 @@ def train_loop_per_worker(config: dict) -> list[dict]:
         _check_resumable(ckpt.model, tuple(ckpt.labels), spec)
         model.load_state_dict(ckpt.state_dict)
         start_epoch, history, optim_state = state.epoch, state.history, state.optimizer
+    # channels_last, as in inference: oneDNN's and cuDNN's fast convolution layout (a memory
+    # layout only: weights, checkpoints and model versions are the same)
+    model = model.to(memory_format=torch.channels_last)
     # moves to the device, wraps in DDP if world > 1; features: only the head is trained
     model = ray.train.torch.prepare_model(wrap(model, spec.inputs))
     device = ray.train.torch.get_device()
