@@ -270,13 +270,13 @@ def read_frames_and_times(
     failures: list[FrameFailure] = []
     for start in range(0, len(indices), per_chunk):
         stop = min(start + per_chunk, len(indices))
-        if reader is not None:
-            try:
-                batch = reader.get_batch(indices[start:stop]).asnumpy()  # (n, H, W, 3)
-                out[start:stop] = resize_frames(batch, size)
-                continue
-            except decord_errors():
-                reader = None  # its decoder may be stuck in its error: fresh readers from here
+        try:
+            reader = reader or open_reader(path)
+            batch = reader.get_batch(indices[start:stop]).asnumpy()  # (n, H, W, 3)
+            out[start:stop] = resize_frames(batch, size)
+            continue
+        except decord_errors():
+            reader = None  # its decoder may be stuck in its error: the next chunk opens anew
         failures += _salvage(path, indices, start, stop, size, out)
     failures = _merge(failures)
     if failures and failures[0].start == 0 and failures[0].stop == len(indices):
