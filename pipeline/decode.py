@@ -148,8 +148,7 @@ class DecodeUnit:
             lost = [c.clip_index for c in clips if bad.intersection(c.frame_indices)]
             clips_lost = f"clip {lost[0]}" if len(lost) == 1 else f"clips {lost[0]}-{lost[-1]}"
             error = UndecodableFrames(
-                f"cannot decode frames {wanted[failure.start]}-{wanted[failure.stop - 1]} of "
-                f"{info.num_frames}: {failure.reason}; {clips_lost} not indexed"
+                f"{failure.message(wanted, info.num_frames)}; {clips_lost} not indexed"
             )
             yield self._error_row(meta, unit, error_fields("decode", error))
 

@@ -46,12 +46,7 @@ from pipeline.model_source import ModelSpec, resolve_model
 from pipeline.output import RunOutput, parquet_args, recover
 from pipeline.plan import PlanTasks, PlanVideo
 from pipeline.progress import ProgressLog, ProgressTracker
-from pipeline.ray_env import (
-    cluster_cpus,
-    configure_data_progress,
-    ensure_ray,
-    inference_resources,
-)
+from pipeline.ray_env import cluster_cpus, ensure_ray, inference_resources
 
 log = logging.getLogger("reelay.index")
 
@@ -156,7 +151,6 @@ def run(cfg: IndexConfig) -> RunSummary:
     )
     if entries:  # a no-op nightly run finishes without paying Ray's start-up
         ensure_ray()
-        configure_data_progress()
     watch.lap("start")
 
     counts = {"listed": len(listed), "skipped": skipped}

@@ -18,7 +18,9 @@ AUTOSCALER_MONITOR = "monitor"
 
 
 def ensure_ray() -> None:
-    """Join the cluster the job was submitted to (RAY_ADDRESS), else start a local Ray."""
+    """Join the cluster the job was submitted to (RAY_ADDRESS), else start a local Ray; Ray
+    Data's progress bars only on a terminal (`_configure_data_progress`)."""
+    _configure_data_progress()
     if ray.is_initialized():
         return
     address = os.environ.get("RAY_ADDRESS", "local")  # set by `ray job submit`, cluster users
@@ -47,7 +49,7 @@ def shutdown_ray() -> None:
     ray.shutdown()
 
 
-def configure_data_progress() -> None:
+def _configure_data_progress() -> None:
     """Ray Data's progress bars on a terminal only. Into a log (ray job submit, a nightly
     run) Ray Data writes a dozen progress lines every few seconds, which the job's own
     progress line already says in one."""

@@ -172,11 +172,11 @@ def _first_frame_size(path: Path, reader) -> tuple[int, int]:
     """(height, width) of the decoded first frame; a failure is tried again with a fresh
     reader (DECODE_ATTEMPTS), since damage far later in the file can fail it by read-ahead."""
     error = None
-    for _ in range(DECODE_ATTEMPTS):
+    for attempt in range(DECODE_ATTEMPTS):
         try:
-            return reader[0].shape[:2]
+            return (reader if attempt == 0 else open_reader(path))[0].shape[:2]
         except decord_errors() as e:
-            error, reader = e, open_reader(path)
+            error = e
     raise UndecodableFrames(f"cannot decode the first frame: {decord_message(error)}") from error
 
 
@@ -212,6 +212,13 @@ class FrameFailure:
     start: int
     stop: int
     reason: str
+
+    def message(self, indices: list[int], num_frames: int) -> str:
+        """ "cannot decode frames a-b of n: reason", a-b the video's frame indices."""
+        return (
+            f"cannot decode frames {indices[self.start]}-{indices[self.stop - 1]} of "
+            f"{num_frames}: {self.reason}"
+        )
 
 
 @dataclass(frozen=True)
@@ -331,7 +338,4 @@ def _merge(failures: list[FrameFailure]) -> list[FrameFailure]:
 
 
 def _undecodable(indices: list[int], failure: FrameFailure, native: VideoInfo) -> UndecodableFrames:
-    return UndecodableFrames(
-        f"cannot decode frames {indices[failure.start]}-{indices[failure.stop - 1]} of "
-        f"{native.num_frames}: {failure.reason}"
-    )
+    return UndecodableFrames(failure.message(indices, native.num_frames))

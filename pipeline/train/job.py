@@ -26,7 +26,7 @@ import pyarrow as pa
 from pipeline import storage
 from pipeline.config import ConfigError
 from pipeline.model_source import read_checkpoint
-from pipeline.ray_env import configure_data_progress, ensure_ray
+from pipeline.ray_env import ensure_ray
 from pipeline.train import output as names
 from pipeline.train.checkpoints import MODEL_FILE
 from pipeline.train.config import TrainConfig
@@ -99,7 +99,6 @@ def run(cfg: TrainConfig) -> TrainSummary:
 
     # 1-2. plan + decode (CPU tasks), or match + read stored features (Ray Data); materialized
     ensure_ray()
-    configure_data_progress()
     splits = _clips(cfg, data, mode)
     skipped = _write_skipped(out, splits)
     for name, split in splits.items():
