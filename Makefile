@@ -7,7 +7,7 @@ DEMO_DIR ?= demo_out
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: setup demo test test-all bench lint clean
+.PHONY: setup demo test test-all test-gpu bench bench-gpu lint clean
 
 setup: $(STAMP)
 
@@ -21,13 +21,20 @@ demo: setup
 	$(PY) -m pipeline.demo --workdir $(DEMO_DIR)
 
 test: setup
-	$(PY) -m pytest -m "not slow" -q --durations=15
+	$(PY) -m pytest -m "not slow and not gpu" -q --durations=15
 
 test-all: setup
-	$(PY) -m pytest -q --durations=25
+	$(PY) -m pytest -m "not gpu" -q --durations=25
+
+# needs a CUDA GPU (tests/test_gpu.py); never part of make test or CI
+test-gpu: setup
+	$(PY) -m pytest -m gpu -q -rs
 
 bench: setup
 	$(PY) -m benchmarks.run
+
+bench-gpu: setup
+	$(PY) -m benchmarks.gpu
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -22,6 +22,7 @@ from pipeline.cli import (  # noqa: E402,E501
     sampling_config,
 )
 from pipeline.config import (  # noqa: E402
+    PRECISIONS,
     ConfigError,
     IndexConfig,
     InferConfig,
@@ -52,8 +53,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "its model, labels and sampling override the flags",
     )
     p.add_argument("--run-id", help="name of this run (default: UTC time + random suffix)")
-    p.add_argument("--batch-size", type=int, default=8, help="clips per forward pass")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        help="clips per forward pass (default: 8 on CPU actors, 32 on GPU actors)",
+    )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="compute dtype on GPUs (autocast): auto is bf16 where the GPU has it, else fp16; "
+        "CPU actors always run fp32",
+    )
+    p.add_argument(
+        "--gpus-per-actor",
+        type=float,
+        default=1.0,
+        help="GPU share of one inference actor: 0.5 runs two actors per GPU, so that one's "
+        "CPU work (batch copies, result rows) overlaps the other's GPU work",
+    )
     p.add_argument(
         "--cpus-per-actor",
         type=float,
@@ -140,6 +159,8 @@ def build_config(args: argparse.Namespace) -> IndexConfig:
         infer=InferConfig(
             batch_size=args.batch_size,
             device=args.device,
+            precision=args.precision,
+            gpus_per_actor=args.gpus_per_actor,
             cpus_per_actor=args.cpus_per_actor,
             max_actors=args.max_actors,
             torch_threads=args.torch_threads,

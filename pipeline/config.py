@@ -116,12 +116,22 @@ class StorageConfig:
         return hash(json.dumps(self.options, sort_keys=True))
 
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+CPU_BATCH, GPU_BATCH = 8, 32  # clips per forward pass unless --batch-size says otherwise
+
+
 @dataclass(frozen=True)
 class InferConfig:
     """Where and how the models run."""
 
-    batch_size: int = 8  # clips per forward pass
+    # clips per forward pass; None: 8 on CPU actors, 32 on GPU actors, where Ray Data's fixed
+    # cost per batch (~9 ms) would otherwise take a third of the time (docs/benchmarks.md, GPU)
+    batch_size: int | None = None
     device: str = "auto"  # auto | cpu | cuda
+    # compute dtype on GPUs (autocast; CPUs always run float32): auto = bf16 where the GPU
+    # has it (Ampere and later), else fp16
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    gpus_per_actor: float = 1.0  # < 1 packs several actors on a GPU (see docs/benchmarks.md)
     cpus_per_actor: float = 1.0
     max_actors: int | None = None  # None: one per GPU, or CPUs/2 on CPU clusters
     # torch threads per CPU actor; None: twice its CPUs, so that inference also takes the
@@ -130,10 +140,19 @@ class InferConfig:
     keep_frame_features: bool = False  # write (T, D) CNN features per clip (clips.frame_features)
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"--batch-size must be >= 1 (got {self.batch_size})")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"--device must be auto, cpu or cuda (got {self.device!r})")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"--precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})"
+            )
+        if not 0 < self.gpus_per_actor <= 1:
+            raise ConfigError(
+                f"--gpus-per-actor must be in (0, 1], e.g. 0.5 for two actors per GPU "
+                f"(got {self.gpus_per_actor})"
+            )
         if self.cpus_per_actor <= 0:
             raise ConfigError("--cpus-per-actor must be > 0")
         if self.torch_threads is not None and self.torch_threads < 1:

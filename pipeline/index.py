@@ -204,6 +204,7 @@ def run(cfg: IndexConfig) -> RunSummary:
         "counts": counts,
         "timings_s": watch.timings,
         "cluster": cluster_shape(),
+        "inference": asdict(inference_resources(cfg.infer)) if ray.is_initialized() else None,
         "throughput": {"frames_per_s": summary.frames_per_s},
         "progress": progress,
     }
@@ -307,8 +308,9 @@ def streaming_dataset(entries, cfg: IndexConfig, sampling, spec: ModelSpec, run_
             "run_id": run_id,
             "progress": tracker,
             "keep_frame_features": cfg.infer.keep_frame_features,
+            "precision": cfg.infer.precision,
         },
-        batch_size=cfg.infer.batch_size,
+        batch_size=resources.batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=resources.max_actors),
         num_cpus=resources.num_cpus,

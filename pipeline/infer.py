@@ -6,6 +6,8 @@ copies); otherwise torch uses the actor's CPUs. Frames are dropped here.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pyarrow as pa
 
@@ -32,6 +34,18 @@ def fixed_size_lists(values: np.ndarray, valid: np.ndarray) -> pa.Array:
     return pa.FixedSizeListArray.from_arrays(flat, values.shape[1], mask=pa.array(~valid))
 
 
+def compute_dtype(device, precision: str):
+    """The autocast dtype for `precision` on `device` (a torch.device), or None for float32.
+    CPUs run float32: without AMX, bf16 convolutions are slower there, not faster."""
+    import torch
+
+    if device.type != "cuda" or precision == "fp32":
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
 class ClipInferencer:
     """Ray Data callable class: a numpy batch of clip rows -> an Arrow table of results."""
 
@@ -44,12 +58,18 @@ class ClipInferencer:
         topk: int = schema.TOPK,
         progress=None,
         keep_frame_features: bool = False,
+        precision: str = "auto",
     ):
         import torch
 
         torch.set_num_threads(max(1, threads))
         self.torch = torch
         self.device = torch.device(device)
+        self.dtype = compute_dtype(self.device, precision)
+        self._staging = None  # pinned host buffer for batches bound for the GPU
+        if self.device.type == "cuda":
+            # every batch but a run's last has one shape: let cuDNN pick its fastest kernels
+            torch.backends.cudnn.benchmark = True
         # channels_last on every device: oneDNN's CPU convolutions ran 1.3-2.9x faster with it
         # here (resnet18, small_cnn, mobilenet; docs/benchmarks.md), cuDNN's tensor cores want it
         self.model = load_model(spec).to(self.device).to(memory_format=torch.channels_last)
@@ -66,18 +86,31 @@ class ClipInferencer:
             self.dim = int(self.model(probe)[0].shape[1])
             self.frame_dim = int(self.model.encode_frames(probe).shape[2])
 
+    def _to_device(self, frames: np.ndarray):
+        """uint8 frames -> a tensor on the device. On a GPU: one host copy into a pinned buffer
+        kept across batches, then a non-blocking copy of uint8 (a quarter of float32's bytes).
+        The buffer is safe to reuse: each batch's results are copied back, which waits for the
+        GPU, before the next batch is written into it."""
+        torch = self.torch
+        if self.device.type != "cuda":
+            with warnings.catch_warnings():  # a read-only view of the object store: never written
+                warnings.simplefilter("ignore", UserWarning)
+                return torch.from_numpy(frames)
+        if self._staging is None or tuple(self._staging.shape) != frames.shape:
+            self._staging = torch.empty(frames.shape, dtype=torch.uint8, pin_memory=True)
+        self._staging.numpy()[...] = frames
+        return self._staging.to(self.device, non_blocking=True)
+
     def _forward(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(B, T, H, W, 3) uint8 -> embeddings (B, E), probabilities (B, K), and the per-frame
         CNN features (B, T, D) when they are kept."""
         torch = self.torch
-        x = torch.from_numpy(frames)
-        if self.device.type == "cuda":
-            x = x.pin_memory().to(self.device, non_blocking=True)
+        x = self._to_device(frames)
         x = x.permute(0, 1, 4, 2, 3).float().div_(255).sub_(self.mean).div_(self.std)  # (B,T,3,H,W)
         with (
             torch.inference_mode(),
             torch.autocast(
-                self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"
+                self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None
             ),
         ):
             b, t = x.shape[:2]
@@ -97,7 +130,7 @@ class ClipInferencer:
         frames = np.asarray(batch["frames"])
         feats = np.zeros((n, frames.shape[1], self.frame_dim), np.float32)
         if ok.any():
-            frames = frames[ok]
+            frames = frames if ok.all() else frames[ok]  # a batch of 8 clips is ~20 MB at 224 px
             emb[ok], probs[ok], kept = self._forward(frames)
             if kept is not None:
                 feats[ok] = kept

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import ray
 
-from pipeline.config import ConfigError, InferConfig
+from pipeline.config import CPU_BATCH, GPU_BATCH, ConfigError, InferConfig
 
 log = logging.getLogger("reelay.ray")
 
@@ -65,6 +65,7 @@ class InferenceResources:
     num_cpus: float
     threads: int
     max_actors: int
+    batch_size: int  # clips per forward pass
 
 
 def cluster_cpus() -> int:
@@ -82,9 +83,15 @@ def inference_resources(cfg: InferConfig) -> InferenceResources:
     if device == "cuda":
         if gpus == 0:
             log.warning("--device cuda but no GPU in the cluster yet: actors wait for GPU nodes")
-        max_actors = cfg.max_actors or max(gpus, 1)
+        per_gpu = int(1 / cfg.gpus_per_actor + 1e-9)  # actors that fit on one GPU
+        max_actors = cfg.max_actors or max(gpus, 1) * per_gpu
         return InferenceResources(
-            "cuda", 1.0, cfg.cpus_per_actor, max(1, int(cfg.cpus_per_actor)), max_actors
+            "cuda",
+            cfg.gpus_per_actor,
+            cfg.cpus_per_actor,
+            max(1, int(cfg.cpus_per_actor)),
+            max_actors,
+            cfg.batch_size or GPU_BATCH,
         )
     if cfg.cpus_per_actor > cpus:
         raise ConfigError(
@@ -94,4 +101,6 @@ def inference_resources(cfg: InferConfig) -> InferenceResources:
     # Ray reserves cpus_per_actor; torch may run more threads, which the OS then shares with
     # decode: inference soaks up the cores decode leaves idle (measured: docs/benchmarks.md).
     threads = cfg.torch_threads or 2 * max(1, int(cfg.cpus_per_actor))
-    return InferenceResources("cpu", 0.0, cfg.cpus_per_actor, threads, max_actors)
+    return InferenceResources(
+        "cpu", 0.0, cfg.cpus_per_actor, threads, max_actors, cfg.batch_size or CPU_BATCH
+    )

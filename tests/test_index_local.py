@@ -28,7 +28,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import schema
-from pipeline.config import ConfigError, IndexConfig, PlanConfig, SamplingConfig, StorageConfig
+from pipeline.config import (
+    ConfigError,
+    IndexConfig,
+    InferConfig,
+    PlanConfig,
+    SamplingConfig,
+    StorageConfig,
+)
 from pipeline.index import FailureThresholdExceeded, run
 from pipeline.listing import list_videos
 from pipeline.model_source import resolve_model
@@ -494,6 +501,39 @@ def test_cli_path_like_run_id_exits_2(cli, tmp_path: Path):
     assert not list(tmp_path.rglob("*evil*"))
     with pytest.raises(ConfigError):
         IndexConfig(input_uri="x", output_uri="y", run_id="a/b")
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--gpus-per-actor", "0"], "--gpus-per-actor"),
+        (["--gpus-per-actor", "2"], "--gpus-per-actor"),
+    ],
+)
+def test_cli_bad_gpu_flags_exit_2(cli, tmp_path: Path, flags: list[str], named: str):
+    (tmp_path / "in").mkdir()
+    code, logs = cli("--input", str(tmp_path / "in"), "--output", str(tmp_path / "o"), *flags)
+    assert code == 2 and named in logs
+    with pytest.raises(ConfigError, match="--precision"):
+        InferConfig(precision="fp8")
+
+
+def test_gpu_actor_sizing(ray_local, caplog):
+    """--device cuda sizes the actor pool by GPUs: --gpus-per-actor 0.5 packs two actors on
+    each GPU (one GPU is assumed while none has joined the cluster yet, with a warning)."""
+    from pipeline.ray_env import inference_resources
+
+    with caplog.at_level(logging.WARNING):
+        res = inference_resources(InferConfig(device="cuda", gpus_per_actor=0.5))
+    assert "no GPU in the cluster" in caplog.text
+    assert (res.device, res.num_gpus, res.max_actors, res.threads) == ("cuda", 0.5, 2, 1)
+    assert res.batch_size == 32  # GPU actors take bigger batches unless told otherwise
+    third = inference_resources(
+        InferConfig(device="cuda", gpus_per_actor=1 / 3, max_actors=5, batch_size=4)
+    )
+    assert (third.num_gpus, third.max_actors, third.batch_size) == (1 / 3, 5, 4)  # flags win
+    cpu = inference_resources(InferConfig(device="auto", gpus_per_actor=0.5))
+    assert (cpu.device, cpu.num_gpus, cpu.batch_size) == ("cpu", 0.0, 8)  # no GPU here
 
 
 def test_cli_reusing_a_committed_run_id_exits_2_and_touches_nothing(cli, zoo):

@@ -81,34 +81,83 @@ class Workload:
 
 
 class Forward:
-    """The inference the job does, written plainly: uint8 clips -> embeddings, top-k scores."""
+    """The inference the job does, written plainly: uint8 clips -> embeddings, top-k scores.
 
-    def __init__(self, spec, threads: int) -> None:
+    On a GPU, as a careful hand-written loop would: a reused pinned staging buffer, a
+    non-blocking uint8 copy, normalisation on the GPU, autocast to the job's dtype for
+    `precision`, and cuDNN autotuning; `cast=True` casts the weights instead of autocasting
+    (the headroom a pure low-precision model would have)."""
+
+    def __init__(
+        self, spec, threads: int, device: str = "cpu", precision: str = "auto", cast: bool = False
+    ) -> None:
         import torch
 
+        from pipeline.infer import compute_dtype
         from pipeline.model_source import load_model
 
         torch.set_num_threads(max(1, threads))
         self.torch = torch
+        self.device = torch.device(device)
+        self.dtype = compute_dtype(self.device, precision)
+        self.cast = cast and self.dtype is not None
         # channels_last, as the job's actors: a memory layout, not a pipeline trick; every
         # contender runs the model the same way, so the ratios compare the pipelines
-        self.model = load_model(spec).eval().to(memory_format=torch.channels_last)
-        self.mean = torch.tensor(spec.mean).view(1, 1, 3, 1, 1)
-        self.std = torch.tensor(spec.std).view(1, 1, 3, 1, 1)
+        model = load_model(spec).eval().to(self.device, memory_format=torch.channels_last)
+        self.model = model.to(self.dtype) if self.cast else model
+        self.mean = torch.tensor(spec.mean, device=self.device).view(1, 1, 3, 1, 1)
+        self.std = torch.tensor(spec.std, device=self.device).view(1, 1, 3, 1, 1)
         self.labels = np.asarray(spec.labels, dtype=object)
+        self.staging = None  # pinned host buffer, reused while the batch shape holds
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
 
-    def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(B, T, H, W, 3) uint8 -> embeddings (B, E), top-5 indices and scores (B, 5)."""
+    def to_device(self, frames: np.ndarray):
+        """uint8 host frames -> uint8 tensor on the device (through pinned memory on a GPU)."""
         torch = self.torch
         x = torch.from_numpy(np.ascontiguousarray(frames))
+        if self.device.type != "cuda":
+            return x
+        if self.staging is None or self.staging.shape != x.shape:
+            self.staging = torch.empty(x.shape, dtype=torch.uint8, pin_memory=True)
+        self.staging.copy_(x)
+        return self.staging.to(self.device, non_blocking=True)
+
+    def __call__(self, frames) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(B, T, H, W, 3) uint8 (host array, or a tensor already on the device) ->
+        embeddings (B, E), top-5 indices and scores (B, 5)."""
+        torch = self.torch
+        x = frames if isinstance(frames, torch.Tensor) else self.to_device(frames)
         x = x.permute(0, 1, 4, 2, 3).float().div_(255).sub_(self.mean).div_(self.std)
         b, t = x.shape[:2]
         x = x.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (b, t))
-        with torch.inference_mode():
+        if self.cast:
+            x = x.to(self.dtype)
+        autocast = self.dtype is not None and not self.cast
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=autocast),
+        ):
             emb, logits = self.model(x)
-            probs = torch.softmax(logits, dim=1)
+            probs = torch.softmax(logits.float(), dim=1)
             top = torch.topk(probs, k=min(5, probs.shape[1]), dim=1)
-        return emb.numpy(), top.indices.numpy(), top.values.numpy()
+        return emb.float().cpu().numpy(), top.indices.cpu().numpy(), top.values.cpu().numpy()
+
+
+def steady_rate(marks: list[tuple[float, int, int]]) -> float | None:
+    """Frames/s once every worker is past its first batch (CUDA's, cuDNN's and oneDNN's
+    warm-up): `marks` are (time.monotonic() when a batch finished, worker id, its frames).
+    The monotonic clock is one per machine, so workers in other processes compare."""
+    firsts: dict[int, float] = {}
+    for t, worker, _ in sorted(marks):
+        firsts.setdefault(worker, t)
+    if not firsts:
+        return None
+    start = max(firsts.values())
+    after = [(t, frames) for t, _, frames in marks if t > start]
+    if not after:
+        return None
+    return sum(f for _, f in after) / (max(t for t, _ in after) - start)
 
 
 def sampled_indices(num_frames: int, native_fps: float, target_fps: float) -> list[int]:

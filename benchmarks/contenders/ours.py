@@ -122,6 +122,7 @@ def main(argv: list[str]) -> int:
         counts=counts,
         run_id=record["run_id"],
         cluster=record.get("cluster"),
+        inference=record.get("inference"),
         executions=executions,
         operators=operators,
     )

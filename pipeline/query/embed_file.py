@@ -18,6 +18,8 @@ import pyarrow as pa
 from pipeline import storage, tables
 from pipeline.aggregate import aggregate_video, list_matrix
 from pipeline.config import (
+    CPU_BATCH,
+    GPU_BATCH,
     ConfigError,
     IndexConfig,
     InferConfig,
@@ -120,9 +122,13 @@ def embed_file(
     _raise_row_error(entry.uri, clips)
     # 3. infer: 1 clip -> 1 row, in the job's batch size
     inferencer = ClipInferencer(
-        spec, device=device, threads=os.cpu_count() or 1, run_id=QUERY_RUN_ID
+        spec,
+        device=device,
+        threads=os.cpu_count() or 1,
+        run_id=QUERY_RUN_ID,
+        precision=cfg.infer.precision,
     )
-    size = cfg.infer.batch_size
+    size = cfg.infer.batch_size or (GPU_BATCH if device == "cuda" else CPU_BATCH)
     results = pa.concat_tables(
         [inferencer(_numpy_batch(clips[i : i + size])) for i in range(0, len(clips), size)]
     )
