@@ -66,8 +66,8 @@ class DecodeUnit:
     sampling: SamplingConfig
     plan: PlanConfig
     storage: StorageConfig
-    progress: Any = None  # a ProgressTracker actor handle, or None
-    book: Any = None  # the run's GuardBook actor (pipeline.guard), or None: unguarded
+    progress: Any = None  # the run's RunBook actor (its ProgressTracker methods), or None
+    book: Any = None  # the run's book actor (a pipeline.guard.GuardBook), or None: unguarded
 
     def __call__(self, unit: dict) -> list[dict]:
         start = time.perf_counter()

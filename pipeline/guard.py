@@ -83,14 +83,15 @@ class GuardBook:
 
 
 @contextmanager
-def open_book() -> Iterator[Any]:
-    """A GuardBook actor for one run (None when Ray is not initialized); killed at the end."""
+def open_book(book_class: type = GuardBook) -> Iterator[Any]:
+    """An actor of `book_class` (GuardBook or a class that extends it) for one run, None when
+    Ray is not initialized; killed at the end."""
     import ray
 
     if not ray.is_initialized():
         yield None
         return
-    book = ray.remote(num_cpus=0, max_restarts=-1)(GuardBook).remote()
+    book = ray.remote(num_cpus=0, max_restarts=-1)(book_class).remote()
     try:
         yield book
     finally:

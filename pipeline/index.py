@@ -45,7 +45,7 @@ from pipeline.listing import VIDEO_EXTENSIONS, VideoEntry, list_videos
 from pipeline.model_source import ModelSpec, resolve_model
 from pipeline.output import RunOutput, parquet_args, recover
 from pipeline.plan import PlanTasks, PlanVideo
-from pipeline.progress import ProgressLog, ProgressTracker
+from pipeline.progress import ProgressLog, RunBook
 from pipeline.ray_env import cluster_cpus, ensure_ray, inference_resources
 
 log = logging.getLogger("reelay.index")
@@ -276,16 +276,13 @@ def decode_and_infer(
     """Stages 1 to 3 as one streaming Ray Data pipeline; the result holds no frames.
 
     Also returns the progress seen on the way: a timeline and the slowest videos to decode."""
-    tracker = ProgressTracker.remote()
     with (
-        open_book() as book,  # crash and time-budget accounting of header reads and decoding
-        ProgressLog(tracker, len(entries), cfg.progress_interval_s) as progress,
+        # one actor: crash and time-budget accounting of header reads and decoding + progress
+        open_book(RunBook) as book,
+        ProgressLog(book, len(entries), cfg.progress_interval_s) as progress,
     ):
-        results = streaming_dataset(
-            entries, cfg, sampling, spec, run_id, tracker, book
-        ).materialize()
-    slowest = ray.get(tracker.slowest.remote())
-    ray.kill(tracker)
+        results = streaming_dataset(entries, cfg, sampling, spec, run_id, book, book).materialize()
+        slowest = ray.get(book.slowest.remote())
     return results, {
         "timeline": progress.timeline,
         "slowest_videos": [{"video_uri": u, "decode_s": round(s, 3)} for u, s in slowest],

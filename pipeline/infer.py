@@ -77,7 +77,7 @@ class ClipInferencer:
         self.mean = torch.tensor(spec.mean, device=self.device).view(1, 1, 3, 1, 1)
         self.std = torch.tensor(spec.std, device=self.device).view(1, 1, 3, 1, 1)
         self.model_version, self.run_id = spec.model_version, run_id
-        self.progress = progress  # a ProgressTracker actor handle, or None
+        self.progress = progress  # the run's RunBook actor (ProgressTracker methods), or None
         self.keep_frame_features = keep_frame_features
         self.topk = min(topk, len(spec.labels))
         with torch.inference_mode():  # learn the embedding size once, for null rows

@@ -58,7 +58,7 @@ class PlanVideo:
     sampling: SamplingConfig
     plan: PlanConfig
     storage: StorageConfig
-    book: Any = None  # the run's GuardBook actor (pipeline.guard), or None: unguarded
+    book: Any = None  # the run's book actor (a pipeline.guard.GuardBook), or None: unguarded
 
     def __call__(self, row: dict) -> list[dict]:
         base = {
@@ -157,7 +157,7 @@ class PlanTasks:
     row, which travels through decode and infer to the errors table."""
 
     plan_video: PlanVideo
-    progress: Any = None  # a ProgressTracker actor handle, or None
+    progress: Any = None  # the run's RunBook actor (its ProgressTracker methods), or None
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         units = [u for row in batch.to_pylist() for u in self.plan_video(row)]
