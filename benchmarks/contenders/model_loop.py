@@ -4,9 +4,12 @@
 threads per actor) each run their share of `--clips` clips in batches of `--batch-size`, with
 the job's model and normalisation. No Ray.
 
-On a GPU (`--device cuda`) the loop stages each batch through pinned memory as the job must
-(its clips arrive in host memory); `--resident` keeps one batch on the GPU instead, for the
-model's own rate, and `--cast` runs a model cast to the low-precision dtype, not autocast.
+Each batch is one ready host array, reused (as the job's actors read theirs zero-copy from the
+object store). On a GPU (`--device cuda`) the loop stages each batch through pinned memory as
+the job must (its clips arrive in host memory); `--resident` keeps one batch on the GPU
+instead, for the model's own rate, and `--cast` runs a model cast to the low-precision dtype,
+not autocast. (The GPU figures of 2026-11-26 in docs/benchmarks.md were taken while the loop
+still made each batch afresh, one host copy more per batch.)
 
 `python -m benchmarks.contenders.model_loop --clips N [--processes P] [--threads T]
 [--device cuda [--precision P] [--cast] [--resident]]`
@@ -29,9 +32,8 @@ def worker(n_clips: int, spec, w: Workload, threads: int, gpu: dict, results) ->
     forward = Forward(spec, threads=threads, **{k: gpu[k] for k in ("device", "precision", "cast")})
     rng = np.random.default_rng(0)
     clip = rng.integers(0, 256, (w.clip_frames, w.image_size, w.image_size, 3), dtype=np.uint8)
-    resident = None
-    if gpu["resident"]:
-        resident = forward.to_device(np.broadcast_to(clip, (w.batch_size, *clip.shape)).copy())
+    ready = np.broadcast_to(clip, (w.batch_size, *clip.shape)).copy()
+    resident = forward.to_device(ready) if gpu["resident"] else None
     done = batches = 0
     busy = 0.0  # seconds in full batches, for the per-batch time (steady state)
     marks = []  # (when a batch finished, this worker, its frames): the steady rate
@@ -41,7 +43,7 @@ def worker(n_clips: int, spec, w: Workload, threads: int, gpu: dict, results) ->
         if resident is not None:
             forward(resident[:n])
         else:
-            forward(np.broadcast_to(clip, (n, *clip.shape)).copy())
+            forward(ready[:n])
         if n == w.batch_size:
             busy += time.perf_counter() - t0
             batches += 1

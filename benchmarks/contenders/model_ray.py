@@ -154,7 +154,11 @@ def in_process(args: argparse.Namespace, w: Workload, sampler) -> int:
 
     cfg = infer_config(args, w)
     device = cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
-    threads = cfg.torch_threads or 2 * max(1, int(cfg.cpus_per_actor))
+    # the job's torch threads (pipeline/ray_env.py): the reserved CPUs on a GPU actor, twice
+    # them on a CPU actor
+    threads = max(1, int(cfg.cpus_per_actor))
+    if device == "cpu":
+        threads = cfg.torch_threads or 2 * threads
     t0 = time.perf_counter()
     inferencer = ClipInferencer(w.model_spec(), device, threads, "bench", precision=cfg.precision)
     # one ready batch, reused (as rows read zero-copy from the object store would be)
