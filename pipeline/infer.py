@@ -72,7 +72,12 @@ class ClipInferencer:
             torch.backends.cudnn.benchmark = True
         # channels_last on every device: oneDNN's CPU convolutions ran 1.3-2.9x faster with it
         # here (resnet18, small_cnn, mobilenet; docs/benchmarks.md), cuDNN's tensor cores want it
-        self.model = load_model(spec).to(self.device).to(memory_format=torch.channels_last)
+        model = load_model(spec)
+        with torch.inference_mode():  # the embedding sizes, for null rows: learnt on the CPU,
+            probe = torch.zeros(1, 1, 3, 32, 32)  # so that cuDNN does not autotune this shape
+            self.dim = int(model(probe)[0].shape[1])
+            self.frame_dim = int(model.encode_frames(probe).shape[2])
+        self.model = model.to(self.device).to(memory_format=torch.channels_last)
         self.labels = np.asarray(spec.labels, dtype=object)
         self.mean = torch.tensor(spec.mean, device=self.device).view(1, 1, 3, 1, 1)
         self.std = torch.tensor(spec.std, device=self.device).view(1, 1, 3, 1, 1)
@@ -80,11 +85,6 @@ class ClipInferencer:
         self.progress = progress  # the run's RunBook actor (ProgressTracker methods), or None
         self.keep_frame_features = keep_frame_features
         self.topk = min(topk, len(spec.labels))
-        with torch.inference_mode():  # learn the embedding size once, for null rows
-            size = 32
-            probe = torch.zeros(1, 1, 3, size, size, device=self.device)
-            self.dim = int(self.model(probe)[0].shape[1])
-            self.frame_dim = int(self.model.encode_frames(probe).shape[2])
 
     def _to_device(self, frames: np.ndarray):
         """uint8 frames -> a tensor on the device. On a GPU: one host copy into a pinned buffer
