@@ -131,19 +131,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def end_to_end(out: Path, videos: int) -> dict:
-    """The whole job on `videos` 10 s 640x360 videos with --device auto."""
+    """The whole job on `videos` 10 s 640x360 videos with --device auto and the job's own batch
+    size for the device it picks (the workload's, less --batch-size)."""
     corpus = ensure_corpus(CorpusSpec("gpu", count=videos, seconds=10), out / "corpora", log=log)
+    flags = WORKLOAD.job_flags()
+    i = flags.index("--batch-size")
+    del flags[i : i + 2]
     rec = run_contender(
         "benchmarks.contenders.ours",
-        [
-            "--input",
-            str(corpus.root),
-            "--output",
-            str(out / "e2e"),
-            *WORKLOAD.job_flags(),
-            "--device",
-            "auto",
-        ],  # fmt: skip
+        ["--input", str(corpus.root), "--output", str(out / "e2e"), *flags, "--device", "auto"],
         timeout_s=600,
         log_path=out / "logs" / "e2e.log",
     )
