@@ -158,6 +158,11 @@ class InferConfig:
         if self.torch_threads is not None and self.torch_threads < 1:
             raise ConfigError(f"--torch-threads must be >= 1 (got {self.torch_threads})")
 
+    def batch_for(self, device: str) -> int:
+        """Clips per forward pass on `device` ("cpu" or "cuda"): --batch-size, else the
+        device's default."""
+        return self.batch_size or (GPU_BATCH if device == "cuda" else CPU_BATCH)
+
 
 @dataclass(frozen=True)
 class RunMode:

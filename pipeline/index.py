@@ -46,7 +46,7 @@ from pipeline.model_source import ModelSpec, resolve_model
 from pipeline.output import RunOutput, parquet_args, recover
 from pipeline.plan import PlanTasks, PlanVideo
 from pipeline.progress import ProgressLog, RunBook
-from pipeline.ray_env import cluster_cpus, ensure_ray, inference_resources
+from pipeline.ray_env import InferenceResources, cluster_cpus, ensure_ray, inference_resources
 
 log = logging.getLogger("reelay.index")
 
@@ -163,8 +163,8 @@ def run(cfg: IndexConfig) -> RunSummary:
     # 1. plan (CPU tasks) + 2. decode (CPU tasks) + 3. infer (actors), one streaming pipeline;
     # its results are materialized without frames
     out.clear_staging()  # a crashed earlier attempt of this run_id must not leave duplicates
-    results, progress = (
-        decode_and_infer(entries, cfg, sampling, spec, run_id) if entries else (None, {})
+    results, progress, inference = (
+        decode_and_infer(entries, cfg, sampling, spec, run_id) if entries else (None, {}, None)
     )
     watch.lap("decode_infer")
 
@@ -204,7 +204,7 @@ def run(cfg: IndexConfig) -> RunSummary:
         "counts": counts,
         "timings_s": watch.timings,
         "cluster": cluster_shape(),
-        "inference": asdict(inference_resources(cfg.infer)) if ray.is_initialized() else None,
+        "inference": asdict(inference) if inference else None,
         "throughput": {"frames_per_s": summary.frames_per_s},
         "progress": progress,
     }
@@ -272,38 +272,46 @@ def plan_tasks(entries: list) -> int:
 
 def decode_and_infer(
     entries: list[VideoEntry], cfg: IndexConfig, sampling, spec: ModelSpec, run_id: str
-) -> tuple[ray.data.MaterializedDataset, dict]:
+) -> tuple[ray.data.MaterializedDataset, dict, InferenceResources]:
     """Stages 1 to 3 as one streaming Ray Data pipeline; the result holds no frames.
 
-    Also returns the progress seen on the way: a timeline and the slowest videos to decode."""
+    Also returns the progress seen on the way (a timeline and the slowest videos to decode)
+    and the inference actors the run was sized for."""
+    resources = inference_resources(cfg.infer)
     with (
         # one actor: crash and time-budget accounting of header reads and decoding + progress
         open_book(RunBook) as book,
         ProgressLog(book, len(entries), cfg.progress_interval_s) as progress,
     ):
-        results = streaming_dataset(entries, cfg, sampling, spec, run_id, book, book).materialize()
+        results = streaming_dataset(
+            entries, cfg, sampling, spec, run_id, resources, book
+        ).materialize()
         slowest = ray.get(book.slowest.remote())
-    return results, {
-        "timeline": progress.timeline,
-        "slowest_videos": [{"video_uri": u, "decode_s": round(s, 3)} for u, s in slowest],
-    }
+    return (
+        results,
+        {
+            "timeline": progress.timeline,
+            "slowest_videos": [{"video_uri": u, "decode_s": round(s, 3)} for u, s in slowest],
+        },
+        resources,
+    )
 
 
 def streaming_dataset(entries, cfg: IndexConfig, sampling, spec: ModelSpec, run_id: str,
-                      tracker, book) -> ray.data.Dataset:  # fmt: skip
+                      resources: InferenceResources, book) -> ray.data.Dataset:  # fmt: skip
     """Plan and decode (CPU tasks, guarded; several small units per task), then infer (actor
-    pool)."""
-    resources = inference_resources(cfg.infer)
+    pool, sized by `resources`). `book` is the run's RunBook: the guard's record and the
+    progress counters."""
     plan = PlanVideo(sampling, cfg.plan, cfg.storage, book)
-    decode = DecodeUnit(sampling, cfg.plan, cfg.storage, progress=tracker, book=book)
-    return decode_dataset(entries, PlanTasks(plan, tracker), decode).map_batches(
+    decode = DecodeUnit(sampling, cfg.plan, cfg.storage, progress=book, book=book)
+    return decode_dataset(entries, PlanTasks(plan, book), decode).map_batches(
         ClipInferencer,
         fn_constructor_kwargs={
             "spec": spec,
             "device": resources.device,
             "threads": resources.threads,
             "run_id": run_id,
-            "progress": tracker,
+            "progress": book,
             "keep_frame_features": cfg.infer.keep_frame_features,
             "precision": cfg.infer.precision,
         },

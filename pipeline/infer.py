@@ -68,7 +68,8 @@ class ClipInferencer:
         self.dtype = compute_dtype(self.device, precision)
         self._staging = None  # pinned host buffer for batches bound for the GPU
         if self.device.type == "cuda":
-            # every batch but a run's last has one shape: let cuDNN pick its fastest kernels
+            # cuDNN picks its fastest kernels, once per batch shape (full batches, and the
+            # partial ones Ray Data cuts: at most one shape per size up to the batch size)
             torch.backends.cudnn.benchmark = True
         # channels_last on every device: oneDNN's CPU convolutions ran 1.3-2.9x faster with it
         # here (resnet18, small_cnn, mobilenet; docs/benchmarks.md), cuDNN's tensor cores want it

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import ray
 
-from pipeline.config import CPU_BATCH, GPU_BATCH, ConfigError, InferConfig
+from pipeline.config import ConfigError, InferConfig
 
 log = logging.getLogger("reelay.ray")
 
@@ -73,10 +73,14 @@ def cluster_cpus() -> int:
 
 
 def inference_resources(cfg: InferConfig) -> InferenceResources:
-    """One GPU per actor when asked or when the cluster has GPUs; else CPU actors."""
+    """The inference actors for this cluster's CPUs and GPUs (`size_inference`)."""
     resources = ray.cluster_resources()
-    gpus = int(resources.get("GPU", 0))
-    cpus = cluster_cpus()
+    return size_inference(cfg, int(resources.get("CPU", 1)), int(resources.get("GPU", 0)))
+
+
+def size_inference(cfg: InferConfig, cpus: int, gpus: int) -> InferenceResources:
+    """One GPU (or --gpus-per-actor of one) per actor when asked or when there are GPUs; else
+    CPU actors."""
     device = cfg.device
     if device == "auto":
         device = "cuda" if gpus > 0 else "cpu"
@@ -91,7 +95,7 @@ def inference_resources(cfg: InferConfig) -> InferenceResources:
             cfg.cpus_per_actor,
             max(1, int(cfg.cpus_per_actor)),
             max_actors,
-            cfg.batch_size or GPU_BATCH,
+            cfg.batch_for("cuda"),
         )
     if cfg.cpus_per_actor > cpus:
         raise ConfigError(
@@ -102,5 +106,5 @@ def inference_resources(cfg: InferConfig) -> InferenceResources:
     # decode: inference soaks up the cores decode leaves idle (measured: docs/benchmarks.md).
     threads = cfg.torch_threads or 2 * max(1, int(cfg.cpus_per_actor))
     return InferenceResources(
-        "cpu", 0.0, cfg.cpus_per_actor, threads, max_actors, cfg.batch_size or CPU_BATCH
+        "cpu", 0.0, cfg.cpus_per_actor, threads, max_actors, cfg.batch_for("cpu")
     )

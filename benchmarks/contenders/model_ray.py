@@ -151,14 +151,12 @@ def in_process(args: argparse.Namespace, w: Workload, sampler) -> int:
 
     from pipeline.decode import UNIT_META
     from pipeline.infer import PASS_THROUGH
+    from pipeline.ray_env import size_inference
 
     cfg = infer_config(args, w)
-    device = cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
-    # the job's torch threads (pipeline/ray_env.py): the reserved CPUs on a GPU actor, twice
-    # them on a CPU actor
-    threads = max(1, int(cfg.cpus_per_actor))
-    if device == "cpu":
-        threads = cfg.torch_threads or 2 * threads
+    # the job's device and torch threads for this machine's CPUs and GPUs
+    res = size_inference(cfg, os.cpu_count() or 1, torch.cuda.device_count())
+    device, threads = res.device, res.threads
     t0 = time.perf_counter()
     inferencer = ClipInferencer(w.model_spec(), device, threads, "bench", precision=cfg.precision)
     # one ready batch, reused (as rows read zero-copy from the object store would be)

@@ -18,8 +18,6 @@ import pyarrow as pa
 from pipeline import storage, tables
 from pipeline.aggregate import aggregate_video, list_matrix
 from pipeline.config import (
-    CPU_BATCH,
-    GPU_BATCH,
     ConfigError,
     IndexConfig,
     InferConfig,
@@ -128,7 +126,7 @@ def embed_file(
         run_id=QUERY_RUN_ID,
         precision=cfg.infer.precision,
     )
-    size = cfg.infer.batch_size or (GPU_BATCH if device == "cuda" else CPU_BATCH)
+    size = cfg.infer.batch_for(device)
     results = pa.concat_tables(
         [inferencer(_numpy_batch(clips[i : i + size])) for i in range(0, len(clips), size)]
     )
