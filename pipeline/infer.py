@@ -34,6 +34,14 @@ def fixed_size_lists(values: np.ndarray, valid: np.ndarray) -> pa.Array:
     return pa.FixedSizeListArray.from_arrays(flat, values.shape[1], mask=pa.array(~valid))
 
 
+def frame_keys(batch: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
+    """(B, T) int64 naming each frame of the chosen rows: its video (a number within the
+    batch) in the high 32 bits, its frame index in the low ones."""
+    _, video = np.unique(np.asarray(batch["video_uri"])[rows], return_inverse=True)
+    indices = np.stack([np.asarray(f, dtype=np.int64) for f in batch["frame_indices"][rows]])
+    return (video.astype(np.int64).reshape(-1, 1) << 32) | indices
+
+
 def compute_dtype(device, precision: str):
     """The autocast dtype for `precision` on `device` (a torch.device), or None for float32.
     CPUs run float32: without AMX, bf16 convolutions are slower there, not faster."""
@@ -80,8 +88,8 @@ class ClipInferencer:
             self.frame_dim = int(model.encode_frames(probe).shape[2])
         self.model = model.to(self.device).to(memory_format=torch.channels_last)
         self.labels = np.asarray(spec.labels, dtype=object)
-        self.mean = torch.tensor(spec.mean, device=self.device).view(1, 1, 3, 1, 1)
-        self.std = torch.tensor(spec.std, device=self.device).view(1, 1, 3, 1, 1)
+        self.mean = torch.tensor(spec.mean, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(spec.std, device=self.device).view(1, 3, 1, 1)
         self.model_version, self.run_id = spec.model_version, run_id
         self.progress = progress  # the run's RunBook actor (ProgressTracker methods), or None
         self.keep_frame_features = keep_frame_features
@@ -102,21 +110,37 @@ class ClipInferencer:
         self._staging.numpy()[...] = frames
         return self._staging.to(self.device, non_blocking=True)
 
-    def _forward(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def _forward(
+        self, frames: np.ndarray, frame_keys: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(B, T, H, W, 3) uint8 -> embeddings (B, E), probabilities (B, K), and the per-frame
-        CNN features (B, T, D) when they are kept."""
+        CNN features (B, T, D) when they are kept. `frame_keys` (B, T) names each frame (its
+        video and index): on a CPU the CNN sees each distinct frame once (a padded last clip
+        repeats its last frame, overlapping clips share frames) and its features are copied
+        to every place the frame holds. On a GPU every batch keeps one shape, which cuDNN's
+        autotuning wants more than the CNN wants fewer frames."""
         torch = self.torch
-        x = self._to_device(frames)
-        x = x.permute(0, 1, 4, 2, 3).float().div_(255).sub_(self.mean).div_(self.std)  # (B,T,3,H,W)
+        b, t = frames.shape[:2]
+        x = self._to_device(frames).flatten(0, 1)  # (B*T, H, W, 3)
+        places = None
+        if self.device.type == "cpu":
+            _, first, places = np.unique(frame_keys.ravel(), return_index=True, return_inverse=True)
+            if len(first) == len(places):
+                places = None  # every frame distinct: no gather
+            else:
+                x = x[torch.from_numpy(first)]
+        x = x.permute(0, 3, 1, 2).float().div_(255).sub_(self.mean).div_(self.std)  # (N,3,H,W)
         with (
             torch.inference_mode(),
             torch.autocast(
                 self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None
             ),
         ):
-            b, t = x.shape[:2]
-            x = x.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (b, t))
-            feats = self.model.encode_frames(x)  # (B, T, D)
+            x = x.contiguous(memory_format=torch.channels_last)
+            feats = self.model.encode_images(x)  # (N, D)
+            if places is not None:
+                feats = feats[torch.from_numpy(places.reshape(-1))]
+            feats = feats.reshape(b, t, -1)  # (B, T, D)
             emb, logits = self.model.forward_features(feats)  # (B, E), (B, K)
         probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
         kept = feats.float().cpu().numpy() if self.keep_frame_features else None
@@ -132,7 +156,7 @@ class ClipInferencer:
         feats = np.zeros((n, frames.shape[1], self.frame_dim), np.float32)
         if ok.any():
             frames = frames if ok.all() else frames[ok]  # a batch of 8 clips is ~20 MB at 224 px
-            emb[ok], probs[ok], kept = self._forward(frames)
+            emb[ok], probs[ok], kept = self._forward(frames, frame_keys(batch, ok))
             if kept is not None:
                 feats[ok] = kept
             if self.progress is not None:

@@ -41,7 +41,7 @@ DIRECTIONS = ("right", "left", "down", "up")
 
 # codec name -> (encoder, pixel format, default container extension, encoder options)
 CODECS: dict[str, tuple[str, str, str, dict[str, str]]] = {
-    "h264": ("libx264", "yuv420p", ".mp4", {"preset": "ultrafast", "crf": "18"}),
+    "h264": ("libx264", "yuv420p", ".mp4", {"preset": "veryfast", "crf": "18"}),
     "vp9": (
         "libvpx-vp9",
         "yuv420p",

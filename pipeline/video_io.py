@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline import frame_reader
+
 
 @dataclass(frozen=True)
 class VideoInfo:
@@ -187,14 +189,19 @@ def center_crop_box(width: int, height: int) -> tuple[int, int, int, int]:
     return left, top, left + side, top + side
 
 
-def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
-    """(N, H, W, 3) uint8 -> (N, size, size, 3): centre square, then bilinear resize."""
+def resize_frame(frame: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (size, size, 3): centre square, then bilinear resize."""
     from PIL import Image
 
-    box = center_crop_box(frames.shape[2], frames.shape[1])
+    box = center_crop_box(frame.shape[1], frame.shape[0])
+    return np.asarray(Image.fromarray(frame).resize((size, size), Image.BILINEAR, box=box))
+
+
+def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, size, size, 3), each frame as `resize_frame`."""
     out = np.empty((len(frames), size, size, 3), dtype=np.uint8)
     for i, frame in enumerate(frames):
-        out[i] = np.asarray(Image.fromarray(frame).resize((size, size), Image.BILINEAR, box=box))
+        out[i] = resize_frame(frame, size)
     return out
 
 
@@ -269,7 +276,23 @@ def read_frames_and_times(
 ) -> DecodedFrames:
     """`read_frames`, plus each frame's (start, end) seconds (`frame_times`), keeping what
     decodes: a chunk that fails is read again GOP by GOP, so damaged data costs the frames of
-    its keyframe interval, not the whole request. Raises UndecodableFrames if nothing decodes."""
+    its keyframe interval, not the whole request. Raises UndecodableFrames if nothing decodes.
+
+    Video with B-frames is read by `frame_reader` first (the same frames, fewer decoded); a
+    request it cannot vouch for is read here with decord."""
+    try:
+        got = frame_reader.read_sampled(
+            path, indices, native.num_frames, lambda frame: resize_frame(frame, size)
+        )
+        return DecodedFrames(got.frames, got.times)
+    except frame_reader.NotFastReadable:
+        return read_with_decord(path, indices, size, native, chunk_bytes)
+
+
+def read_with_decord(
+    path: Path, indices: list[int], size: int, native: VideoInfo, chunk_bytes: int
+) -> DecodedFrames:
+    """`read_frames_and_times` through decord alone."""
     reader = open_reader(path)
     times = frame_times(reader, indices, native)
     per_chunk = max(1, chunk_bytes // (native.height * native.width * 3))

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import schema
+from tests.inference_rows import clip_rows, spec_for
 from tests.job_process import run_index_job
 
 pytestmark = pytest.mark.gpu
@@ -33,38 +34,6 @@ def torch():
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
     return torch
-
-
-def spec_for(encoder: str = "resnet18", temporal: str = "gru", size: int = 64):
-    from pipeline.config import IndexConfig, SamplingConfig
-    from pipeline.model_source import resolve_model
-    from pipeline.models import ModelConfig
-
-    cfg = IndexConfig(
-        input_uri="unused",
-        output_uri="unused",
-        sampling=SamplingConfig(clip_frames=8, image_size=size),
-        model=ModelConfig(encoder=encoder, temporal=temporal),
-    )
-    return resolve_model(cfg)[0]
-
-
-def clip_rows(n: int, frames: int, size: int, seed: int) -> dict[str, np.ndarray]:
-    """A numpy batch of clip rows as the decode stage hands them on (random frames)."""
-    from pipeline.decode import UNIT_META
-    from pipeline.infer import PASS_THROUGH
-
-    rng = np.random.default_rng(seed)
-    rows = {name: np.zeros(n, dtype=np.int64) for name in (*UNIT_META, *PASS_THROUGH)}
-    rows |= {
-        "video_uri": np.asarray([f"/v/{i}.mp4" for i in range(n)]),
-        "error_stage": np.asarray([""] * n),
-        "error_type": np.asarray([""] * n),
-        "error_message": np.asarray([""] * n),
-        "frame_indices": np.tile(np.arange(frames, dtype=np.int32), (n, 1)),
-        "frames": rng.integers(0, 256, (n, frames, size, size, 3), dtype=np.uint8),
-    }
-    return rows
 
 
 def embeddings(table: pa.Table) -> np.ndarray:

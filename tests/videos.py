@@ -168,14 +168,19 @@ def _encode(
     container_options: dict[str, str] | None = None,
     rotation: int | None = None,
     keyframe_interval: int | None = None,
+    preset: str = "ultrafast",
+    x264_params: str | None = None,
 ) -> Path:
-    """Encode with the given presentation times, container options and display rotation.
+    """Encode with the given presentation times, container options and display rotation
+    (x264's `preset`: "ultrafast" makes no B-frames, "veryfast" and slower make them).
 
     One encoder thread and bit-exact muxing: the same bytes on every machine and every run
     (the corrupt files flip bits at fixed offsets, so their outcome depends on it)."""
     time_base = time_base or Fraction(1, fps)
     options = {**BITEXACT, **(container_options or {})}
-    codec_options = {"threads": "1", **({"preset": "ultrafast"} if codec == "libx264" else {})}
+    codec_options = {"threads": "1"}
+    if codec == "libx264":
+        codec_options |= {"preset": preset, **({"x264-params": x264_params} if x264_params else {})}
     with av.open(str(path), mode="w", options=options) as container:
         stream = container.add_stream(codec, rate=Fraction(fps), options=codec_options)
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
@@ -342,11 +347,54 @@ def make_hostile_zoo(directory: str | Path) -> dict[str, Path]:
     return out
 
 
-def write_damaged_gop(path: Path, frames: np.ndarray, *, damage: bool = True) -> Path:
+BFRAME_ZOO_NAMES = ("mp4", "mkv", "faststart", "open_gop", "slow_preset", "vfr_mp4", "vfr_mkv")
+
+
+def make_bframe_zoo(directory: str | Path) -> dict[str, Path]:
+    """H.264 with B-frames (x264's "veryfast" and "slow" presets: frames reordered, most of
+    them referenced by none), the files frame_reader reads; return name -> path.
+
+    - mp4 / mkv / faststart: 4 s at 30 fps, a keyframe every 30 frames;
+    - open_gop: the same with x264's open GOPs (frames after a keyframe in decode order that
+      are shown before it and refer to the interval before);
+    - slow_preset: x264's "slow" (more B-frames, more references), a keyframe every 45 frames;
+    - vfr_{mp4,mkv}: 20 frames with the irregular VFR_INTERVALS_MS between them.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    frames = render_frames(VideoSpec(width=160, height=96, seconds=4.0, fps=30, seed=41))
+    veryfast = {"fps": 30, "preset": "veryfast", "keyframe_interval": 30}
+    vfr_frames = render_frames(VideoSpec(seconds=2.0, seed=32))
+    vfr = {"pts": [0, *np.cumsum(VFR_INTERVALS_MS).tolist()], "time_base": Fraction(1, 1000)}
+    out = {
+        "mp4": _encode(directory / "bframes.mp4", frames, **veryfast),
+        "mkv": _encode(directory / "bframes.mkv", frames, **veryfast),
+        "faststart": _encode(
+            directory / "faststart.mp4",
+            frames,
+            container_options={"movflags": "faststart"},
+            **veryfast,
+        ),
+        "open_gop": _encode(
+            directory / "open_gop.mp4", frames, x264_params="open-gop=1", **veryfast
+        ),
+        "slow_preset": _encode(
+            directory / "slow.mp4", frames, fps=30, preset="slow", keyframe_interval=45
+        ),
+        "vfr_mp4": _encode(directory / "vfr.mp4", vfr_frames, preset="veryfast", **vfr),
+        "vfr_mkv": _encode(directory / "vfr.mkv", vfr_frames, preset="veryfast", **vfr),
+    }
+    assert tuple(out) == BFRAME_ZOO_NAMES, tuple(out)
+    return out
+
+
+def write_damaged_gop(
+    path: Path, frames: np.ndarray, *, damage: bool = True, preset: str = "ultrafast"
+) -> Path:
     """H.264 MP4 with a keyframe every 10 frames whose DAMAGED_FRAME packet has its first NAL
     length overwritten: FFmpeg refuses that packet, so every read that reaches it fails, while
     the frames of the other keyframe intervals are intact. `damage=False`: the intact file."""
-    _encode(path, frames, keyframe_interval=10)
+    _encode(path, frames, keyframe_interval=10, preset=preset)
     if not damage:
         return path
     pos = _packets(path)[DAMAGED_FRAME].pos

@@ -105,8 +105,8 @@ class Forward:
         # contender runs the model the same way, so the ratios compare the pipelines
         model = load_model(spec).eval().to(self.device, memory_format=torch.channels_last)
         self.model = model.to(self.dtype) if self.cast else model
-        self.mean = torch.tensor(spec.mean, device=self.device).view(1, 1, 3, 1, 1)
-        self.std = torch.tensor(spec.std, device=self.device).view(1, 1, 3, 1, 1)
+        self.mean = torch.tensor(spec.mean, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(spec.std, device=self.device).view(1, 3, 1, 1)
         self.labels = np.asarray(spec.labels, dtype=object)
         self.staging = None  # pinned host buffer, reused while the batch shape holds
         if self.device.type == "cuda":
@@ -123,14 +123,20 @@ class Forward:
         self.staging.copy_(x)
         return self.staging.to(self.device, non_blocking=True)
 
-    def __call__(self, frames) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def __call__(self, frames, frame_ids=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(B, T, H, W, 3) uint8 (host array, or a tensor already on the device) ->
-        embeddings (B, E), top-5 indices and scores (B, 5)."""
+        embeddings (B, E), top-5 indices and scores (B, 5). With `frame_ids` ((B, T), equal
+        for equal frames) the CNN runs once per distinct frame, as the job's CPU actors do."""
         torch = self.torch
         x = frames if isinstance(frames, torch.Tensor) else self.to_device(frames)
-        x = x.permute(0, 1, 4, 2, 3).float().div_(255).sub_(self.mean).div_(self.std)
         b, t = x.shape[:2]
-        x = x.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (b, t))
+        x = x.flatten(0, 1)
+        spread = None
+        if frame_ids is not None:
+            _, first, spread = np.unique(frame_ids, return_index=True, return_inverse=True)
+            x = x[torch.from_numpy(first)]
+        x = x.permute(0, 3, 1, 2).float().div_(255).sub_(self.mean).div_(self.std)
+        x = x.contiguous(memory_format=torch.channels_last)
         if self.cast:
             x = x.to(self.dtype)
         autocast = self.dtype is not None and not self.cast
@@ -138,7 +144,10 @@ class Forward:
             torch.inference_mode(),
             torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=autocast),
         ):
-            emb, logits = self.model(x)
+            feats = self.model.encode_images(x)
+            if spread is not None:
+                feats = feats[torch.from_numpy(spread.reshape(-1))]
+            emb, logits = self.model.forward_features(feats.reshape(b, t, -1))
             probs = torch.softmax(logits.float(), dim=1)
             top = torch.topk(probs, k=min(5, probs.shape[1]), dim=1)
         return emb.float().cpu().numpy(), top.indices.cpu().numpy(), top.values.cpu().numpy()
@@ -169,16 +178,22 @@ def sampled_indices(num_frames: int, native_fps: float, target_fps: float) -> li
 
 
 def decode_frames(path: str, fps: float, size: int) -> tuple[dict, list[int], np.ndarray]:
-    """Plain decord, one reader per video: header, the job's sampled frames decoded with
-    get_batch (decord seeks to a later GOP's keyframe, else decodes forward) and resized
-    (centre square, PIL bilinear), as the job does. The union of the job's clips' frames is
+    """One decord reader per video for the header; the job's sampled frames read with the
+    job's reader (`pipeline.frame_reader`: B-frames nobody refers to are skipped), else with
+    decord's get_batch (it seeks to a later GOP's keyframe, else decodes forward); resized
+    (centre square, PIL bilinear) as the job does. The union of the job's clips' frames is
     exactly the sampled frames (the last clip pads by repeating)."""
     import decord
+
+    from pipeline.frame_reader import NotFastReadable, read_sampled
 
     reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
     num_frames, native_fps = len(reader), float(reader.get_avg_fps())
     wanted = sampled_indices(num_frames, native_fps, fps)
-    frames = resize(reader.get_batch(wanted).asnumpy(), size)
+    try:
+        frames = read_sampled(path, wanted, num_frames, lambda f: resize(f[None], size)[0]).frames
+    except NotFastReadable:
+        frames = resize(reader.get_batch(wanted).asnumpy(), size)
     info = {"num_frames": num_frames, "fps": native_fps, "duration_s": num_frames / native_fps}
     return info, wanted, frames
 

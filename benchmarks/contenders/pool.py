@@ -1,9 +1,10 @@
 """Contender "pool": the same work written by hand, no Ray; the practical limit on one machine.
 
 One process per core (torch with one thread each) pulls video paths from a queue, decodes the
-job's sampled frames with decord (one reader per video, get_batch), resizes them like the job
-(centre square, PIL bilinear), runs the job's model in batches of `--batch-size` clips under
-`inference_mode`, and writes its own Parquet files of clips and videos (zstd), as Ray Data's
+job's sampled frames as the job does (`common.decode_frames`: the job's frame reader, decord
+where it declines), resizes them like the job (centre square, PIL bilinear), runs the job's
+model in batches of `--batch-size` clips under `inference_mode`, the CNN once per distinct
+frame (as the job's CPU actors), and writes its own Parquet files of clips and videos (zstd), as Ray Data's
 write tasks would. Nothing crosses a process boundary but paths and counts.
 
 `python -m benchmarks.contenders.pool --input DIR --output DIR [--processes N] [workload flags]`
@@ -47,14 +48,16 @@ def worker(wid: int, queue, results, spec, workload: Workload, out_dir: str) -> 
     forward = Forward(spec, threads=1)
     clip_meta: list[tuple] = []  # (uri, clip_index, start_s, end_s, frame_indices)
     pending: list[np.ndarray] = []  # clip frames (T, S, S, 3) waiting for a batch
+    pending_ids: list[np.ndarray] = []  # their (T,) frame ids: equal for equal frames
     embeddings, top_idx, top_val = [], [], []
     videos: dict[str, dict] = {}
     frames_done = 0
 
     def run_batch(n: int) -> None:
         batch = np.stack(pending[:n])
-        del pending[:n]
-        emb, idx, val = forward(batch)
+        ids = np.stack(pending_ids[:n])
+        del pending[:n], pending_ids[:n]
+        emb, idx, val = forward(batch, ids)
         embeddings.append(emb)
         top_idx.append(idx)
         top_val.append(val)
@@ -66,6 +69,7 @@ def worker(wid: int, queue, results, spec, workload: Workload, out_dir: str) -> 
         position = {f: i for i, f in enumerate(wanted)}
         for c in clips:
             pending.append(frames[[position[f] for f in c.frame_indices]])
+            pending_ids.append(np.asarray(c.frame_indices, np.int64) + (len(videos) << 32))
             clip_meta.append((path, c.clip_index, c.start_s, c.end_s, c.frame_indices))
         frames_done += len(wanted)
         while len(pending) >= workload.batch_size:

@@ -26,8 +26,11 @@ class VideoModel(nn.Module):
         if x.ndim != 5:
             raise ValueError(f"expected clips of shape (B, T, 3, H, W), got {tuple(x.shape)}")
         b, t = x.shape[:2]
-        feats = self.encoder(x.flatten(0, 1))  # (B*T, D)
-        return feats.reshape(b, t, -1)  # (B, T, D)
+        return self.encode_images(x.flatten(0, 1)).reshape(b, t, -1)  # (B, T, D)
+
+    def encode_images(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) -> (N, D): the CNN alone, frame by frame."""
+        return self.encoder(x)
 
     def forward_features(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         emb = self.temporal(feats)  # (B, T, D) -> (B, E)

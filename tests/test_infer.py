@@ -1,0 +1,63 @@
+"""The inference actor's callable on the CPU: each distinct frame through the CNN once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.infer import ClipInferencer
+from tests.inference_rows import clip_rows, spec_for
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return spec_for("small_cnn", "gru", size=32)
+
+
+def padded_and_overlapping(size: int) -> dict[str, np.ndarray]:
+    """Three clips of 8 frames: clip 0 and 1 of one video overlap by 4 frames, clip 2 of
+    another video is padded (its last frame repeated 5 times), as the decode stage makes them."""
+    rows = clip_rows(3, 8, size, seed=5)
+    rows["video_uri"] = np.asarray(["/v/a.mp4", "/v/a.mp4", "/v/b.mp4"])
+    rows["frame_indices"] = np.asarray(
+        [[0, 1, 2, 3, 4, 5, 6, 7], [4, 5, 6, 7, 8, 9, 10, 11], [0, 1, 2, 3, 3, 3, 3, 3]],
+        dtype=np.int32,
+    )
+    rows["frames"][1, :4] = rows["frames"][0, 4:]
+    rows["frames"][2, 4:] = rows["frames"][2, 3]
+    return rows
+
+
+def test_each_distinct_frame_meets_the_cnn_once(spec):
+    import torch
+
+    rows = padded_and_overlapping(32)
+    inferencer = ClipInferencer(spec, "cpu", 1, "r", keep_frame_features=True)
+    seen = []
+    encode = inferencer.model.encode_images
+    inferencer.model.encode_images = lambda x: seen.append(len(x)) or encode(x)
+    table = inferencer(rows)
+    assert seen == [8 + 4 + 4]  # 24 frames, 16 distinct
+
+    # what the model computes on the whole clips, every frame through the CNN
+    x = torch.from_numpy(rows["frames"]).permute(0, 1, 4, 2, 3).float().div(255)
+    x = (x - torch.tensor(spec.mean).view(1, 1, 3, 1, 1)) / torch.tensor(spec.std).view(
+        1, 1, 3, 1, 1
+    )
+    with torch.inference_mode():
+        feats = inferencer.model.encode_frames(x)
+        emb, _ = inferencer.model.forward_features(feats)
+    got = np.asarray(table.column("embedding").to_pylist(), dtype=np.float32)
+    assert np.allclose(got, emb.numpy(), atol=1e-5)
+    kept = np.asarray(
+        [[f for f in clip] for clip in table.column("frame_features").to_pylist()], np.float32
+    )
+    assert np.allclose(kept, feats.numpy(), atol=1e-5)
+
+
+def test_error_rows_stay_null_beside_deduplicated_clips(spec):
+    rows = padded_and_overlapping(32)
+    rows["error_stage"] = np.asarray(["", "decode", ""])
+    table = ClipInferencer(spec, "cpu", 1, "r")(rows)
+    assert table.column("embedding").null_count == 1
+    assert table.column("embedding")[1].as_py() is None
