@@ -4,8 +4,8 @@ One process per core (torch with one thread each) pulls video paths from a queue
 job's sampled frames as the job does (`common.decode_frames`: the job's frame reader, decord
 where it declines), resizes them like the job (centre square, PIL bilinear), runs the job's
 model in batches of `--batch-size` clips under `inference_mode`, the CNN once per distinct
-frame (as the job's CPU actors), and writes its own Parquet files of clips and videos (zstd), as Ray Data's
-write tasks would. Nothing crosses a process boundary but paths and counts.
+frame (as the job's CPU actors), and writes its own Parquet files of clips and videos (zstd),
+as Ray Data's write tasks would. Nothing crosses a process boundary but paths and counts.
 
 `python -m benchmarks.contenders.pool --input DIR --output DIR [--processes N] [workload flags]`
 """
