@@ -36,16 +36,25 @@ class StreamIndex:
     durations: np.ndarray  # (N,) int64
     keyframe: np.ndarray  # (N,) bool
     time_base: float
+    first_frame: int = 0  # the stream's frame number of the first frame shown here
 
     @property
     def presentation(self) -> np.ndarray:
-        """Decode positions in presentation order: frame i is packet presentation[i]."""
+        """Decode positions in presentation order: frame first_frame + i is packet
+        presentation[i]."""
         return np.argsort(self.pts, kind="stable")
+
+    def positions(self, frames: list[int]) -> np.ndarray:
+        """Decode positions here of the stream's presentation-order `frames`."""
+        local = np.asarray(frames, dtype=np.int64) - self.first_frame
+        if local.min() < 0 or local.max() >= len(self.pts):
+            raise NotFastReadable("a wanted frame outside the indexed packets")
+        return self.presentation[local]
 
     def times(self, frames: list[int]) -> np.ndarray:
         """(N, 2) start and end seconds of presentation-order `frames` as decord gives them:
         the packet's timestamp and timestamp + duration, float32 seconds to the microsecond."""
-        packets = self.presentation[np.asarray(frames, dtype=np.int64)]
+        packets = self.positions(frames)
         start = self.pts[packets]
         ticks = np.stack([start, start + self.durations[packets]], axis=1)
         return (ticks * self.time_base).astype(np.float32).astype(np.float64).round(6)
@@ -81,11 +90,75 @@ def index_stream(container, stream) -> StreamIndex:
     )
 
 
+def index_region(container, stream, frames: list[int], num_frames: int) -> StreamIndex | None:
+    """The packets of the keyframe intervals that hold presentation-order `frames` (sorted):
+    where they are from the container's own index (MP4: an entry per packet, in decode order,
+    read with the header), their timestamps from a demuxer pass over just those intervals, so
+    a unit of a long video costs its own packets, not the file's. None where the container's
+    index cannot say (MKV lists keyframes only): then index_stream.
+
+    A frame's number is its interval's first plus its rank there, which holds when the
+    intervals are closed: checked on both sides (the first keyframe is shown first, and the
+    REORDER_LIMIT packets after the last interval are all shown after it)."""
+    entries = stream.index_entries
+    if len(entries) != num_frames:
+        return None
+    listed = [(e.is_keyframe, e.is_discard) for e in entries]
+    if any(discard for _, discard in listed):
+        return None  # an edit list hides packets: the entries are not the frames
+    keys = np.flatnonzero([key for key, _ in listed])
+    if len(keys) == 0 or keys[0] != 0:
+        return None
+    first = int(keys[np.searchsorted(keys, frames[0], side="right") - 1])
+    after = np.searchsorted(keys, frames[-1], side="right")
+    end = int(keys[after]) if after < len(keys) else num_frames
+    stop = min(num_frames, end + REORDER_LIMIT)
+    start = entries[first]
+    # the entries' timestamps are decode times and MP4 seeks by presentation time: this lands
+    # at or before the keyframe (at most an interval before), the packets up to it are skipped
+    container.seek(int(start.timestamp), stream=stream, backward=True, any_frame=False)
+    pts, durations, keyframe, skipped = [], [], [], 0
+    for packet in container.demux(stream):
+        if packet.size == 0:
+            break
+        if not pts and packet.pos != start.pos:
+            skipped += 1
+            if skipped > first:
+                raise NotFastReadable("the seek did not reach the keyframe the index names")
+            continue
+        if packet.pts is None:
+            raise NotFastReadable("a packet without a presentation timestamp")
+        pts.append(packet.pts)
+        durations.append(packet.duration or 0)
+        keyframe.append(packet.is_keyframe)
+        if len(pts) == stop - first:
+            break
+    if len(pts) != stop - first:
+        raise NotFastReadable("the stream ends before its index does")
+    inside, beyond = np.asarray(pts[: end - first]), np.asarray(pts[end - first :])
+    if inside.min() != inside[0] or (len(beyond) and beyond.min() <= inside.max()):
+        raise NotFastReadable("an open keyframe interval: frames shown across its border")
+    if len(np.unique(inside)) != len(inside):
+        raise NotFastReadable("two packets share a presentation timestamp")
+    return StreamIndex(
+        pts=inside.astype(np.int64),
+        durations=np.asarray(durations[: end - first], dtype=np.int64),
+        keyframe=np.asarray(keyframe[: end - first], dtype=bool),
+        time_base=float(stream.time_base),
+        first_frame=first,
+    )
+
+
+# Packets read past a region's last keyframe interval to see that none is shown inside it
+# (H.264 reorders at most 16 frames).
+REORDER_LIMIT = 16
+
+
 def decode_spans(index: StreamIndex, frames: list[int]) -> list[tuple[int, int]]:
     """Decode-order packet spans [first, last] that reach presentation-order `frames`: from
     the clean keyframe at or before each wanted packet to the last wanted packet after it;
     spans that touch or overlap are one (the decoder then runs on without a break)."""
-    position = index.presentation[np.asarray(frames, dtype=np.int64)]
+    position = index.positions(frames)
     key_positions = index.clean_keyframes()
     if len(key_positions) == 0 or key_positions[0] > position.min():
         raise NotFastReadable("a wanted frame comes before the first clean keyframe")
@@ -124,12 +197,14 @@ def read_sampled(path: Path, frames: list[int], num_frames: int, convert) -> Sam
                 raise NotFastReadable("no video stream")
             if not stream.codec_context.has_b_frames:
                 raise NotFastReadable("no frame reordering: no B-frames to skip")
-            if num_frames > INDEX_PASS_LIMIT * (frames[-1] - frames[0] + 1):
-                raise NotFastReadable("a short range of a long video: the index pass would cost")
-            index = index_stream(container, stream)
-            if len(index.pts) != num_frames:
-                raise NotFastReadable(f"{len(index.pts)} packets for {num_frames} frames")
-            wanted_pts = np.sort(index.pts)[np.asarray(frames, dtype=np.int64)]
+            index = index_region(container, stream, frames, num_frames)
+            if index is None:
+                if num_frames > INDEX_PASS_LIMIT * (frames[-1] - frames[0] + 1):
+                    raise NotFastReadable("a short range of a long video with no packet index")
+                index = index_stream(container, stream)
+                if len(index.pts) != num_frames:
+                    raise NotFastReadable(f"{len(index.pts)} packets for {num_frames} frames")
+            wanted_pts = index.pts[index.positions(frames)]
             slot = {int(p): i for i, p in enumerate(wanted_pts)}
             out: list = [None] * len(frames)
             decoder = _SpanDecoder(container, stream, index, slot, convert, out)
@@ -142,8 +217,9 @@ def read_sampled(path: Path, frames: list[int], num_frames: int, convert) -> Sam
     return SampledFrames(np.stack(out), index.times(frames), decoder.fed, decoder.decoded)
 
 
-# The index pass reads every packet of the file (about 40 us each through PyAV); a request
-# spanning less than 1/INDEX_PASS_LIMIT of the video (a unit of a long one) stays with decord.
+# Without the container's index, the index pass reads every packet of the file (about 40 us
+# each through PyAV): a request spanning less than 1/INDEX_PASS_LIMIT of such a video (a unit
+# of a long MKV) stays with decord.
 INDEX_PASS_LIMIT = 4
 # Packets between two spans read and dropped rather than sought over.
 SEEK_GAP = 64

@@ -55,6 +55,36 @@ def test_frames_are_the_true_frames_and_times_are_decords(zoo, name: str, patter
     assert got.frames_decoded <= got.packets_fed <= len(truth)
 
 
+RANGES = {  # (first, last, step) as fractions of the video: the units of a long one
+    "middle_interval": (0.45, 0.55, 1),
+    "two_frames": (0.5, 0.52, 100),
+    "a_third_sparse": (0.3, 0.63, 7),
+    "the_end": (0.9, 1.0, 3),
+}
+
+
+@pytest.mark.parametrize("window", sorted(RANGES))
+@pytest.mark.parametrize("name", BFRAME_ZOO_NAMES)
+def test_a_range_is_read_from_the_mp4_index(zoo, name: str, window: str):
+    """A range of the video (a unit of a long one): MP4 files are read from their packet
+    index, over the keyframe intervals the range needs; the frames are still the true ones."""
+    path, truth = zoo[name]
+    n = len(truth)
+    lo, hi, step = RANGES[window]
+    wanted = sorted(set(range(int(lo * (n - 1)), int(hi * (n - 1)) + 1, step)))
+    try:
+        got = read_sampled(path, wanted, n, identity)
+    except NotFastReadable as e:
+        assert name.endswith("mkv") or name == "open_gop", (name, e)  # no packet index
+        return
+    assert np.array_equal(got.frames, truth[wanted])
+    if name == "long_mp4":  # the intervals it needs, not the file
+        keys = keyframes(path)
+        first = max(k for k in keys if k <= wanted[0])
+        last = min([k for k in keys if k > wanted[-1]] + [n])
+        assert got.packets_fed <= last - first < n / 2
+
+
 def test_vfr_starts_are_the_presentation_times(zoo):
     """Where decord's older FFmpeg reads other durations (this MP4's reordered VFR frames: the
     container's durations are decode-order steps), the starts still agree with the frames'
@@ -97,8 +127,9 @@ def test_it_declines_what_it_cannot_vouch_for(zoo, tmp_path):
     n = len(truth)
     with pytest.raises(NotFastReadable, match="packets for"):
         read_sampled(path, [0, n - 2], n - 1, identity)  # not the probe's frame count
-    with pytest.raises(NotFastReadable, match="short range of a long video"):
-        read_sampled(path, [40, 41], n, identity)
+    mkv, truth = zoo["mkv"]
+    with pytest.raises(NotFastReadable, match="short range of a long video with no packet index"):
+        read_sampled(mkv, [40, 41], len(truth), identity)
     frames = render_frames(VideoSpec(width=64, height=48, seconds=1.0, seed=3))
     plain = _encode(tmp_path / "no_b_frames.mp4", frames, preset="ultrafast")
     with pytest.raises(NotFastReadable, match="no B-frames"):

@@ -347,7 +347,16 @@ def make_hostile_zoo(directory: str | Path) -> dict[str, Path]:
     return out
 
 
-BFRAME_ZOO_NAMES = ("mp4", "mkv", "faststart", "open_gop", "slow_preset", "vfr_mp4", "vfr_mkv")
+BFRAME_ZOO_NAMES = (
+    "mp4",
+    "mkv",
+    "faststart",
+    "open_gop",
+    "slow_preset",
+    "vfr_mp4",
+    "vfr_mkv",
+    "long_mp4",
+)
 
 
 def make_bframe_zoo(directory: str | Path) -> dict[str, Path]:
@@ -358,7 +367,9 @@ def make_bframe_zoo(directory: str | Path) -> dict[str, Path]:
     - open_gop: the same with x264's open GOPs (frames after a keyframe in decode order that
       are shown before it and refer to the interval before);
     - slow_preset: x264's "slow" (more B-frames, more references), a keyframe every 45 frames;
-    - vfr_{mp4,mkv}: 20 frames with the irregular VFR_INTERVALS_MS between them.
+    - vfr_{mp4,mkv}: 20 frames with the irregular VFR_INTERVALS_MS between them;
+    - long_mp4: 20 s at 30 fps (600 frames), a keyframe every 30: ranges of it, as units of a
+      long video ask for, are read from the MP4's packet index without a pass over the file.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -383,6 +394,11 @@ def make_bframe_zoo(directory: str | Path) -> dict[str, Path]:
         ),
         "vfr_mp4": _encode(directory / "vfr.mp4", vfr_frames, preset="veryfast", **vfr),
         "vfr_mkv": _encode(directory / "vfr.mkv", vfr_frames, preset="veryfast", **vfr),
+        "long_mp4": _encode(
+            directory / "long.mp4",
+            render_frames(VideoSpec(width=64, height=48, seconds=20.0, fps=30, seed=42)),
+            **veryfast,
+        ),
     }
     assert tuple(out) == BFRAME_ZOO_NAMES, tuple(out)
     return out
