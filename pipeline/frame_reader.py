@@ -4,13 +4,15 @@ To reach a frame, decord decodes every frame from the keyframe before it. In vid
 B-frames most of those are frames no other frame refers to (about two in three with x264's
 defaults); FFmpeg can skip decoding them (`skip_frame = NONREF`). This reader feeds the decoder
 only the packets from the keyframe before each wanted frame, and asks it to skip the
-non-reference frames it does not want. What comes out is what decord gives, bit for bit: the
-same FFmpeg decoders, the same frame order (presentation timestamps sorted), the same times
-(tests/test_frame_reader.py compares them over the codec and hostile fixture zoos).
+non-reference frames it does not want. A range of an MP4 (a unit of a long video) costs only
+its own keyframe intervals: the container's packet index says where they are.
 
-It never judges a file: whatever it cannot vouch for (a frame count other than the probe's, a
-packet without a timestamp, a display rotation, a decoding error, a wanted frame that did not
-come out) raises
+What comes out is what decord gives: the same frames bit for bit (decoding is exact, and the
+frame order is the same, presentation timestamps sorted) and the same times, but where
+decord's older FFmpeg reads other packet durations (tests/test_frame_reader.py, a zoo of
+B-frame files). It never judges a file: whatever it cannot vouch for (a frame count other
+than the probe's, a packet without a timestamp, an open keyframe interval at a range's
+border, a display rotation, a decoding error, a wanted frame that did not come out) raises
 NotFastReadable, and video_io reads the request with decord, whose salvage of damaged data is
 the one error path.
 """
