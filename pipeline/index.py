@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -104,6 +105,12 @@ def new_run_id(now: datetime) -> str:
 
 def run(cfg: IndexConfig) -> RunSummary:
     """Index the videos under cfg.input_uri into cfg.output_uri; returns the run's summary."""
+    with ExitStack() as actors:
+        return _run(cfg, actors)
+
+
+def _run(cfg: IndexConfig, actors: ExitStack) -> RunSummary:
+    """`run`; `actors` holds the run's bookkeeping actor until the run ends."""
     started = datetime.now(UTC)
     run_id = cfg.run_id or new_run_id(started)
     out = RunOutput(cfg.output_uri, run_id, started.strftime("%Y-%m-%d"), cfg.storage)
@@ -130,8 +137,10 @@ def run(cfg: IndexConfig) -> RunSummary:
         )
     watch.lap("list")
     selecting = cfg.mode.incremental or cfg.mode.retry_errors
+    book = None  # the run's RunBook: its process starts beside the model's build
     if listed and not selecting:
         ensure_ray()  # Ray starts only when there is work: a bad input fails without it
+        book = start_book(cfg, actors)
     spec, sampling = model.result()
     entries, skipped = listed, 0
     if selecting:  # the ledger is read per model version: it needs the model first
@@ -151,6 +160,7 @@ def run(cfg: IndexConfig) -> RunSummary:
     )
     if entries:  # a no-op nightly run finishes without paying Ray's start-up
         ensure_ray()
+        book = book or start_book(cfg, actors)
     watch.lap("start")
 
     counts = {"listed": len(listed), "skipped": skipped}
@@ -164,7 +174,9 @@ def run(cfg: IndexConfig) -> RunSummary:
     # its results are materialized without frames
     out.clear_staging()  # a crashed earlier attempt of this run_id must not leave duplicates
     results, progress, inference = (
-        decode_and_infer(entries, cfg, sampling, spec, run_id) if entries else (None, {}, None)
+        decode_and_infer(entries, cfg, sampling, spec, run_id, book)
+        if entries
+        else (None, {}, None)
     )
     watch.lap("decode_infer")
 
@@ -270,19 +282,24 @@ def plan_tasks(entries: list) -> int:
     return max(1, min(len(entries), 4 * cluster_cpus(), 4096))
 
 
+def start_book(cfg: IndexConfig, actors: ExitStack):
+    """The run's one bookkeeping actor (crash and time-budget accounting of header reads and
+    decoding, and the progress counters), started as soon as Ray is: the first plan task
+    waits for it, and its process would otherwise start with the pipeline's. None for a dry
+    run, which plans under a book of its own."""
+    return None if cfg.mode.dry_run else actors.enter_context(open_book(RunBook))
+
+
 def decode_and_infer(
-    entries: list[VideoEntry], cfg: IndexConfig, sampling, spec: ModelSpec, run_id: str
+    entries: list[VideoEntry], cfg: IndexConfig, sampling, spec: ModelSpec, run_id: str, book
 ) -> tuple[ray.data.MaterializedDataset, dict, InferenceResources]:
-    """Stages 1 to 3 as one streaming Ray Data pipeline; the result holds no frames.
+    """Stages 1 to 3 as one streaming Ray Data pipeline; the result holds no frames. `book`
+    is the run's RunBook (`start_book`).
 
     Also returns the progress seen on the way (a timeline and the slowest videos to decode)
     and the inference actors the run was sized for."""
     resources = inference_resources(cfg.infer)
-    with (
-        # one actor: crash and time-budget accounting of header reads and decoding + progress
-        open_book(RunBook) as book,
-        ProgressLog(book, len(entries), cfg.progress_interval_s) as progress,
-    ):
+    with ProgressLog(book, len(entries), cfg.progress_interval_s) as progress:
         results = streaming_dataset(
             entries, cfg, sampling, spec, run_id, resources, book
         ).materialize()
