@@ -54,7 +54,12 @@ def make_rows(batch: dict, clip_frames: int, size: int, columns: tuple[str, ...]
         "error_stage": np.asarray([""] * n),
         "error_type": np.asarray([""] * n),
         "error_message": np.asarray([""] * n),
-        "frame_indices": np.tile(np.arange(clip_frames, dtype=np.int32), (n, 1)),
+        # clip k of a video holds its frames k*T .. k*T+T-1: distinct frames, as real clips
+        # (the job's actors run the CNN once per distinct video frame)
+        "frame_indices": (
+            np.arange(clip_frames, dtype=np.int32)[None, :]
+            + (np.asarray(batch["id"]) % 2).astype(np.int32)[:, None] * clip_frames
+        ),
         "frames": np.broadcast_to(clip, (n, *clip.shape)).copy(),
         "size_bytes": np.full(n, 1_000_000),
         "fingerprint": np.asarray(["synthetic"] * n),
