@@ -70,25 +70,30 @@ class StreamIndex:
 
 def index_stream(container, stream) -> StreamIndex:
     """One demuxer pass over `stream` (decord makes the same pass when it opens a file)."""
-    pts, durations, keys = [], [], []
-    for packet in container.demux(stream):
-        if packet.size == 0:  # the demuxer's end-of-stream marker
-            continue
-        if packet.pts is None:
-            raise NotFastReadable("a packet without a presentation timestamp")
-        pts.append(packet.pts)
-        durations.append(packet.duration or 0)
-        keys.append(packet.is_keyframe)
-    if not pts:
+    timings = [_timing(p) for p in container.demux(stream) if p.size]  # size 0: end of stream
+    return _index_of(timings, float(stream.time_base))
+
+
+def _timing(packet) -> tuple[int, int, bool]:
+    """(pts, duration, keyframe) of a packet."""
+    if packet.pts is None:
+        raise NotFastReadable("a packet without a presentation timestamp")
+    return packet.pts, packet.duration or 0, packet.is_keyframe
+
+
+def _index_of(timings: list[tuple[int, int, bool]], time_base: float, first_frame: int = 0):
+    """A StreamIndex of packets' `_timing`s, in decode order."""
+    if not timings:
         raise NotFastReadable("no packets")
-    pts_arr = np.asarray(pts, dtype=np.int64)
-    if len(np.unique(pts_arr)) != len(pts_arr):
+    pts, durations, keyframe = (np.asarray(column) for column in zip(*timings, strict=True))
+    if len(np.unique(pts)) != len(pts):
         raise NotFastReadable("two packets share a presentation timestamp")
     return StreamIndex(
-        pts=pts_arr,
-        durations=np.asarray(durations, dtype=np.int64),
-        keyframe=np.asarray(keys, dtype=bool),
-        time_base=float(stream.time_base),
+        pts.astype(np.int64),
+        durations.astype(np.int64),
+        keyframe.astype(bool),
+        time_base,
+        first_frame,
     )
 
 
@@ -119,36 +124,25 @@ def index_region(container, stream, frames: list[int], num_frames: int) -> Strea
     # the entries' timestamps are decode times and MP4 seeks by presentation time: this lands
     # at or before the keyframe (at most an interval before), the packets up to it are skipped
     container.seek(int(start.timestamp), stream=stream, backward=True, any_frame=False)
-    pts, durations, keyframe, skipped = [], [], [], 0
+    timings, skipped = [], 0
     for packet in container.demux(stream):
         if packet.size == 0:
             break
-        if not pts and packet.pos != start.pos:
+        if not timings and packet.pos != start.pos:
             skipped += 1
             if skipped > first:
                 raise NotFastReadable("the seek did not reach the keyframe the index names")
             continue
-        if packet.pts is None:
-            raise NotFastReadable("a packet without a presentation timestamp")
-        pts.append(packet.pts)
-        durations.append(packet.duration or 0)
-        keyframe.append(packet.is_keyframe)
-        if len(pts) == stop - first:
+        timings.append(_timing(packet))
+        if len(timings) == stop - first:
             break
-    if len(pts) != stop - first:
+    if len(timings) != stop - first:
         raise NotFastReadable("the stream ends before its index does")
-    inside, beyond = np.asarray(pts[: end - first]), np.asarray(pts[end - first :])
-    if inside.min() != inside[0] or (len(beyond) and beyond.min() <= inside.max()):
+    index = _index_of(timings[: end - first], float(stream.time_base), first_frame=first)
+    beyond = [pts for pts, _, _ in timings[end - first :]]
+    if index.pts.min() != index.pts[0] or (beyond and min(beyond) <= index.pts.max()):
         raise NotFastReadable("an open keyframe interval: frames shown across its border")
-    if len(np.unique(inside)) != len(inside):
-        raise NotFastReadable("two packets share a presentation timestamp")
-    return StreamIndex(
-        pts=inside.astype(np.int64),
-        durations=np.asarray(durations[: end - first], dtype=np.int64),
-        keyframe=np.asarray(keyframe[: end - first], dtype=bool),
-        time_base=float(stream.time_base),
-        first_frame=first,
-    )
+    return index
 
 
 # Packets read past a region's last keyframe interval to see that none is shown inside it
