@@ -32,7 +32,7 @@ COMPARISONS = (
     # key, suite, numerator, denominator, label
     ("limit", "limit", "ours", "pool", "ours / hand-written pool (the limit)"),
     ("naive", "limit", "ours", "naive", "ours / naive Ray Data pipeline"),
-    ("decode", "decode", "decode_ray", "decode_loop", "decode stage / standalone decord loop"),
+    ("decode", "decode", "decode_ray", "decode_loop", "decode stage / standalone decode loop"),
     ("model", "model", "model_ray", "model_loop", "model stage / standalone inference loop"),
     ("sparse", "sparse", "ours", "naive", "ours / naive, sparse sampling (0.25 fps)"),
 )

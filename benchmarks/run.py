@@ -8,7 +8,7 @@ bench_out/results.json, bench_out/benchmarks.png and the generated part of docs/
 
 Suites (default: all but `knobs`):
   limit   ours vs the hand-written multiprocessing pool (and naive) on the main corpus
-  decode  the job's plan+decode on Ray Data (model = identity) vs a standalone decord loop
+  decode  the job's plan+decode on Ray Data (model = identity) vs a standalone decode loop
   model   the job's inference actors vs a standalone inference_mode loop
   sparse  one frame every 4 s: decoded frames per kept frame, ours vs naive
   memory  peak RSS of the process tree on a long 720p video, two lengths, ours and naive

@@ -1,9 +1,10 @@
-"""Contender "decode_loop": a standalone decord loop, one process per core, no Ray, no model.
+"""Contender "decode_loop": a standalone decode loop, one process per core, no Ray, no model.
 
 Each process takes video paths from a queue and does what the job's plan + decode stages do for
 a video, written plainly: open one decord reader, read the header, find the job's sampled
-frames, decode them with get_batch, resize them (centre square, PIL bilinear). It imports
-neither torch nor the pipeline package.
+frames, decode them with the job's frame reader (`pipeline.frame_reader`: B-frames nobody
+refers to are skipped) or, where it declines, decord's get_batch, and resize them (centre
+square, PIL bilinear). It imports neither torch nor the rest of the pipeline package.
 
 `python -m benchmarks.contenders.decode_loop --input DIR [--processes N] [workload flags]`
 """
