@@ -71,26 +71,30 @@ class DecodeUnit:
 
     def __call__(self, unit: dict) -> list[dict]:
         start = time.perf_counter()
-        rows = self._rows(unit)
+        rows, reader = self._rows(unit)
         if self.progress is not None:
             failed = any(row["error_stage"] for row in rows)
             frames = 0 if rows[0]["error_stage"] else unit["sampled_frames"]
             self.progress.decoded.remote(
-                unit["video_uri"], frames, time.perf_counter() - start, failed
+                unit["video_uri"], frames, time.perf_counter() - start, failed, reader
             )
         return rows
 
-    def _rows(self, unit: dict) -> list[dict]:
+    def _rows(self, unit: dict) -> tuple[list[dict], str | None]:
+        """The unit's rows, and which reader read its frames (`Readers.key`; None when
+        nothing was read)."""
         meta = {k: unit[k] for k in UNIT_META}
         if unit["error_stage"]:  # the video could not be planned: its error row goes on
-            return [self._error_row(meta, unit, {k: unit[k] for k in ERROR_FIELDS})]
+            return [self._error_row(meta, unit, {k: unit[k] for k in ERROR_FIELDS})], None
+        read: list[DecodedFrames] = []
         try:
-            rows = list(self._clips(unit, meta))
+            rows = list(self._clips(unit, meta, read))
         except Exception as e:  # recorded on the row: see class docstring
-            return [self._error_row(meta, unit, error_fields("decode", e))]
-        for i, row in enumerate(rows):  # the unit counted once, on its first row
-            row["unit_frames"] = unit["sampled_frames"] if i == 0 else 0
-        return rows
+            rows = [self._error_row(meta, unit, error_fields("decode", e))]
+        else:
+            for i, row in enumerate(rows):  # the unit counted once, on its first row
+                row["unit_frames"] = unit["sampled_frames"] if i == 0 else 0
+        return rows, (Readers.key(read[0]) if read else None)
 
     def _error_row(self, meta: dict, unit: dict, error: dict) -> dict:
         size, frames = self.sampling.image_size, self.sampling.clip_frames
@@ -105,7 +109,8 @@ class DecodeUnit:
             **error,
         }
 
-    def _clips(self, unit: dict, meta: dict):
+    def _clips(self, unit: dict, meta: dict, read: list):
+        """The unit's clip rows (and error rows); what was read is appended to `read`."""
         info = VideoInfo(
             int(unit["num_frames"]), float(unit["fps"]), int(unit["width"]), int(unit["height"])
         )
@@ -127,6 +132,7 @@ class DecodeUnit:
             key=f"decode {unit['video_uri']} {unit['fingerprint']} {first}",
             book=self.book,
         )
+        read.append(got)
         position = {f: i for i, f in enumerate(wanted)}
         decoded = got.decoded()
         for clip in clips:
@@ -151,6 +157,17 @@ class DecodeUnit:
                 f"{failure.message(wanted, info.num_frames)}; {clips_lost} not indexed"
             )
             yield self._error_row(meta, unit, error_fields("decode", error))
+
+
+class Readers:
+    """Which reader decoded a unit, as the run record counts them: `frame_reader`, or decord
+    with frame_reader's reason for handing it over."""
+
+    FAST = "frame_reader"
+
+    @staticmethod
+    def key(got: DecodedFrames) -> str:
+        return f"decord: {got.decord_because}" if got.decord_because else Readers.FAST
 
 
 @dataclass(frozen=True)

@@ -303,12 +303,13 @@ def decode_and_infer(
         results = streaming_dataset(
             entries, cfg, sampling, spec, run_id, resources, book
         ).materialize()
-        slowest = ray.get(book.slowest.remote())
+        slowest, readers = ray.get([book.slowest.remote(), book.reader_counts.remote()])
     return (
         results,
         {
             "timeline": progress.timeline,
             "slowest_videos": [{"video_uri": u, "decode_s": round(s, 3)} for u, s in slowest],
+            "readers": readers,
         },
         resources,
     )

@@ -15,6 +15,7 @@ from pipeline.guard import GuardBook
 
 log = logging.getLogger("reelay.progress")
 SLOWEST_KEPT = 20
+READER_REASONS_KEPT = 10
 
 
 class ProgressTracker:
@@ -34,6 +35,7 @@ class ProgressTracker:
             "videos_done": 0,
         }
         self.decode_seconds: dict[str, float] = {}
+        self.readers: dict[str, int] = {}  # units per reader (pipeline.decode.Readers.key)
 
     def planned(self, clips_per_video: dict[str, int]) -> None:
         for uri, n in clips_per_video.items():
@@ -41,11 +43,15 @@ class ProgressTracker:
             self.counts["planned_clips"] += n
             self._count_down(uri, -n)
 
-    def decoded(self, uri: str, frames: int, seconds: float, failed: bool) -> None:
+    def decoded(
+        self, uri: str, frames: int, seconds: float, failed: bool, reader: str | None = None
+    ) -> None:
         self.counts["decoded_frames"] += frames
         self.counts["decoded_units"] += 1
         self.counts["failed_units"] += int(failed)
         self.decode_seconds[uri] = self.decode_seconds.get(uri, 0.0) + seconds
+        if reader is not None:
+            self.readers[reader] = self.readers.get(reader, 0) + 1
 
     def inferred(self, clips_by_video: dict[str, int], frames: int) -> None:
         self.counts["inferred_frames"] += frames
@@ -66,6 +72,10 @@ class ProgressTracker:
 
     def slowest(self, n: int = SLOWEST_KEPT) -> list[tuple[str, float]]:
         return sorted(self.decode_seconds.items(), key=lambda kv: -kv[1])[:n]
+
+    def reader_counts(self, n: int = READER_REASONS_KEPT) -> dict[str, int]:
+        """Units per reader, the `n` most frequent (decord's reasons vary with the files)."""
+        return dict(sorted(self.readers.items(), key=lambda kv: -kv[1])[:n])
 
 
 class RunBook(GuardBook, ProgressTracker):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -236,6 +236,7 @@ class DecodedFrames:
     frames: np.ndarray  # (N, S, S, 3) uint8
     times: np.ndarray  # (N, 2) float64
     failures: tuple[FrameFailure, ...] = ()
+    decord_because: str = ""  # why frame_reader handed the request to decord; '' if it read it
 
     def decoded(self) -> np.ndarray:
         """(N,) bool: which requested frames were decoded."""
@@ -285,8 +286,9 @@ def read_frames_and_times(
             path, indices, native.num_frames, lambda frame: resize_frame(frame, size)
         )
         return DecodedFrames(got.frames, got.times)
-    except frame_reader.NotFastReadable:
-        return read_with_decord(path, indices, size, native, chunk_bytes)
+    except frame_reader.NotFastReadable as e:
+        got = read_with_decord(path, indices, size, native, chunk_bytes)
+        return replace(got, decord_because=str(e))
 
 
 def read_with_decord(

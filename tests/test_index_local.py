@@ -242,6 +242,17 @@ def test_run_record_and_summary(zoo):
     assert "reelay index run zoo-run" in zoo["summary"].line()
 
 
+def test_record_says_which_reader_decoded_the_units(zoo):
+    """B-frame H.264 goes through frame_reader: the 60 s video's 15 units from the MP4's packet
+    index, and the short MP4s. VP9, MJPEG and MPEG-4 Part 2 have no B-frames: decord, with
+    frame_reader's reason. Units whose frames were never read (the broken zoo) count nowhere."""
+    record = run_record(zoo["out"], "zoo-run")
+    readers = record["progress"]["readers"]
+    assert readers.get("frame_reader", 0) >= 15 + 3, readers
+    assert readers.get("decord: no frame reordering: no B-frames to skip", 0) >= 4, readers
+    assert sum(readers.values()) <= record["counts"]["units"], readers
+
+
 def test_layout_and_commit(zoo):
     out = zoo["out"]
     record = run_record(out, "zoo-run")
