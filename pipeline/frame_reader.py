@@ -29,6 +29,11 @@ class NotFastReadable(Exception):
     """This reader cannot vouch for the request; decord reads it instead."""
 
 
+class OpenKeyframeInterval(NotFastReadable):
+    """A range's border cuts an open keyframe interval: its frames can only be numbered from
+    the whole stream."""
+
+
 @dataclass(frozen=True)
 class StreamIndex:
     """A video stream's packets in decode order: presentation timestamps, durations and
@@ -141,7 +146,7 @@ def index_region(container, stream, frames: list[int], num_frames: int) -> Strea
     index = _index_of(timings[: end - first], float(stream.time_base), first_frame=first)
     beyond = [pts for pts, _, _ in timings[end - first :]]
     if index.pts.min() != index.pts[0] or (beyond and min(beyond) <= index.pts.max()):
-        raise NotFastReadable("an open keyframe interval: frames shown across its border")
+        raise OpenKeyframeInterval("an open keyframe interval: frames shown across its border")
     return index
 
 
@@ -193,11 +198,16 @@ def read_sampled(path: Path, frames: list[int], num_frames: int, convert) -> Sam
                 raise NotFastReadable("no video stream")
             if not stream.codec_context.has_b_frames:
                 raise NotFastReadable("no frame reordering: no B-frames to skip")
-            index = index_region(container, stream, frames, num_frames)
-            if index is None:
-                if num_frames > INDEX_PASS_LIMIT * (frames[-1] - frames[0] + 1):
+            try:
+                index = index_region(container, stream, frames, num_frames)
+                if index is None and num_frames > INDEX_PASS_LIMIT * (frames[-1] - frames[0] + 1):
                     raise NotFastReadable("a short range of a long video with no packet index")
-                index = index_stream(container, stream)
+            except OpenKeyframeInterval:
+                # whatever the cost: decord numbers open intervals' frames wrongly after a seek
+                index = None
+            if index is None:
+                with av.open(str(path)) as whole:  # from the first packet, whatever was read
+                    index = index_stream(whole, whole.streams[stream.index])
                 if len(index.pts) != num_frames:
                     raise NotFastReadable(f"{len(index.pts)} packets for {num_frames} frames")
             wanted_pts = index.pts[index.positions(frames)]

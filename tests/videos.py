@@ -181,6 +181,8 @@ def _encode(
     codec_options = {"threads": "1"}
     if codec == "libx264":
         codec_options |= {"preset": preset, **({"x264-params": x264_params} if x264_params else {})}
+    if codec == "libx265":
+        codec_options |= {"preset": preset, "x265-params": "log-level=error"}
     with av.open(str(path), mode="w", options=options) as container:
         stream = container.add_stream(codec, rate=Fraction(fps), options=codec_options)
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
@@ -355,6 +357,7 @@ BFRAME_ZOO_NAMES = (
     "slow_preset",
     "vfr_mp4",
     "vfr_mkv",
+    "hevc",
     "long_mp4",
 )
 
@@ -369,7 +372,9 @@ def make_bframe_zoo(directory: str | Path) -> dict[str, Path]:
     - slow_preset: x264's "slow" (more B-frames, more references), a keyframe every 45 frames;
     - vfr_{mp4,mkv}: 20 frames with the irregular VFR_INTERVALS_MS between them;
     - long_mp4: 20 s at 30 fps (600 frames), a keyframe every 30: ranges of it, as units of a
-      long video ask for, are read from the MP4's packet index without a pass over the file.
+      long video ask for, are read from the MP4's packet index without a pass over the file;
+    - hevc: H.265 (x265 "veryfast") in MP4, a keyframe every 30: x265's keyframes are CRA, open
+      intervals whose first frames in decode order are shown before the keyframe.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -394,6 +399,7 @@ def make_bframe_zoo(directory: str | Path) -> dict[str, Path]:
         ),
         "vfr_mp4": _encode(directory / "vfr.mp4", vfr_frames, preset="veryfast", **vfr),
         "vfr_mkv": _encode(directory / "vfr.mkv", vfr_frames, preset="veryfast", **vfr),
+        "hevc": _encode(directory / "hevc.mp4", frames, codec="libx265", **veryfast),
         "long_mp4": _encode(
             directory / "long.mp4",
             render_frames(VideoSpec(width=64, height=48, seconds=20.0, fps=30, seed=42)),
