@@ -66,11 +66,18 @@ class StreamIndex:
         ticks = np.stack([start, start + self.durations[packets]], axis=1)
         return (ticks * self.time_base).astype(np.float32).astype(np.float64).round(6)
 
-    def clean_keyframes(self) -> np.ndarray:
-        """Decode positions of the keyframes no later packet is shown before: a decoder that
-        starts there needs nothing earlier (an open GOP's keyframes are left out)."""
-        later_min = np.minimum.accumulate(self.pts[::-1])[::-1]  # min pts from each position on
-        return np.flatnonzero(self.keyframe & (later_min >= self.pts))
+    def start_for(self, position: int) -> int | None:
+        """The decode position to start decoding at to reach the packet at `position`: the
+        last keyframe at or before it in decode order that is not shown after it. A frame shown
+        at or after its keyframe needs nothing before that keyframe, even in an open interval
+        (HEVC: trailing pictures never refer across their keyframe); one shown before it (a
+        leading frame of an open interval) starts at an earlier keyframe. None: no such
+        keyframe."""
+        keys = np.flatnonzero(self.keyframe[: position + 1])
+        for key in keys[::-1]:
+            if self.pts[key] <= self.pts[position]:
+                return int(key)
+        return None
 
 
 def index_stream(container, stream) -> StreamIndex:
@@ -157,15 +164,17 @@ REORDER_LIMIT = 16
 
 def decode_spans(index: StreamIndex, frames: list[int]) -> list[tuple[int, int]]:
     """Decode-order packet spans [first, last] that reach presentation-order `frames`: from
-    the clean keyframe at or before each wanted packet to the last wanted packet after it;
-    spans that touch or overlap are one (the decoder then runs on without a break)."""
-    position = index.positions(frames)
-    key_positions = index.clean_keyframes()
-    if len(key_positions) == 0 or key_positions[0] > position.min():
-        raise NotFastReadable("a wanted frame comes before the first clean keyframe")
-    starts = key_positions[np.searchsorted(key_positions, position, side="right") - 1]
+    the keyframe each wanted packet can be decoded from (`StreamIndex.start_for`) to the last
+    wanted packet after it; spans that touch or overlap are one (the decoder then runs on
+    without a break)."""
     spans: list[tuple[int, int]] = []
-    for start, stop in sorted(zip(starts.tolist(), position.tolist(), strict=True)):
+    targets = []
+    for position in index.positions(frames).tolist():
+        start = index.start_for(position)
+        if start is None:
+            raise NotFastReadable("a wanted frame comes before every keyframe it could follow")
+        targets.append((start, position))
+    for start, stop in sorted(targets):
         if spans and start <= spans[-1][1] + 1:
             spans[-1] = (spans[-1][0], max(spans[-1][1], stop))
         else:
