@@ -81,20 +81,21 @@ class DecodeUnit:
         return rows
 
     def _rows(self, unit: dict) -> tuple[list[dict], str | None]:
-        """The unit's rows, and which reader read its frames (`Readers.key`; None when
-        nothing was read)."""
+        """The unit's rows, and which reader read its frames (`DecodedFrames.reader`; None
+        when nothing was read)."""
         meta = {k: unit[k] for k in UNIT_META}
         if unit["error_stage"]:  # the video could not be planned: its error row goes on
             return [self._error_row(meta, unit, {k: unit[k] for k in ERROR_FIELDS})], None
-        read: list[DecodedFrames] = []
+        got = None
         try:
-            rows = list(self._clips(unit, meta, read))
+            info, clips, wanted, got = self._read(unit)
+            rows = list(self._clip_rows(unit, meta, info, clips, wanted, got))
         except Exception as e:  # recorded on the row: see class docstring
             rows = [self._error_row(meta, unit, error_fields("decode", e))]
         else:
             for i, row in enumerate(rows):  # the unit counted once, on its first row
                 row["unit_frames"] = unit["sampled_frames"] if i == 0 else 0
-        return rows, (Readers.key(read[0]) if read else None)
+        return rows, (got.reader if got is not None else None)
 
     def _error_row(self, meta: dict, unit: dict, error: dict) -> dict:
         size, frames = self.sampling.image_size, self.sampling.clip_frames
@@ -109,8 +110,8 @@ class DecodeUnit:
             **error,
         }
 
-    def _clips(self, unit: dict, meta: dict, read: list):
-        """The unit's clip rows (and error rows); what was read is appended to `read`."""
+    def _read(self, unit: dict) -> tuple[VideoInfo, list, list[int], DecodedFrames]:
+        """The unit's clips, the frames they take and what reading them gave (guarded)."""
         info = VideoInfo(
             int(unit["num_frames"]), float(unit["fps"]), int(unit["width"]), int(unit["height"])
         )
@@ -132,7 +133,12 @@ class DecodeUnit:
             key=f"decode {unit['video_uri']} {unit['fingerprint']} {first}",
             book=self.book,
         )
-        read.append(got)
+        return info, clips, wanted, got
+
+    def _clip_rows(
+        self, unit: dict, meta: dict, info: VideoInfo, clips: list, wanted: list[int], got
+    ):
+        """The unit's clip rows, then one error row per run of frames that did not decode."""
         position = {f: i for i, f in enumerate(wanted)}
         decoded = got.decoded()
         for clip in clips:
@@ -157,17 +163,6 @@ class DecodeUnit:
                 f"{failure.message(wanted, info.num_frames)}; {clips_lost} not indexed"
             )
             yield self._error_row(meta, unit, error_fields("decode", error))
-
-
-class Readers:
-    """Which reader decoded a unit, as the run record counts them: `frame_reader`, or decord
-    with frame_reader's reason for handing it over."""
-
-    FAST = "frame_reader"
-
-    @staticmethod
-    def key(got: DecodedFrames) -> str:
-        return f"decord: {got.decord_because}" if got.decord_because else Readers.FAST
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ the one error path.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -45,11 +46,16 @@ class StreamIndex:
     time_base: float
     first_frame: int = 0  # the stream's frame number of the first frame shown here
 
-    @property
+    @cached_property
     def presentation(self) -> np.ndarray:
         """Decode positions in presentation order: frame first_frame + i is packet
         presentation[i]."""
         return np.argsort(self.pts, kind="stable")
+
+    @cached_property
+    def key_positions(self) -> np.ndarray:
+        """Decode positions of the keyframes."""
+        return np.flatnonzero(self.keyframe)
 
     def positions(self, frames: list[int]) -> np.ndarray:
         """Decode positions here of the stream's presentation-order `frames`."""
@@ -73,7 +79,7 @@ class StreamIndex:
         (HEVC: trailing pictures never refer across their keyframe); one shown before it (a
         leading frame of an open interval) starts at an earlier keyframe. None: no such
         keyframe."""
-        keys = np.flatnonzero(self.keyframe[: position + 1])
+        keys = self.key_positions[: np.searchsorted(self.key_positions, position, side="right")]
         for key in keys[::-1]:
             if self.pts[key] <= self.pts[position]:
                 return int(key)
@@ -84,6 +90,14 @@ def index_stream(container, stream) -> StreamIndex:
     """One demuxer pass over `stream` (decord makes the same pass when it opens a file)."""
     timings = [_timing(p) for p in container.demux(stream) if p.size]  # size 0: end of stream
     return _index_of(timings, float(stream.time_base))
+
+
+def whole_stream(container, stream, num_frames: int) -> StreamIndex:
+    """`index_stream`, which must find the probe's `num_frames` packets."""
+    index = index_stream(container, stream)
+    if len(index.pts) != num_frames:
+        raise NotFastReadable(f"{len(index.pts)} packets for {num_frames} frames")
+    return index
 
 
 def _timing(packet) -> tuple[int, int, bool]:
@@ -209,16 +223,16 @@ def read_sampled(path: Path, frames: list[int], num_frames: int, convert) -> Sam
                 raise NotFastReadable("no frame reordering: no B-frames to skip")
             try:
                 index = index_region(container, stream, frames, num_frames)
-                if index is None and num_frames > INDEX_PASS_LIMIT * (frames[-1] - frames[0] + 1):
-                    raise NotFastReadable("a short range of a long video with no packet index")
             except OpenKeyframeInterval:
-                # whatever the cost: decord numbers open intervals' frames wrongly after a seek
-                index = None
-            if index is None:
-                with av.open(str(path)) as whole:  # from the first packet, whatever was read
-                    index = index_stream(whole, whole.streams[stream.index])
-                if len(index.pts) != num_frames:
-                    raise NotFastReadable(f"{len(index.pts)} packets for {num_frames} frames")
+                # whatever the cost: decord numbers open intervals' frames wrongly after a seek;
+                # a fresh container, since the region's pass moved this one's demuxer
+                with av.open(str(path)) as whole:
+                    index = whole_stream(whole, whole.streams[stream.index], num_frames)
+            else:
+                if index is None:  # no packet index, and nothing demuxed yet
+                    if num_frames > INDEX_PASS_LIMIT * (frames[-1] - frames[0] + 1):
+                        raise NotFastReadable("a short range of a long video with no packet index")
+                    index = whole_stream(container, stream, num_frames)
             wanted_pts = index.pts[index.positions(frames)]
             slot = {int(p): i for i, p in enumerate(wanted_pts)}
             out: list = [None] * len(frames)

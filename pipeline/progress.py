@@ -35,7 +35,7 @@ class ProgressTracker:
             "videos_done": 0,
         }
         self.decode_seconds: dict[str, float] = {}
-        self.readers: dict[str, int] = {}  # units per reader (pipeline.decode.Readers.key)
+        self.readers: dict[str, int] = {}  # units per reader (video_io.DecodedFrames.reader)
 
     def planned(self, clips_per_video: dict[str, int]) -> None:
         for uri, n in clips_per_video.items():

@@ -238,6 +238,12 @@ class DecodedFrames:
     failures: tuple[FrameFailure, ...] = ()
     decord_because: str = ""  # why frame_reader handed the request to decord; '' if it read it
 
+    @property
+    def reader(self) -> str:
+        """Which reader read the frames, as the run record counts units: `frame_reader`, or
+        decord with frame_reader's reason for handing the request over."""
+        return f"decord: {self.decord_because}" if self.decord_because else "frame_reader"
+
     def decoded(self) -> np.ndarray:
         """(N,) bool: which requested frames were decoded."""
         ok = np.ones(len(self.frames), dtype=bool)
