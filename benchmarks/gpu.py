@@ -13,7 +13,10 @@ Contenders (batch = 8 clips x 16 frames = 128 images unless named b32):
   inproc              the job's ClipInferencer called in-process (no Ray)
   ray                 the job's ClipInferencer actors under Ray Data, one per GPU
   ray_2_per_gpu       the same with --gpus-per-actor 0.5: two actors share the GPU
-  loop_b32, ray_b32   loop and ray at --batch-size 32 (512 images per forward pass)
+  loop_b32, ray_b32   loop and ray at --batch-size 32 (512 images per forward pass); ray's
+                      actors take two Ray Data calls at once (the job's GPU default)
+  ray_b32_1_call      ray_b32 with --calls-per-actor 1: batching waits for the model
+  ray_b32_2_per_gpu   ray_b32 with two actors per GPU
 Then the whole job (`jobs/index.py --device auto`) on a generated corpus: it must pick the GPU.
 
 Results: DIR/gpu.json and a table on stdout (copied into docs/benchmarks.md by hand: GPU machines
@@ -46,6 +49,16 @@ CONTENDERS: dict[str, tuple[str, list[str], Workload]] = {  # in the order they 
     "ray_2_per_gpu": (RAY, ["--device", "cuda", "--gpus-per-actor", "0.5"], WORKLOAD),
     "loop_b32": (LOOP, ["--device", "cuda"], replace(WORKLOAD, batch_size=32)),
     "ray_b32": (RAY, ["--device", "cuda"], replace(WORKLOAD, batch_size=32)),
+    "ray_b32_1_call": (
+        RAY,
+        ["--device", "cuda", "--calls-per-actor", "1"],
+        replace(WORKLOAD, batch_size=32),
+    ),
+    "ray_b32_2_per_gpu": (
+        RAY,
+        ["--device", "cuda", "--gpus-per-actor", "0.5"],
+        replace(WORKLOAD, batch_size=32),
+    ),
     "loop_resident_cast": (LOOP, ["--device", "cuda", "--resident", "--cast"], WORKLOAD),
 }
 RATIOS = {  # name: (numerator, denominator)
@@ -55,6 +68,8 @@ RATIOS = {  # name: (numerator, denominator)
     "loop / loop_resident": ("loop", "loop_resident"),
     "loop_resident_cast / loop_resident": ("loop_resident_cast", "loop_resident"),
     "ray_b32 / loop_b32": ("ray_b32", "loop_b32"),
+    "ray_b32_1_call / loop_b32": ("ray_b32_1_call", "loop_b32"),
+    "ray_b32_2_per_gpu / loop_b32": ("ray_b32_2_per_gpu", "loop_b32"),
 }
 
 

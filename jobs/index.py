@@ -74,6 +74,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "CPU work (batch copies, result rows) overlaps the other's GPU work",
     )
     p.add_argument(
+        "--calls-per-actor",
+        type=int,
+        help="Ray Data calls in flight per inference actor (default: 2 on GPU actors, so that "
+        "batching the next input and the last output overlaps the model; 1 on CPU actors). "
+        "The model still runs one batch at a time",
+    )
+    p.add_argument(
         "--cpus-per-actor",
         type=float,
         default=1.0,
@@ -165,6 +172,7 @@ def build_config(args: argparse.Namespace) -> IndexConfig:
             max_actors=args.max_actors,
             torch_threads=args.torch_threads,
             keep_frame_features=args.keep_frame_features,
+            calls_per_actor=args.calls_per_actor,
         ),
         storage=StorageConfig.from_json(args.storage_options),
         mode=RunMode(

@@ -118,6 +118,10 @@ class StorageConfig:
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 CPU_BATCH, GPU_BATCH = 8, 32  # clips per forward pass unless --batch-size says otherwise
+# actor calls Ray Data runs at once per actor unless --calls-per-actor says otherwise: on a GPU
+# the next batch's input and the last one's output rows are made while the model runs (the
+# model itself still runs one batch at a time); CPU actors have no idle core to do it on
+CPU_CALLS, GPU_CALLS = 1, 2
 
 
 @dataclass(frozen=True)
@@ -138,10 +142,13 @@ class InferConfig:
     # cores decode leaves idle (decode is usually the cheaper stage). See docs/benchmarks.md.
     torch_threads: int | None = None
     keep_frame_features: bool = False  # write (T, D) CNN features per clip (clips.frame_features)
+    calls_per_actor: int | None = None  # None: 1 on CPU actors, 2 on GPU actors (GPU_CALLS)
 
     def __post_init__(self) -> None:
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"--batch-size must be >= 1 (got {self.batch_size})")
+        if self.calls_per_actor is not None and self.calls_per_actor < 1:
+            raise ConfigError(f"--calls-per-actor must be >= 1 (got {self.calls_per_actor})")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"--device must be auto, cpu or cuda (got {self.device!r})")
         if self.precision not in PRECISIONS:
@@ -162,6 +169,11 @@ class InferConfig:
         """Clips per forward pass on `device` ("cpu" or "cuda"): --batch-size, else the
         device's default."""
         return self.batch_size or (GPU_BATCH if device == "cuda" else CPU_BATCH)
+
+    def calls_for(self, device: str) -> int:
+        """Ray Data calls at once per actor on `device`: --calls-per-actor, else the device's
+        default (the model still runs one batch at a time)."""
+        return self.calls_per_actor or (GPU_CALLS if device == "cuda" else CPU_CALLS)
 
 
 @dataclass(frozen=True)

@@ -335,7 +335,7 @@ def streaming_dataset(entries, cfg: IndexConfig, sampling, spec: ModelSpec, run_
         },
         batch_size=resources.batch_size,
         batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=resources.max_actors),
+        compute=resources.actor_pool(),
         num_cpus=resources.num_cpus,
         num_gpus=resources.num_gpus,
     )

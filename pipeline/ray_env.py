@@ -66,6 +66,18 @@ class InferenceResources:
     threads: int
     max_actors: int
     batch_size: int  # clips per forward pass
+    calls_per_actor: int = 1  # Ray Data calls in flight inside one actor (InferConfig.calls_for)
+
+    def actor_pool(self) -> ray.data.ActorPoolStrategy:
+        """Ray Data's actor pool for these actors. With several calls per actor, Ray Data
+        batches inputs and outputs on other threads while the model runs; the model itself
+        runs on one thread, one batch at a time (enable_true_multi_threading stays off), so a
+        GPU never holds two batches and the inferencer's pinned buffer is never shared."""
+        return ray.data.ActorPoolStrategy(
+            min_size=1,
+            max_size=self.max_actors,
+            max_concurrent_calls_per_actor=self.calls_per_actor,
+        )
 
 
 def cluster_cpus() -> int:
@@ -96,6 +108,7 @@ def size_inference(cfg: InferConfig, cpus: int, gpus: int) -> InferenceResources
             max(1, int(cfg.cpus_per_actor)),
             max_actors,
             cfg.batch_for("cuda"),
+            cfg.calls_for("cuda"),
         )
     if cfg.cpus_per_actor > cpus:
         raise ConfigError(
@@ -106,5 +119,6 @@ def size_inference(cfg: InferConfig, cpus: int, gpus: int) -> InferenceResources
     # decode: inference soaks up the cores decode leaves idle (measured: docs/benchmarks.md).
     threads = cfg.torch_threads or 2 * max(1, int(cfg.cpus_per_actor))
     return InferenceResources(
-        "cpu", 0.0, cfg.cpus_per_actor, threads, max_actors, cfg.batch_for("cpu")
-    )
+        "cpu", 0.0, cfg.cpus_per_actor, threads, max_actors, cfg.batch_for("cpu"),
+        cfg.calls_for("cpu"),
+    )  # fmt: skip

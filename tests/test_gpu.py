@@ -108,7 +108,7 @@ def test_index_job_uses_the_gpu_and_agrees_with_cpu(torch, sample_corpus, tmp_pa
     assert gpu_record["cluster"]["GPU"] == gpus
     assert gpu_record["inference"] == {
         "device": "cuda", "num_gpus": 0.5, "num_cpus": 1.0, "threads": 1, "max_actors": 2 * gpus,
-        "batch_size": 32,
+        "batch_size": 32, "calls_per_actor": 2,
     }  # fmt: skip
     assert cpu_record["inference"]["device"] == "cpu"
     assert gpu_record["counts"]["failed"] == 0 and gpu_clips.num_rows > 0

@@ -544,13 +544,21 @@ def test_gpu_actor_sizing(ray_local, caplog):
         res = inference_resources(InferConfig(device="cuda", gpus_per_actor=0.5))
     assert "no GPU in the cluster" in caplog.text
     assert (res.device, res.num_gpus, res.max_actors, res.threads) == ("cuda", 0.5, 2, 1)
-    assert res.batch_size == 32  # GPU actors take bigger batches unless told otherwise
+    # GPU actors take bigger batches, and make the next one while the model runs
+    assert (res.batch_size, res.calls_per_actor) == (32, 2)
     third = inference_resources(
-        InferConfig(device="cuda", gpus_per_actor=1 / 3, max_actors=5, batch_size=4)
+        InferConfig(
+            device="cuda", gpus_per_actor=1 / 3, max_actors=5, batch_size=4, calls_per_actor=1
+        )
     )
-    assert (third.num_gpus, third.max_actors, third.batch_size) == (1 / 3, 5, 4)  # flags win
+    assert (third.num_gpus, third.max_actors, third.batch_size, third.calls_per_actor) == (
+        1 / 3,
+        5,
+        4,
+        1,
+    )  # flags win
     cpu = inference_resources(InferConfig(device="auto", gpus_per_actor=0.5))
-    assert (cpu.device, cpu.num_gpus, cpu.batch_size) == ("cpu", 0.0, 8)  # no GPU here
+    assert (cpu.device, cpu.num_gpus, cpu.batch_size, cpu.calls_per_actor) == ("cpu", 0.0, 8, 1)
 
 
 def test_cli_reusing_a_committed_run_id_exits_2_and_touches_nothing(cli, zoo):

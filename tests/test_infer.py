@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from pipeline.infer import ClipInferencer
@@ -61,3 +62,38 @@ def test_error_rows_stay_null_beside_deduplicated_clips(spec):
     table = ClipInferencer(spec, "cpu", 1, "r")(rows)
     assert table.column("embedding").null_count == 1
     assert table.column("embedding")[1].as_py() is None
+
+
+def test_actor_pool_with_two_calls_per_actor_computes_what_one_call_does(ray_local, spec):
+    """GPU actors take two Ray Data calls at once (the next batch is made while the model
+    runs): the rows that come out are those of the inferencer called directly, one batch at
+    a time, whichever thread Ray Data batches on."""
+    from pipeline.config import InferConfig
+    from pipeline.ray_env import size_inference
+
+    res = size_inference(InferConfig(device="cpu", calls_per_actor=2, batch_size=2), 2, 0)
+    assert res.calls_per_actor == 2
+    rows = clip_rows(10, 8, 32, seed=3)
+    items = [{k: v[i] for k, v in rows.items()} for i in range(10)]
+    out = (
+        ray_local.data.from_items(items, override_num_blocks=5)
+        .map_batches(
+            ClipInferencer,
+            fn_constructor_kwargs={"spec": spec, "device": "cpu", "threads": 1, "run_id": "r"},
+            batch_size=res.batch_size,
+            batch_format="numpy",
+            compute=res.actor_pool(),
+            num_cpus=0.5,
+        )
+        .to_arrow_refs()
+    )
+    got = pa.concat_tables(ray_local.get(out)).sort_by("video_uri")
+    want = ClipInferencer(spec, "cpu", 1, "r")(rows).sort_by("video_uri")
+    assert got.num_rows == 10
+    np.testing.assert_allclose(
+        np.asarray(got["embedding"].to_pylist()),
+        np.asarray(want["embedding"].to_pylist()),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+    assert got["label"].to_pylist() == want["label"].to_pylist()

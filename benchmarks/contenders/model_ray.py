@@ -10,7 +10,7 @@ On a GPU machine the actors take `--gpus-per-actor` of a GPU each, as the job's 
 which splits the inferencer's own cost from Ray Data's.
 
 `python -m benchmarks.contenders.model_ray --clips N [--cpus-per-actor C] [--max-actors A]
-[--device D] [--precision P] [--gpus-per-actor G] [--in-process]`
+[--device D] [--precision P] [--gpus-per-actor G] [--calls-per-actor N] [--in-process]`
 """
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--precision", default="auto")
     p.add_argument("--gpus-per-actor", type=float, default=1.0)
+    p.add_argument("--calls-per-actor", type=int)
     p.add_argument("--in-process", action="store_true")
     Workload.add_flags(p)
     args = p.parse_args(argv)
@@ -118,7 +119,7 @@ def main(argv: list[str]) -> int:
                                    "run_id": "bench", "precision": args.precision},
             batch_size=w.batch_size,
             batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=res.max_actors),
+            compute=res.actor_pool(),
             num_cpus=res.num_cpus,
             num_gpus=res.num_gpus,
         )
@@ -135,6 +136,7 @@ def main(argv: list[str]) -> int:
     task = op_remote_wall(ds.stats(), "TimedInferencer") or {}
     emit(sampler, contender="model_ray", frames=n * w.clip_frames, clips=n,
          seconds=round(seconds, 3), actors=res.max_actors, threads=res.threads,
+         calls_per_actor=res.calls_per_actor,
          device=res.device, gpus_per_actor=res.num_gpus, steady_fps=steady,
          per_item_s=task.get("mean"), infer_tasks=task)  # fmt: skip
     return 0
@@ -146,7 +148,7 @@ def infer_config(args: argparse.Namespace, w: Workload):
     return InferConfig(
         batch_size=w.batch_size, device=args.device, precision=args.precision,
         gpus_per_actor=args.gpus_per_actor, cpus_per_actor=args.cpus_per_actor,
-        max_actors=args.max_actors,
+        max_actors=args.max_actors, calls_per_actor=args.calls_per_actor,
     )  # fmt: skip
 
 
