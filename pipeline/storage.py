@@ -15,7 +15,6 @@ from pathlib import Path
 
 import fsspec
 import pyarrow.fs as pafs
-import s3fs
 
 from pipeline.config import StorageConfig
 
@@ -51,19 +50,6 @@ def s3_options(options: dict) -> dict:
     return merged
 
 
-class S3NoBucketCreation(s3fs.S3FileSystem):
-    """s3fs, except that making a folder never creates its bucket. s3fs creates a missing
-    bucket (in the default region) on `makedirs`, so a mistyped --output bucket would be
-    created instead of failing with "no such bucket"; here it raises FileNotFoundError.
-    Creating a bucket explicitly (`mkdir("bucket")`) still works."""
-
-    async def _mkdir(self, path, acl=False, create_parents=True, **kwargs):
-        _, key, _ = self.split_path(self._strip_protocol(path).rstrip("/"))
-        if key:  # a folder: its bucket must exist
-            create_parents = False
-        return await super()._mkdir(path, acl=acl, create_parents=create_parents, **kwargs)
-
-
 def filesystem(uri: str, storage: StorageConfig = NO_OPTIONS) -> fsspec.AbstractFileSystem:
     """The fsspec filesystem for a URI; unknown schemes fail with the supported list."""
     scheme = scheme_of(uri)
@@ -73,6 +59,10 @@ def filesystem(uri: str, storage: StorageConfig = NO_OPTIONS) -> fsspec.Abstract
             "or s3://bucket/key"
         )
     if scheme == "s3":
+        # imported here: s3fs (aiobotocore, aiohttp) takes ~0.13 s, which every Ray worker of
+        # a run over local files would otherwise pay
+        from pipeline.s3 import S3NoBucketCreation
+
         return S3NoBucketCreation(**s3_options(storage.options))
     return fsspec.filesystem("file")
 

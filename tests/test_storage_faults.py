@@ -193,7 +193,7 @@ def test_missing_output_bucket_fails_fast_and_is_not_created(proxy):
     assert time.monotonic() - started < FAIL_FAST_S
     assert str(info.value).startswith(f"cannot write to s3://{missing}/index: ")
     assert "bucket does not exist" in str(info.value)
-    # s3fs's makedirs would have created the bucket (pipeline.storage.S3NoBucketCreation)
+    # s3fs's makedirs would have created the bucket (pipeline.s3.S3NoBucketCreation)
     assert not bucket_exists(missing)
     assert proxy.seen(method="PUT") == []
 
