@@ -190,9 +190,12 @@ def build_config(args: argparse.Namespace) -> IndexConfig:
 def main(argv: list[str] | None = None) -> int:
     configure_logging()
     args = parse_args(argv)
-    from pipeline import index
-    from pipeline.listing import InputError
-    from pipeline.output import OutputError
+    from pipeline.gc_pause import paused_gc
+
+    with paused_gc():  # Ray, pyarrow: see pipeline.gc_pause
+        from pipeline import index
+        from pipeline.listing import InputError
+        from pipeline.output import OutputError
 
     try:
         cfg = build_config(args)

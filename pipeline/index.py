@@ -39,6 +39,7 @@ from pipeline.background import in_background
 from pipeline.config import ConfigError, IndexConfig
 from pipeline.decode import DecodeUnit, DecodeUnits
 from pipeline.faults import crash_point
+from pipeline.gc_pause import paused_gc
 from pipeline.guard import open_book
 from pipeline.infer import ClipInferencer
 from pipeline.ledger import committed_runs, ledger_table, read_ledger, select_videos
@@ -116,7 +117,7 @@ def _run(cfg: IndexConfig, actors: ExitStack) -> RunSummary:
     out = RunOutput(cfg.output_uri, run_id, started.strftime("%Y-%m-%d"), cfg.storage)
     watch = Stopwatch()
     # torch's import and the model build (~2 s) run beside the listing and Ray's start-up
-    model = in_background(resolve_model, cfg)
+    model = in_background(resolve_model_paused, cfg)
     if not cfg.mode.dry_run:
         out.check_writable()
         recover(cfg.output_uri, cfg.storage)  # settle crashed runs before reading the ledger
@@ -235,15 +236,23 @@ def _run(cfg: IndexConfig, actors: ExitStack) -> RunSummary:
     return summary
 
 
+def resolve_model_paused(cfg: IndexConfig):
+    """`resolve_model` with the garbage collector paused (torch's import; pipeline.gc_pause).
+    The pause is process-wide: Ray Data's import and `ray.init` beside it gain too."""
+    with paused_gc():
+        return resolve_model(cfg)
+
+
 def write_report(cfg: IndexConfig, run_id: str) -> str | None:
     """The committed run's report (report.html, PNGs, metrics.prom under _runs/<run_id>/).
 
     Derived from what was committed and rebuildable with jobs/report.py, so a failure here is
     a warning: it must never fail a run that is already committed."""
     try:
-        from pipeline.report import build_run_report  # matplotlib: imported only when needed
+        with paused_gc():  # matplotlib, imported only when needed (pipeline.gc_pause)
+            from pipeline.report import build_run_report
 
-        return build_run_report(cfg.output_uri, run_id, cfg.storage)
+            return build_run_report(cfg.output_uri, run_id, cfg.storage)
     except Exception as e:  # logged; the run stays committed
         log.warning(
             "run %s is committed, but its report could not be built (%s: %s); rebuild it with "

@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from pipeline import schema
 from pipeline.faults import crash_point
+from pipeline.gc_pause import paused_gc
 from pipeline.model_source import ModelSpec, load_model
 from pipeline.rows import ERROR_FIELDS
 
@@ -68,9 +69,11 @@ class ClipInferencer:
         keep_frame_features: bool = False,
         precision: str = "auto",
     ):
-        import torch
+        with paused_gc():  # torch's import and the model's build: see pipeline.gc_pause
+            import torch
 
-        torch.set_num_threads(max(1, threads))
+            torch.set_num_threads(max(1, threads))
+            model = load_model(spec)
         self.torch = torch
         self.device = torch.device(device)
         self.dtype = compute_dtype(self.device, precision)
@@ -81,7 +84,6 @@ class ClipInferencer:
             torch.backends.cudnn.benchmark = True
         # channels_last on every device: oneDNN's CPU convolutions ran 1.3-2.9x faster with it
         # here (resnet18, small_cnn, mobilenet; docs/benchmarks.md), cuDNN's tensor cores want it
-        model = load_model(spec)
         with torch.inference_mode():  # the embedding sizes, for null rows: learnt on the CPU,
             probe = torch.zeros(1, 1, 3, 32, 32)  # so that cuDNN does not autotune this shape
             self.dim = int(model(probe)[0].shape[1])

@@ -232,10 +232,11 @@ def test_run_record_and_summary(zoo):
     assert record["schema_version"] == schema.SCHEMA_VERSION
     assert record["model_version"] == zoo["summary"].model_version
     assert record["sampling"]["fps"] == SAMPLING.fps
-    # how inference ran: the CPU defaults on this 2-CPU Ray (one actor, twice its CPU in threads)
+    # how inference ran: the CPU defaults on this 2-CPU Ray (one actor, twice its CPU in threads,
+    # one Ray Data call at a time)
     assert record["inference"] == {
         "device": "cpu", "num_gpus": 0.0, "num_cpus": 1.0, "threads": 2, "max_actors": 1,
-        "batch_size": 8,
+        "batch_size": 8, "calls_per_actor": 1,
     }  # fmt: skip
     assert record["cluster"] == {"CPU": 2.0, "GPU": 0, "nodes": 1}
     assert zoo["summary"].counts["processed"] == n_good
