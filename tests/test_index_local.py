@@ -526,6 +526,7 @@ def test_cli_path_like_run_id_exits_2(cli, tmp_path: Path):
     [
         (["--gpus-per-actor", "0"], "--gpus-per-actor"),
         (["--gpus-per-actor", "2"], "--gpus-per-actor"),
+        (["--calls-per-actor", "0"], "--calls-per-actor"),
     ],
 )
 def test_cli_bad_gpu_flags_exit_2(cli, tmp_path: Path, flags: list[str], named: str):
