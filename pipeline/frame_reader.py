@@ -11,8 +11,8 @@ What comes out is what decord gives: the same frames bit for bit (decoding is ex
 frame order is the same, presentation timestamps sorted) and the same times, but where
 decord's older FFmpeg reads other packet durations (tests/test_frame_reader.py, a zoo of
 B-frame files). It never judges a file: whatever it cannot vouch for (a frame count other
-than the probe's, a packet without a timestamp, an open keyframe interval at a range's
-border, a display rotation, a decoding error, a wanted frame that did not come out) raises
+than the probe's, a packet without a timestamp, a display rotation, a decoding error, a
+wanted frame that did not come out) raises
 NotFastReadable, and video_io reads the request with decord, whose salvage of damaged data is
 the one error path.
 """
@@ -124,15 +124,19 @@ def _index_of(timings: list[tuple[int, int, bool]], time_base: float, first_fram
 
 
 def index_region(container, stream, frames: list[int], num_frames: int) -> StreamIndex | None:
-    """The packets of the keyframe intervals that hold presentation-order `frames` (sorted):
-    where they are from the container's own index (MP4: an entry per packet, in decode order,
-    read with the header), their timestamps from a demuxer pass over just those intervals, so
-    a unit of a long video costs its own packets, not the file's. None where the container's
-    index cannot say (MKV lists keyframes only): then index_stream.
+    """The packets of the keyframe intervals that hold presentation-order `frames` (sorted),
+    and of the interval before them: where they are from the container's own index (MP4: an
+    entry per packet, in decode order, read with the header), their timestamps from a demuxer
+    pass over just those intervals, so a unit of a long video costs its own packets, not the
+    file's. None where the container's index cannot say (MKV lists keyframes only): then
+    index_stream.
 
-    A frame's number is its interval's first plus its rank there, which holds when the
-    intervals are closed: checked on both sides (the first keyframe is shown first, and the
-    REORDER_LIMIT packets after the last interval are all shown after it)."""
+    A frame's number is its interval's first plus its rank there. That holds where nothing
+    before the region's first interval is shown inside it, and nothing after its last one:
+    checked on both sides, with the packets of the interval before (all shown before the
+    region; an open first interval's leading frames, shown before its keyframe, are then
+    numbered right, and decoded from the keyframe before) and the REORDER_LIMIT packets after
+    the last interval (all shown after it)."""
     entries = stream.index_entries
     if len(entries) != num_frames:
         return None
@@ -142,11 +146,14 @@ def index_region(container, stream, frames: list[int], num_frames: int) -> Strea
     keys = np.flatnonzero([key for key, _ in listed])
     if len(keys) == 0 or keys[0] != 0:
         return None
-    first = int(keys[np.searchsorted(keys, frames[0], side="right") - 1])
+    at = np.searchsorted(keys, frames[0], side="right") - 1
+    first, lead = int(keys[at]), int(keys[max(at - 1, 0)])  # lead: the interval before
+    if lead and first - lead < REORDER_LIMIT:
+        raise OpenKeyframeInterval("an interval too short to show where the region begins")
     after = np.searchsorted(keys, frames[-1], side="right")
     end = int(keys[after]) if after < len(keys) else num_frames
     stop = min(num_frames, end + REORDER_LIMIT)
-    start = entries[first]
+    start = entries[lead]
     # the entries' timestamps are decode times and MP4 seeks by presentation time: this lands
     # at or before the keyframe (at most an interval before), the packets up to it are skipped
     container.seek(int(start.timestamp), stream=stream, backward=True, any_frame=False)
@@ -156,17 +163,23 @@ def index_region(container, stream, frames: list[int], num_frames: int) -> Strea
             break
         if not timings and packet.pos != start.pos:
             skipped += 1
-            if skipped > first:
+            if skipped > lead:
                 raise NotFastReadable("the seek did not reach the keyframe the index names")
             continue
         timings.append(_timing(packet))
-        if len(timings) == stop - first:
+        if len(timings) == stop - lead:
             break
-    if len(timings) != stop - first:
+    if len(timings) != stop - lead:
         raise NotFastReadable("the stream ends before its index does")
-    index = _index_of(timings[: end - first], float(stream.time_base), first_frame=first)
-    beyond = [pts for pts, _, _ in timings[end - first :]]
-    if index.pts.min() != index.pts[0] or (beyond and min(beyond) <= index.pts.max()):
+    index = _index_of(timings[: end - lead], float(stream.time_base), first_frame=lead)
+    before, inside = index.pts[: first - lead], index.pts[first - lead :]
+    beyond = [pts for pts, _, _ in timings[end - lead :]]
+    if first == 0:  # the stream's first keyframe: nothing before it, it is shown first
+        if inside.min() != inside[0]:
+            raise OpenKeyframeInterval("the first keyframe is not the first frame shown")
+    elif before.max() >= inside.min():
+        raise OpenKeyframeInterval("a frame before the region is shown inside it")
+    if beyond and min(beyond) <= index.pts.max():
         raise OpenKeyframeInterval("an open keyframe interval: frames shown across its border")
     return index
 
@@ -199,12 +212,13 @@ def decode_spans(index: StreamIndex, frames: list[int]) -> list[tuple[int, int]]
 @dataclass(frozen=True)
 class SampledFrames:
     """What `read_sampled` read: the converted frames, their (start, end) seconds, and how
-    much of the stream it took (packets given to the decoder, frames it decoded)."""
+    much of the stream it took (packets indexed, given to the decoder, frames it decoded)."""
 
     frames: np.ndarray
     times: np.ndarray  # (N, 2) float64
     packets_fed: int
     frames_decoded: int
+    packets_indexed: int  # packets numbered: the intervals a range needs, or the whole stream
 
 
 def read_sampled(path: Path, frames: list[int], num_frames: int, convert) -> SampledFrames:
@@ -243,7 +257,9 @@ def read_sampled(path: Path, frames: list[int], num_frames: int, convert) -> Sam
         raise NotFastReadable(f"FFmpeg: {e}") from e
     if any(o is None for o in out):
         raise NotFastReadable("a wanted frame did not come out of the decoder")
-    return SampledFrames(np.stack(out), index.times(frames), decoder.fed, decoder.decoded)
+    return SampledFrames(
+        np.stack(out), index.times(frames), decoder.fed, decoder.decoded, len(index.pts)
+    )
 
 
 # Without the container's index, the index pass reads every packet of the file (about 40 us

@@ -67,10 +67,10 @@ RANGES = {  # (first, last, step) as fractions of the video: the units of a long
 @pytest.mark.parametrize("name", BFRAME_ZOO_NAMES)
 def test_a_range_is_read_from_the_mp4_index(zoo, name: str, window: str):
     """A range of the video (a unit of a long one): MP4 files are read from their packet
-    index, over the keyframe intervals the range needs; the frames are still the true ones.
-    Where a border cuts an open interval (x264's open GOPs, x265's CRA keyframes) the whole
-    stream is indexed instead: decord, which seeks to the keyframe it lists in decode order,
-    returns other frames there."""
+    index, over the keyframe intervals the range needs and the one before; the frames are
+    still the true ones. Open intervals too (x264's open GOPs, x265's CRA keyframes, whose
+    leading frames are shown before their keyframe and refer to the interval before): decord,
+    which seeks to the keyframe it lists in decode order, returns other frames there."""
     path, truth = zoo[name]
     n = len(truth)
     lo, hi, step = RANGES[window]
@@ -84,6 +84,8 @@ def test_a_range_is_read_from_the_mp4_index(zoo, name: str, window: str):
     if window in ("middle_interval", "the_end") and len(keyframes(path)) > 2:
         # from a keyframe near the range, open intervals too: not from the start
         assert got.packets_fed < n / 2, (name, got.packets_fed, n)
+        # and numbered without a pass over the whole stream
+        assert got.packets_indexed < n, (name, got.packets_indexed, n)
     if name == "long_mp4":  # the intervals it needs, not the file
         keys = keyframes(path)
         first = max(k for k in keys if k <= wanted[0])
