@@ -125,15 +125,15 @@ def _index_of(timings: list[tuple[int, int, bool]], time_base: float, first_fram
 
 def index_region(container, stream, frames: list[int], num_frames: int) -> StreamIndex | None:
     """The packets of the keyframe intervals that hold presentation-order `frames` (sorted),
-    and of the interval before them: where they are from the container's own index (MP4: an
-    entry per packet, in decode order, read with the header), their timestamps from a demuxer
-    pass over just those intervals, so a unit of a long video costs its own packets, not the
-    file's. None where the container's index cannot say (MKV lists keyframes only): then
-    index_stream.
+    and of the intervals before them (at least REORDER_LIMIT packets): where they are from
+    the container's own index (MP4: an entry per packet, in decode order, read with the
+    header), their timestamps from a demuxer pass over just those intervals, so a unit of a
+    long video costs its own packets, not the file's. None where the container's index cannot
+    say (MKV lists keyframes only): then index_stream.
 
     A frame's number is its interval's first plus its rank there. That holds where nothing
     before the region's first interval is shown inside it, and nothing after its last one:
-    checked on both sides, with the packets of the interval before (all shown before the
+    checked on both sides, with the packets of the intervals before (all shown before the
     region; an open first interval's leading frames, shown before its keyframe, are then
     numbered right, and decoded from the keyframe before) and the REORDER_LIMIT packets after
     the last interval (all shown after it)."""
@@ -147,9 +147,10 @@ def index_region(container, stream, frames: list[int], num_frames: int) -> Strea
     if len(keys) == 0 or keys[0] != 0:
         return None
     at = np.searchsorted(keys, frames[0], side="right") - 1
-    first, lead = int(keys[at]), int(keys[max(at - 1, 0)])  # lead: the interval before
-    if lead and first - lead < REORDER_LIMIT:
-        raise OpenKeyframeInterval("an interval too short to show where the region begins")
+    first = int(keys[at])
+    # lead: the intervals before, at least REORDER_LIMIT packets of them (packets further back
+    # are never shown inside the region), or all of them
+    lead = int(keys[max(np.searchsorted(keys, first - REORDER_LIMIT, side="right") - 1, 0)])
     after = np.searchsorted(keys, frames[-1], side="right")
     end = int(keys[after]) if after < len(keys) else num_frames
     stop = min(num_frames, end + REORDER_LIMIT)

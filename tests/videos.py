@@ -359,6 +359,7 @@ BFRAME_ZOO_NAMES = (
     "vfr_mkv",
     "hevc",
     "long_mp4",
+    "short_gop_hevc",
 )
 
 
@@ -374,7 +375,10 @@ def make_bframe_zoo(directory: str | Path) -> dict[str, Path]:
     - long_mp4: 20 s at 30 fps (600 frames), a keyframe every 30: ranges of it, as units of a
       long video ask for, are read from the MP4's packet index without a pass over the file;
     - hevc: H.265 (x265 "veryfast") in MP4, a keyframe every 30: x265's keyframes are CRA, open
-      intervals whose first frames in decode order are shown before the keyframe.
+      intervals whose first frames in decode order are shown before the keyframe;
+    - short_gop_hevc: the same with a keyframe every 10 frames: intervals shorter than the
+      reordering a range's border is checked over, so a range is numbered from several
+      intervals before it.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -404,6 +408,12 @@ def make_bframe_zoo(directory: str | Path) -> dict[str, Path]:
             directory / "long.mp4",
             render_frames(VideoSpec(width=64, height=48, seconds=20.0, fps=30, seed=42)),
             **veryfast,
+        ),
+        "short_gop_hevc": _encode(
+            directory / "short_gop.mp4",
+            frames,
+            codec="libx265",
+            **(veryfast | {"keyframe_interval": 10}),
         ),
     }
     assert tuple(out) == BFRAME_ZOO_NAMES, tuple(out)
