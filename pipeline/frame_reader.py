@@ -146,8 +146,7 @@ def index_region(container, stream, frames: list[int], num_frames: int) -> Strea
     keys = np.flatnonzero([key for key, _ in listed])
     if len(keys) == 0 or keys[0] != 0:
         return None
-    at = np.searchsorted(keys, frames[0], side="right") - 1
-    first = int(keys[at])
+    first = int(keys[np.searchsorted(keys, frames[0], side="right") - 1])
     # lead: the intervals before, at least REORDER_LIMIT packets of them (packets further back
     # are never shown inside the region), or all of them
     lead = int(keys[max(np.searchsorted(keys, first - REORDER_LIMIT, side="right") - 1, 0)])
