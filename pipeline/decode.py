@@ -141,6 +141,8 @@ class DecodeUnit:
         """The unit's clip rows, then one error row per run of frames that did not decode."""
         position = {f: i for i, f in enumerate(wanted)}
         decoded = got.decoded()
+        if got.frame_size is not None:  # as decoded: the plan read the header's coded size
+            meta = {**meta, "width": got.frame_size[0], "height": got.frame_size[1]}
         for clip in clips:
             take = [position[f] for f in clip.frame_indices]
             if not decoded[take].all():

@@ -219,6 +219,7 @@ class SampledFrames:
     packets_fed: int
     frames_decoded: int
     packets_indexed: int  # packets numbered: the intervals a range needs, or the whole stream
+    frame_size: tuple[int, int] | None = None  # (width, height) of the decoded frames
 
 
 def read_sampled(path: Path, frames: list[int], num_frames: int, convert) -> SampledFrames:
@@ -258,7 +259,12 @@ def read_sampled(path: Path, frames: list[int], num_frames: int, convert) -> Sam
     if any(o is None for o in out):
         raise NotFastReadable("a wanted frame did not come out of the decoder")
     return SampledFrames(
-        np.stack(out), index.times(frames), decoder.fed, decoder.decoded, len(index.pts)
+        np.stack(out),
+        index.times(frames),
+        decoder.fed,
+        decoder.decoded,
+        len(index.pts),
+        decoder.frame_size,
     )
 
 
@@ -283,6 +289,7 @@ class _SpanDecoder:
         self.pts = index.pts
         self.next_position = None  # where the demuxer stands, None before the first seek
         self.fed = self.decoded = 0
+        self.frame_size = None  # (width, height) of the first frame kept
 
     def run(self, first: int, last: int) -> None:
         sought = self.next_position is None or not 0 <= first - self.next_position <= SEEK_GAP
@@ -317,4 +324,5 @@ class _SpanDecoder:
                 raise NotFastReadable("a display rotation, which decord applies")
             i = self.slot.get(frame.pts)
             if i is not None and self.out[i] is None:
+                self.frame_size = self.frame_size or (frame.width, frame.height)
                 self.out[i] = self.convert(frame.to_ndarray(format="rgb24"))

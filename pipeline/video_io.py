@@ -148,10 +148,14 @@ def header_size(path: Path) -> tuple[int, int] | None:
 
 
 def probe(path: Path, check_size: Callable[[int, int], None] | None = None) -> VideoInfo:
-    """Frame count, rate and size. Decodes the first frame to learn the size decord returns;
-    `check_size(width, height)` sees the header's size first and may refuse the video before
-    anything is decoded (the memory budget)."""
-    if check_size is not None and (size := header_size(path)) is not None:
+    """Frame count and rate (decord's, which number the frames every reader reads) and size,
+    nothing decoded where the container header gives the size: that is the coded size, and
+    decoding reports the size as displayed (`DecodedFrames.frame_size`: a rotation turns it).
+    Only where PyAV cannot read the header is the first frame decoded for its size.
+    `check_size(width, height)` may refuse the video before anything is decoded (the memory
+    budget; a rotation does not change a frame's bytes)."""
+    size = header_size(path)
+    if check_size is not None and size is not None:
         check_size(*size)
     try:
         reader = open_reader(path)
@@ -164,9 +168,12 @@ def probe(path: Path, check_size: Callable[[int, int], None] | None = None) -> V
     fps = float(reader.get_avg_fps())
     if not np.isfinite(fps) or fps <= 0:
         raise ValueError(f"video stream reports an invalid frame rate ({fps})")
-    height, width = _first_frame_size(path, reader)
-    if check_size is not None:  # the decoded size (rotation, a stream the header hid)
-        check_size(int(width), int(height))
+    if size is not None:
+        width, height = size
+    else:  # a header only decord reads: the decoded first frame tells the size
+        height, width = _first_frame_size(path, reader)
+        if check_size is not None:
+            check_size(int(width), int(height))
     return VideoInfo(num_frames=num_frames, fps=fps, width=int(width), height=int(height))
 
 
@@ -237,6 +244,7 @@ class DecodedFrames:
     times: np.ndarray  # (N, 2) float64
     failures: tuple[FrameFailure, ...] = ()
     decord_because: str = ""  # why frame_reader handed the request to decord; '' if it read it
+    frame_size: tuple[int, int] | None = None  # (width, height) as decoded, before the resize
 
     @property
     def reader(self) -> str:
@@ -291,7 +299,7 @@ def read_frames_and_times(
         got = frame_reader.read_sampled(
             path, indices, native.num_frames, lambda frame: resize_frame(frame, size)
         )
-        return DecodedFrames(got.frames, got.times)
+        return DecodedFrames(got.frames, got.times, frame_size=got.frame_size)
     except frame_reader.NotFastReadable as e:
         got = read_with_decord(path, indices, size, native, chunk_bytes)
         return replace(got, decord_because=str(e))
@@ -306,40 +314,46 @@ def read_with_decord(
     per_chunk = max(1, chunk_bytes // (native.height * native.width * 3))
     out = np.zeros((len(indices), size, size, 3), dtype=np.uint8)
     failures: list[FrameFailure] = []
+    frame_size = None
     for start in range(0, len(indices), per_chunk):
         stop = min(start + per_chunk, len(indices))
         try:
             reader = reader or open_reader(path)
             batch = reader.get_batch(indices[start:stop]).asnumpy()  # (n, H, W, 3)
+            frame_size = frame_size or (int(batch.shape[2]), int(batch.shape[1]))
             out[start:stop] = resize_frames(batch, size)
             continue
         except decord_errors():
             reader = None  # its decoder may be stuck in its error: the next chunk opens anew
-        failures += _salvage(path, indices, start, stop, size, out)
+        lost, salvaged_size = _salvage(path, indices, start, stop, size, out)
+        failures += lost
+        frame_size = frame_size or salvaged_size
     failures = _merge(failures)
     if failures and failures[0].start == 0 and failures[0].stop == len(indices):
         raise _undecodable(indices, failures[0], native)
-    return DecodedFrames(out, times, tuple(failures))
+    return DecodedFrames(out, times, tuple(failures), frame_size=frame_size)
 
 
 def _salvage(
     path: Path, indices: list[int], start: int, stop: int, size: int, out: np.ndarray
-) -> list[FrameFailure]:
+) -> tuple[list[FrameFailure], tuple[int, int] | None]:
     """Read positions [start, stop) of `indices` one keyframe interval at a time, each with
-    fresh readers (DECODE_ATTEMPTS); returns the positions that still fail."""
-    failures = []
+    fresh readers (DECODE_ATTEMPTS); returns the positions that still fail, and the (width,
+    height) of the frames decoded (None if none were)."""
+    failures, frame_size = [], None
     for lo, hi in _gop_spans(path, indices, start, stop):
         reason = ""
         for _ in range(DECODE_ATTEMPTS):
             try:
                 batch = open_reader(path).get_batch(indices[lo:hi]).asnumpy()
+                frame_size = frame_size or (int(batch.shape[2]), int(batch.shape[1]))
                 out[lo:hi] = resize_frames(batch, size)
                 break
             except decord_errors() as e:
                 reason = decord_message(e)
         else:
             failures.append(FrameFailure(lo, hi, reason))
-    return failures
+    return failures, frame_size
 
 
 def _gop_spans(path: Path, indices: list[int], start: int, stop: int) -> list[tuple[int, int]]:

@@ -81,6 +81,7 @@ def test_a_range_is_read_from_the_mp4_index(zoo, name: str, window: str):
         assert name.endswith("mkv"), (name, e)  # no packet index: a short range is decord's
         return
     assert np.array_equal(got.frames, truth[wanted])
+    assert got.frame_size == (truth.shape[2], truth.shape[1])  # (width, height) decoded
     if window in ("middle_interval", "the_end") and len(keyframes(path)) > 2:
         # from a keyframe near the range, open intervals too: not from the start
         assert got.packets_fed < n / 2, (name, got.packets_fed, n)
@@ -150,8 +151,9 @@ def test_rotated_video_is_read_by_decord_as_displayed(tmp_path):
     with pytest.raises(NotFastReadable, match="rotation"):
         read_sampled(path, [0, 9], len(frames), identity)
     info = probe(path)
-    assert (info.width, info.height) == (96, 160)
+    assert (info.width, info.height) == (160, 96)  # coded: the probe decodes nothing
     got = read_frames_and_times(path, [0, 9], 32, info, 2**30)
+    assert got.frame_size == (96, 160)  # as displayed
     assert np.array_equal(got.frames, read_with_decord(path, [0, 9], 32, info, 2**30).frames)
 
 

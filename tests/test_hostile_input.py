@@ -320,6 +320,26 @@ def test_damaged_gop_frames_around_it_decode_exactly(tmp_path):
         read_frames(bad, wanted.tolist(), 32, info, 2**20)
 
 
+def test_a_damaged_first_keyframe_costs_only_its_interval(tmp_path):
+    """The header read decodes nothing, so a video whose first keyframe FFmpeg refuses is
+    planned like any other: decoding reports the first interval's frames and keeps the rest,
+    bit for bit (the header read used to decode the first frame, and lost the whole video)."""
+    frames = render_frames(VideoSpec(seconds=4.0, seed=31))
+    good = write_damaged_gop(tmp_path / "good.mp4", frames, damage=False)
+    bad = write_damaged_gop(tmp_path / "bad.mp4", frames, frame=0)
+    info = probe(bad)
+    assert (info.num_frames, info.width, info.height) == (40, 160, 96)
+    wanted = np.arange(0, 40, 3)
+    expected = read_frames_and_times(good, wanted.tolist(), 32, info, 2**20)
+    for chunk_bytes in (2**20, 160 * 96 * 3 * 4):  # one chunk, and chunks of 4 frames
+        got = read_frames_and_times(bad, wanted.tolist(), 32, info, chunk_bytes)
+        decoded = got.decoded()
+        assert not decoded[wanted < 10].any() and decoded[wanted >= 10].all()
+        assert np.array_equal(got.frames[decoded], expected.frames[decoded])
+        assert got.frame_size == (160, 96)
+        assert re.match(r"Invalid data found when processing input", got.failures[0].reason)
+
+
 def test_nothing_hung_or_crashed(hostile):
     every = [e for rows in hostile["errors"].values() for e in rows]
     assert {e["error_type"] for e in every}.isdisjoint({"DecodeTimeout", "DecoderCrashed"})
@@ -386,9 +406,11 @@ def test_rotated_frames_come_out_as_displayed(hostile):
     assert (decoded[0].width, decoded[0].height) == (160, 96)
     upright = np.stack([np.rot90(f.to_ndarray(format="rgb24"), ROTATION // 90) for f in decoded])
     info = probe(path)
-    assert (info.width, info.height) == (96, 160)
+    assert (info.width, info.height) == (160, 96)  # the header's coded size: nothing decoded
     indices = list(range(0, info.num_frames, 3))
-    got = read_frames(path, indices, 32, info, 2**20).astype(np.int16)
+    read = read_frames_and_times(path, indices, 32, info, 2**20)
+    assert read.frame_size == (96, 160)  # as displayed: what the videos table reports
+    got = read.frames.astype(np.int16)
     want = resize_frames(upright[indices], 32).astype(np.int16)
     wrong = resize_frames(np.rot90(upright[indices], 2, axes=(1, 2)), 32).astype(np.int16)
     assert np.abs(got - want).mean() < 3.0

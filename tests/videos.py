@@ -421,15 +421,20 @@ def make_bframe_zoo(directory: str | Path) -> dict[str, Path]:
 
 
 def write_damaged_gop(
-    path: Path, frames: np.ndarray, *, damage: bool = True, preset: str = "ultrafast"
+    path: Path,
+    frames: np.ndarray,
+    *,
+    damage: bool = True,
+    preset: str = "ultrafast",
+    frame: int = DAMAGED_FRAME,
 ) -> Path:
-    """H.264 MP4 with a keyframe every 10 frames whose DAMAGED_FRAME packet has its first NAL
-    length overwritten: FFmpeg refuses that packet, so every read that reaches it fails, while
-    the frames of the other keyframe intervals are intact. `damage=False`: the intact file."""
+    """H.264 MP4 with a keyframe every 10 frames whose `frame` packet has its first NAL length
+    overwritten: FFmpeg refuses that packet, so every read that reaches it fails, while the
+    frames of the other keyframe intervals are intact. `damage=False`: the intact file."""
     _encode(path, frames, keyframe_interval=10, preset=preset)
     if not damage:
         return path
-    pos = _packets(path)[DAMAGED_FRAME].pos
+    pos = _packets(path)[frame].pos
     data = bytearray(path.read_bytes())
     data[pos : pos + 4] = b"\x7f\xff\xff\xff"  # a NAL 2 GB long, in a packet of ~600 bytes
     path.write_bytes(bytes(data))
