@@ -88,6 +88,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--max-actors", type=int, help="upper bound of the inference actor pool")
     p.add_argument(
+        "--cpus-per-task",
+        type=float,
+        help="CPUs Ray reserves per plan and decode task (default: 0.5 beside CPU inference "
+        "actors, whose threads then yield their cores to decoding; 1 beside GPU actors)",
+    )
+    p.add_argument(
         "--torch-threads",
         type=int,
         help="torch threads per CPU inference actor (default: twice --cpus-per-actor, "
@@ -171,6 +177,7 @@ def build_config(args: argparse.Namespace) -> IndexConfig:
             cpus_per_actor=args.cpus_per_actor,
             max_actors=args.max_actors,
             torch_threads=args.torch_threads,
+            cpus_per_task=args.cpus_per_task,
             keep_frame_features=args.keep_frame_features,
             calls_per_actor=args.calls_per_actor,
         ),

@@ -85,10 +85,11 @@ class PlanConfig:
             return 0
         return max(0, min(self.unit_frames, left // (image_size * image_size * 3)))
 
-    def decode_task_options(self) -> dict:
-        """Ray remote args of the decode tasks: one CPU, the memory budget, recycling."""
+    def decode_task_options(self, num_cpus: float = 1.0) -> dict:
+        """Ray remote args of the decode tasks: `num_cpus` (half a CPU beside CPU inference
+        actors: `ray_env.size_inference`), the memory budget, recycling."""
         return {
-            "num_cpus": 1,
+            "num_cpus": num_cpus,
             "memory": self.task_memory_bytes,
             "max_calls": self.guard.recycle_after,
         }
@@ -122,6 +123,10 @@ CPU_BATCH, GPU_BATCH = 8, 32  # clips per forward pass unless --batch-size says 
 # the next batch's input and the last one's output rows are made while the model runs (the
 # model itself still runs one batch at a time); CPU actors have no idle core to do it on
 CPU_CALLS, GPU_CALLS = 1, 2
+# CPUs Ray reserves per plan and decode task beside CPU actors unless --cpus-per-task says
+# otherwise: a node then runs a decode task per core beside the actors, and the actors' threads,
+# at idle priority, compute on what decoding leaves (pipeline.cpu_priority, docs/benchmarks.md)
+CPU_TASK_CPUS = 0.5
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,9 @@ class InferConfig:
     torch_threads: int | None = None
     keep_frame_features: bool = False  # write (T, D) CNN features per clip (clips.frame_features)
     calls_per_actor: int | None = None  # None: 1 on CPU actors, 2 on GPU actors (GPU_CALLS)
+    # CPUs Ray reserves per plan and decode task; None: half a CPU beside CPU actors (whose
+    # threads then yield to decoding: pipeline.cpu_priority), one beside GPU actors
+    cpus_per_task: float | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size is not None and self.batch_size < 1:
@@ -162,6 +170,8 @@ class InferConfig:
             )
         if self.cpus_per_actor <= 0:
             raise ConfigError("--cpus-per-actor must be > 0")
+        if self.cpus_per_task is not None and self.cpus_per_task <= 0:
+            raise ConfigError(f"--cpus-per-task must be > 0 (got {self.cpus_per_task})")
         if self.torch_threads is not None and self.torch_threads < 1:
             raise ConfigError(f"--torch-threads must be >= 1 (got {self.torch_threads})")
 
@@ -169,6 +179,11 @@ class InferConfig:
         """Clips per forward pass on `device` ("cpu" or "cuda"): --batch-size, else the
         device's default."""
         return self.batch_size or (GPU_BATCH if device == "cuda" else CPU_BATCH)
+
+    def task_cpus_for(self, device: str) -> float:
+        """CPUs per plan and decode task beside actors on `device`: --cpus-per-task, else
+        half a CPU beside CPU actors (CPU_TASK_CPUS) and one beside GPU actors."""
+        return self.cpus_per_task or (1.0 if device == "cuda" else CPU_TASK_CPUS)
 
     def calls_for(self, device: str) -> int:
         """Ray Data calls at once per actor on `device`: --calls-per-actor, else the device's

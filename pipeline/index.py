@@ -331,7 +331,9 @@ def streaming_dataset(entries, cfg: IndexConfig, sampling, spec: ModelSpec, run_
     progress counters."""
     plan = PlanVideo(sampling, cfg.plan, cfg.storage, book)
     decode = DecodeUnit(sampling, cfg.plan, cfg.storage, progress=book, book=book)
-    return decode_dataset(entries, PlanTasks(plan, book), decode).map_batches(
+    return decode_dataset(
+        entries, PlanTasks(plan, book), decode, task_cpus=resources.task_cpus
+    ).map_batches(
         ClipInferencer,
         fn_constructor_kwargs={
             "spec": spec,
@@ -341,6 +343,7 @@ def streaming_dataset(entries, cfg: IndexConfig, sampling, spec: ModelSpec, run_
             "progress": book,
             "keep_frame_features": cfg.infer.keep_frame_features,
             "precision": cfg.infer.precision,
+            "idle_priority": resources.idle_priority,
         },
         batch_size=resources.batch_size,
         batch_format="numpy",
@@ -362,17 +365,18 @@ def plan_dataset(entries: list[VideoEntry], plan: PlanTasks, **options) -> ray.d
 
 
 def decode_dataset(
-    entries: list[VideoEntry], plan: PlanTasks, decode: DecodeUnit
+    entries: list[VideoEntry], plan: PlanTasks, decode: DecodeUnit, task_cpus: float = 1.0
 ) -> ray.data.Dataset:
-    """Stages 1 and 2: listed videos -> clip rows with frames.
+    """Stages 1 and 2: listed videos -> clip rows with frames, `task_cpus` per plan and
+    decode task.
 
     Plan tasks group their videos' units into decode tasks (`plan.group_units`); each decode
     task becomes its own block (a streaming repartition), so one long video's units spread
-    over many decode tasks. The plan step takes the decode step's options (fused with it)."""
+    over many decode tasks."""
     return (
-        plan_dataset(entries, plan)
+        plan_dataset(entries, plan, num_cpus=task_cpus)
         .repartition(target_num_rows_per_block=1)
-        .flat_map(DecodeUnits(decode), **decode.plan.decode_task_options())
+        .flat_map(DecodeUnits(decode), **decode.plan.decode_task_options(task_cpus))
     )
 
 

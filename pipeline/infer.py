@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline import schema
+from pipeline.cpu_priority import IdlePriority
 from pipeline.faults import crash_point
 from pipeline.gc_pause import paused_gc
 from pipeline.model_source import ModelSpec, load_model
@@ -68,13 +69,14 @@ class ClipInferencer:
         progress=None,
         keep_frame_features: bool = False,
         precision: str = "auto",
+        idle_priority: bool = False,
     ):
-        with paused_gc():  # torch's import and the model's build: see pipeline.gc_pause
-            import torch
-
-            torch.set_num_threads(max(1, threads))
-            model = load_model(spec)
-        self.torch = torch
+        # on CPU actors, the threads that compute yield their cores to decoding once the
+        # model is built (pipeline.cpu_priority); the build itself keeps its priority
+        self.priority = IdlePriority(idle_priority and device == "cpu")
+        with self.priority.started():
+            model = self._build(spec, threads)
+        torch = self.torch
         self.device = torch.device(device)
         self.dtype = compute_dtype(self.device, precision)
         self._staging = None  # pinned host buffer for batches bound for the GPU
@@ -84,10 +86,6 @@ class ClipInferencer:
             torch.backends.cudnn.benchmark = True
         # channels_last on every device: oneDNN's CPU convolutions ran 1.3-2.9x faster with it
         # here (resnet18, small_cnn, mobilenet; docs/benchmarks.md), cuDNN's tensor cores want it
-        with torch.inference_mode():  # the embedding sizes, for null rows: learnt on the CPU,
-            probe = torch.zeros(1, 1, 3, 32, 32)  # so that cuDNN does not autotune this shape
-            self.dim = int(model(probe)[0].shape[1])
-            self.frame_dim = int(model.encode_frames(probe).shape[2])
         self.model = model.to(self.device).to(memory_format=torch.channels_last)
         self.labels = np.asarray(spec.labels, dtype=object)
         self.mean = torch.tensor(spec.mean, device=self.device).view(1, 3, 1, 1)
@@ -96,6 +94,22 @@ class ClipInferencer:
         self.progress = progress  # the run's RunBook actor (ProgressTracker methods), or None
         self.keep_frame_features = keep_frame_features
         self.topk = min(topk, len(spec.labels))
+
+    def _build(self, spec: ModelSpec, threads: int):
+        """torch's import and the model's build (collector paused: pipeline.gc_pause), then
+        a first forward pass on the CPU (which starts torch's threads): the sizes of the
+        embeddings, for null rows, learnt before cuDNN could autotune this shape."""
+        with paused_gc():
+            import torch
+
+            torch.set_num_threads(max(1, threads))
+            model = load_model(spec)
+        self.torch = torch
+        with torch.inference_mode():
+            probe = torch.zeros(1, 1, 3, 32, 32)
+            self.dim = int(model(probe)[0].shape[1])
+            self.frame_dim = int(model.encode_frames(probe).shape[2])
+        return model
 
     def _to_device(self, frames: np.ndarray):
         """uint8 frames -> a tensor on the device. On a GPU: one host copy into a pinned buffer
@@ -149,6 +163,7 @@ class ClipInferencer:
         return emb.float().cpu().numpy(), probs, kept
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        self.priority.adopt()
         n = len(batch["video_uri"])
         crash_point("infer", " ".join(map(str, batch["video_uri"])))
         ok = np.asarray([e == "" for e in batch["error_stage"]], dtype=bool)

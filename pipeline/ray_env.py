@@ -67,6 +67,8 @@ class InferenceResources:
     max_actors: int
     batch_size: int  # clips per forward pass
     calls_per_actor: int = 1  # Ray Data calls in flight inside one actor (InferConfig.calls_for)
+    task_cpus: float = 1.0  # CPUs per plan and decode task (InferConfig.task_cpus_for)
+    idle_priority: bool = False  # the actors' compute threads yield to decoding (cpu_priority)
 
     def actor_pool(self) -> ray.data.ActorPoolStrategy:
         """Ray Data's actor pool for these actors. With several calls per actor, Ray Data
@@ -96,6 +98,10 @@ def size_inference(cfg: InferConfig, cpus: int, gpus: int) -> InferenceResources
     device = cfg.device
     if device == "auto":
         device = "cuda" if gpus > 0 else "cpu"
+    if cfg.task_cpus_for(device) > cpus:
+        raise ConfigError(
+            f"--cpus-per-task {cfg.task_cpus_for(device)} is more than the cluster's {cpus} CPUs"
+        )
     if device == "cuda":
         if gpus == 0:
             log.warning("--device cuda but no GPU in the cluster yet: actors wait for GPU nodes")
@@ -109,16 +115,18 @@ def size_inference(cfg: InferConfig, cpus: int, gpus: int) -> InferenceResources
             max_actors,
             cfg.batch_for("cuda"),
             cfg.calls_for("cuda"),
+            cfg.task_cpus_for("cuda"),
         )
     if cfg.cpus_per_actor > cpus:
         raise ConfigError(
             f"--cpus-per-actor {cfg.cpus_per_actor} is more than the cluster's {cpus} CPUs"
         )
     max_actors = cfg.max_actors or max(1, int(cpus // (2 * cfg.cpus_per_actor)))
-    # Ray reserves cpus_per_actor; torch may run more threads, which the OS then shares with
-    # decode: inference soaks up the cores decode leaves idle (measured: docs/benchmarks.md).
+    # Ray reserves cpus_per_actor; torch runs more threads, and decode tasks reserve half a
+    # CPU: the OS shares the cores, decoding first (the actors' threads at idle priority), and
+    # inference soaks up what decoding leaves (measured: docs/benchmarks.md).
     threads = cfg.torch_threads or 2 * max(1, int(cfg.cpus_per_actor))
     return InferenceResources(
         "cpu", 0.0, cfg.cpus_per_actor, threads, max_actors, cfg.batch_for("cpu"),
-        cfg.calls_for("cpu"),
+        cfg.calls_for("cpu"), cfg.task_cpus_for("cpu"), idle_priority=True,
     )  # fmt: skip

@@ -233,10 +233,10 @@ def test_run_record_and_summary(zoo):
     assert record["model_version"] == zoo["summary"].model_version
     assert record["sampling"]["fps"] == SAMPLING.fps
     # how inference ran: the CPU defaults on this 2-CPU Ray (one actor, twice its CPU in threads,
-    # one Ray Data call at a time)
+    # one Ray Data call at a time, at idle priority beside decode tasks of half a CPU)
     assert record["inference"] == {
         "device": "cpu", "num_gpus": 0.0, "num_cpus": 1.0, "threads": 2, "max_actors": 1,
-        "batch_size": 8, "calls_per_actor": 1,
+        "batch_size": 8, "calls_per_actor": 1, "task_cpus": 0.5, "idle_priority": True,
     }  # fmt: skip
     assert record["cluster"] == {"CPU": 2.0, "GPU": 0, "nodes": 1}
     assert zoo["summary"].counts["processed"] == n_good
@@ -527,6 +527,7 @@ def test_cli_path_like_run_id_exits_2(cli, tmp_path: Path):
         (["--gpus-per-actor", "0"], "--gpus-per-actor"),
         (["--gpus-per-actor", "2"], "--gpus-per-actor"),
         (["--calls-per-actor", "0"], "--calls-per-actor"),
+        (["--cpus-per-task", "0"], "--cpus-per-task"),
     ],
 )
 def test_cli_bad_gpu_flags_exit_2(cli, tmp_path: Path, flags: list[str], named: str):
@@ -561,6 +562,14 @@ def test_gpu_actor_sizing(ray_local, caplog):
     )  # flags win
     cpu = inference_resources(InferConfig(device="auto", gpus_per_actor=0.5))
     assert (cpu.device, cpu.num_gpus, cpu.batch_size, cpu.calls_per_actor) == ("cpu", 0.0, 8, 1)
+    # beside GPU actors a decode task takes a CPU; beside CPU actors half of one, and the
+    # actors' threads yield to decoding (pipeline.cpu_priority)
+    assert (res.task_cpus, res.idle_priority) == (1.0, False)
+    assert (cpu.task_cpus, cpu.idle_priority) == (0.5, True)
+    whole = inference_resources(InferConfig(device="cpu", cpus_per_task=1))
+    assert (whole.task_cpus, whole.idle_priority) == (1.0, True)
+    with pytest.raises(ConfigError, match="--cpus-per-task 3"):  # this Ray has 2 CPUs
+        inference_resources(InferConfig(device="cpu", cpus_per_task=3))
 
 
 def test_cli_reusing_a_committed_run_id_exits_2_and_touches_nothing(cli, zoo):
