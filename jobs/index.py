@@ -91,7 +91,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--cpus-per-task",
         type=float,
         help="CPUs Ray reserves per plan and decode task (default: 0.5 beside CPU inference "
-        "actors, whose threads then yield their cores to decoding; 1 beside GPU actors)",
+        "actors, whose threads then yield their cores to decoding; 1 beside GPU actors). "
+        "1 or more keeps CPU actors at their normal priority",
     )
     p.add_argument(
         "--torch-threads",

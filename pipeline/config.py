@@ -149,7 +149,8 @@ class InferConfig:
     keep_frame_features: bool = False  # write (T, D) CNN features per clip (clips.frame_features)
     calls_per_actor: int | None = None  # None: 1 on CPU actors, 2 on GPU actors (GPU_CALLS)
     # CPUs Ray reserves per plan and decode task; None: half a CPU beside CPU actors (whose
-    # threads then yield to decoding: pipeline.cpu_priority), one beside GPU actors
+    # threads then yield to decoding: pipeline.cpu_priority), one beside GPU actors. Below
+    # one CPU, CPU actors run at idle priority; at one or more they keep their priority
     cpus_per_task: float | None = None
 
     def __post_init__(self) -> None:

@@ -123,10 +123,12 @@ def size_inference(cfg: InferConfig, cpus: int, gpus: int) -> InferenceResources
         )
     max_actors = cfg.max_actors or max(1, int(cpus // (2 * cfg.cpus_per_actor)))
     # Ray reserves cpus_per_actor; torch runs more threads, and decode tasks reserve half a
-    # CPU: the OS shares the cores, decoding first (the actors' threads at idle priority), and
-    # inference soaks up what decoding leaves (measured: docs/benchmarks.md).
+    # CPU: the OS shares the cores, decoding first (the actors' threads at idle priority, which
+    # makes the overlap safe: with whole-CPU tasks they keep theirs), and inference soaks up
+    # what decoding leaves (measured: docs/benchmarks.md).
     threads = cfg.torch_threads or 2 * max(1, int(cfg.cpus_per_actor))
+    task_cpus = cfg.task_cpus_for("cpu")
     return InferenceResources(
         "cpu", 0.0, cfg.cpus_per_actor, threads, max_actors, cfg.batch_for("cpu"),
-        cfg.calls_for("cpu"), cfg.task_cpus_for("cpu"), idle_priority=True,
+        cfg.calls_for("cpu"), task_cpus, idle_priority=task_cpus < 1,
     )  # fmt: skip

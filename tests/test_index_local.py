@@ -566,8 +566,8 @@ def test_gpu_actor_sizing(ray_local, caplog):
     # actors' threads yield to decoding (pipeline.cpu_priority)
     assert (res.task_cpus, res.idle_priority) == (1.0, False)
     assert (cpu.task_cpus, cpu.idle_priority) == (0.5, True)
-    whole = inference_resources(InferConfig(device="cpu", cpus_per_task=1))
-    assert (whole.task_cpus, whole.idle_priority) == (1.0, True)
+    whole = inference_resources(InferConfig(device="cpu", cpus_per_task=1))  # as before
+    assert (whole.task_cpus, whole.idle_priority) == (1.0, False)
     with pytest.raises(ConfigError, match="--cpus-per-task 3"):  # this Ray has 2 CPUs
         inference_resources(InferConfig(device="cpu", cpus_per_task=3))
 
