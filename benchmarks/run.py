@@ -80,10 +80,11 @@ QUICK = Profile(
 # except where a measured knob setting is better on this machine.
 OURS_KNOBS: dict[str, str] = {}
 # Not in the sweep: `--cpus-per-actor 2` on 2 cores hangs (the actor holds both CPUs and the
-# decode tasks, num_cpus=1, never start), and `--unit-frames` changes nothing on 10 s videos
+# decode tasks never start), and `--unit-frames` changes nothing on 10 s videos
 # (20 sampled frames: one unit per video whatever the value). See docs/benchmarks.md.
 KNOB_VARIANTS: dict[str, dict[str, str]] = {
-    "defaults: batch 8, 1 actor x 1 CPU, 2 torch threads": {},
+    "defaults: batch 8, 1 actor x 1 CPU, 2 torch threads, tasks of 0.5 CPU": {},
+    "tasks of 1 CPU, actor at normal priority": {"--cpus-per-task": "1"},
     "1 torch thread (the CPU Ray reserves)": {"--torch-threads": "1"},
     "2 actors x 0.5 CPU": {"--cpus-per-actor": "0.5", "--max-actors": "2"},
     "2 actors x 1 CPU": {"--max-actors": "2"},
