@@ -5,7 +5,7 @@ node runs as many decode tasks as it has cores and inference runs on what they l
 to cost nothing, inference must be the one that waits: a `SCHED_IDLE` thread runs only where
 no ordinary thread wants the core. Decode tasks then never queue behind torch's threads, and
 backpressure (Ray Data stops decoding while the actors' input is full) hands the cores back to
-inference. On 2 cores the steady rate went from ~166 to ~204 sampled frames/s
+inference. On 2 cores the steady rate went from ~166 to 187-204 sampled frames/s
 (docs/benchmarks.md). Ray's own threads in the actor keep their priority: only the threads
 that compute are lowered. Elsewhere than Linux this does nothing."""
 
