@@ -54,6 +54,9 @@ log = logging.getLogger("reelay.index")
 
 CLIP_FILE_BYTES = 256 * 2**20  # in memory; clips files then hold ~100k rows (zstd, 512-d)
 DRIVER_SUMS_BYTES = 2**30  # per-video sums merged on the driver up to this size (float64)
+# clip results per write and summary task: the results come in inference batches (8 clips
+# each on CPU actors), and a Ray task per batch cost more than its rows' work
+RESULT_ROWS_PER_TASK = 4096
 
 
 @dataclass
@@ -389,7 +392,9 @@ def write_tables(results, entries: list[VideoEntry], out: RunOutput, spec: Model
     indexed_at = datetime.now(UTC)
     sums, failures, totals = None, [], dict.fromkeys(WORK_COUNTS, 0)
     if results is not None:
-        clips = results.map_batches(tables.clip_rows, batch_format="pyarrow")
+        clips = results.map_batches(
+            tables.clip_rows, batch_format="pyarrow", batch_size=RESULT_ROWS_PER_TASK
+        )
         clips.write_parquet(
             out.staging(schema.CLIPS),
             filesystem=storage.arrow_filesystem(out.output_uri, out.storage),
@@ -428,7 +433,9 @@ def summarize(results, num_videos: int, spec: ModelSpec) -> tuple[pa.Table | Non
     Blocks are summed in Ray tasks. The driver merges the sums when they fit in
     DRIVER_SUMS_BYTES (no shuffle: a groupby costs seconds even on small runs); beyond that,
     a Ray Data groupby merges them and only the merged rows come back."""
-    summary = results.map_batches(block_summary, batch_format="pyarrow", batch_size=None)
+    summary = results.map_batches(
+        block_summary, batch_format="pyarrow", batch_size=RESULT_ROWS_PER_TASK
+    )
     width = spec.embedding_dim + len(spec.labels)
     if num_videos * width * 8 <= DRIVER_SUMS_BYTES:
         table = collect(summary)
