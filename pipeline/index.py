@@ -54,9 +54,9 @@ log = logging.getLogger("reelay.index")
 
 CLIP_FILE_BYTES = 256 * 2**20  # in memory; clips files then hold ~100k rows (zstd, 512-d)
 DRIVER_SUMS_BYTES = 2**30  # per-video sums merged on the driver up to this size (float64)
-# clip results per write and summary task: the results come in inference batches (8 clips
-# each on CPU actors), and a Ray task per batch cost more than its rows' work
-RESULT_ROWS_PER_TASK = 4096
+# clip results per write and summary task, in bytes: the results come in inference batches (8
+# clips each on CPU actors), and a Ray task per batch cost more than its rows' work
+RESULT_TASK_BYTES = 64 * 2**20
 
 
 @dataclass
@@ -392,8 +392,9 @@ def write_tables(results, entries: list[VideoEntry], out: RunOutput, spec: Model
     indexed_at = datetime.now(UTC)
     sums, failures, totals = None, [], dict.fromkeys(WORK_COUNTS, 0)
     if results is not None:
+        rows_per_task = result_rows_per_task(results)
         clips = results.map_batches(
-            tables.clip_rows, batch_format="pyarrow", batch_size=RESULT_ROWS_PER_TASK
+            tables.clip_rows, batch_format="pyarrow", batch_size=rows_per_task
         )
         clips.write_parquet(
             out.staging(schema.CLIPS),
@@ -401,7 +402,7 @@ def write_tables(results, entries: list[VideoEntry], out: RunOutput, spec: Model
             min_bytes_per_file=CLIP_FILE_BYTES,
             **parquet_args(),
         )
-        sums, failures, totals = summarize(results, len(entries), spec)
+        sums, failures, totals = summarize(results, len(entries), spec, rows_per_task)
     labelled = dict(model_version=spec.model_version, run_id=out.run_id, indexed_at=indexed_at)
     ok_uris = set(sums["video_uri"].to_pylist()) if sums is not None else set()
     videos = []
@@ -426,16 +427,24 @@ def write_tables(results, entries: list[VideoEntry], out: RunOutput, spec: Model
     return {"failed": failed, "clips": num_clips, "errors": len(failures), **totals}
 
 
-def summarize(results, num_videos: int, spec: ModelSpec) -> tuple[pa.Table | None, list, dict]:
+def result_rows_per_task(results: ray.data.MaterializedDataset) -> int:
+    """Clip results per write and summary task: about RESULT_TASK_BYTES of them (a row with
+    per-frame features kept is tens of times wider), from the blocks' metadata."""
+    rows = results.count()
+    return max(1, RESULT_TASK_BYTES // max(1, results.size_bytes() // max(1, rows)))
+
+
+def summarize(
+    results, num_videos: int, spec: ModelSpec, rows_per_task: int | None = None
+) -> tuple[pa.Table | None, list, dict]:
     """Per-video sums (one row per video), the failed units' error rows, and the run's
     planned frames and work units, from the results.
 
-    Blocks are summed in Ray tasks. The driver merges the sums when they fit in
-    DRIVER_SUMS_BYTES (no shuffle: a groupby costs seconds even on small runs); beyond that,
-    a Ray Data groupby merges them and only the merged rows come back."""
-    summary = results.map_batches(
-        block_summary, batch_format="pyarrow", batch_size=RESULT_ROWS_PER_TASK
-    )
+    Results are summed in Ray tasks of `rows_per_task` rows (None: a task per block). The
+    driver merges the sums when they fit in DRIVER_SUMS_BYTES (no shuffle: a groupby costs
+    seconds even on small runs); beyond that, a Ray Data groupby merges them and only the
+    merged rows come back."""
+    summary = results.map_batches(block_summary, batch_format="pyarrow", batch_size=rows_per_task)
     width = spec.embedding_dim + len(spec.labels)
     if num_videos * width * 8 <= DRIVER_SUMS_BYTES:
         table = collect(summary)
