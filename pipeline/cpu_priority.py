@@ -24,7 +24,7 @@ SUPPORTED = hasattr(os, "SCHED_IDLE") and os.path.isdir("/proc/self/task")
 
 def thread_ids() -> set[int]:
     """The native ids of this process's threads."""
-    return {int(t) for t in os.listdir("/proc/self/task")} if SUPPORTED else set()
+    return {int(t) for t in os.listdir("/proc/self/task")}
 
 
 def lower_to_idle(tids: set[int]) -> set[int]:

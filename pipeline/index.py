@@ -435,12 +435,12 @@ def result_rows_per_task(results: ray.data.MaterializedDataset) -> int:
 
 
 def summarize(
-    results, num_videos: int, spec: ModelSpec, rows_per_task: int | None = None
+    results, num_videos: int, spec: ModelSpec, rows_per_task: int
 ) -> tuple[pa.Table | None, list, dict]:
     """Per-video sums (one row per video), the failed units' error rows, and the run's
     planned frames and work units, from the results.
 
-    Results are summed in Ray tasks of `rows_per_task` rows (None: a task per block). The
+    Results are summed in Ray tasks of `rows_per_task` rows (`result_rows_per_task`). The
     driver merges the sums when they fit in DRIVER_SUMS_BYTES (no shuffle: a groupby costs
     seconds even on small runs); beyond that, a Ray Data groupby merges them and only the
     merged rows come back."""

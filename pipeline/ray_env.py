@@ -98,10 +98,9 @@ def size_inference(cfg: InferConfig, cpus: int, gpus: int) -> InferenceResources
     device = cfg.device
     if device == "auto":
         device = "cuda" if gpus > 0 else "cpu"
-    if cfg.task_cpus_for(device) > cpus:
-        raise ConfigError(
-            f"--cpus-per-task {cfg.task_cpus_for(device)} is more than the cluster's {cpus} CPUs"
-        )
+    task_cpus = cfg.task_cpus_for(device)
+    if task_cpus > cpus:
+        raise ConfigError(f"--cpus-per-task {task_cpus} is more than the cluster's {cpus} CPUs")
     if device == "cuda":
         if gpus == 0:
             log.warning("--device cuda but no GPU in the cluster yet: actors wait for GPU nodes")
@@ -115,7 +114,7 @@ def size_inference(cfg: InferConfig, cpus: int, gpus: int) -> InferenceResources
             max_actors,
             cfg.batch_for("cuda"),
             cfg.calls_for("cuda"),
-            cfg.task_cpus_for("cuda"),
+            task_cpus,
         )
     if cfg.cpus_per_actor > cpus:
         raise ConfigError(
@@ -127,7 +126,6 @@ def size_inference(cfg: InferConfig, cpus: int, gpus: int) -> InferenceResources
     # makes the overlap safe: with whole-CPU tasks they keep theirs), and inference soaks up
     # what decoding leaves (measured: docs/benchmarks.md).
     threads = cfg.torch_threads or 2 * max(1, int(cfg.cpus_per_actor))
-    task_cpus = cfg.task_cpus_for("cpu")
     return InferenceResources(
         "cpu", 0.0, cfg.cpus_per_actor, threads, max_actors, cfg.batch_for("cpu"),
         cfg.calls_for("cpu"), task_cpus, idle_priority=task_cpus < 1,

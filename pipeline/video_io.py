@@ -320,7 +320,7 @@ def read_with_decord(
         try:
             reader = reader or open_reader(path)
             batch = reader.get_batch(indices[start:stop]).asnumpy()  # (n, H, W, 3)
-            frame_size = frame_size or (int(batch.shape[2]), int(batch.shape[1]))
+            frame_size = frame_size or _batch_frame_size(batch)
             out[start:stop] = resize_frames(batch, size)
             continue
         except decord_errors():
@@ -332,6 +332,11 @@ def read_with_decord(
     if failures and failures[0].start == 0 and failures[0].stop == len(indices):
         raise _undecodable(indices, failures[0], native)
     return DecodedFrames(out, times, tuple(failures), frame_size=frame_size)
+
+
+def _batch_frame_size(batch: np.ndarray) -> tuple[int, int]:
+    """(width, height) of a decord batch, (n, H, W, 3)."""
+    return int(batch.shape[2]), int(batch.shape[1])
 
 
 def _salvage(
@@ -346,7 +351,7 @@ def _salvage(
         for _ in range(DECODE_ATTEMPTS):
             try:
                 batch = open_reader(path).get_batch(indices[lo:hi]).asnumpy()
-                frame_size = frame_size or (int(batch.shape[2]), int(batch.shape[1]))
+                frame_size = frame_size or _batch_frame_size(batch)
                 out[lo:hi] = resize_frames(batch, size)
                 break
             except decord_errors() as e:
