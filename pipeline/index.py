@@ -44,7 +44,7 @@ from pipeline.guard import open_book
 from pipeline.infer import ClipInferencer
 from pipeline.ledger import committed_runs, ledger_table, read_ledger, select_videos
 from pipeline.listing import VIDEO_EXTENSIONS, VideoEntry, list_videos
-from pipeline.model_source import ModelSpec, resolve_model
+from pipeline.model_source import ModelRecipe, ModelSpec, build_recipe, resolve_model
 from pipeline.output import RunOutput, parquet_args, recover
 from pipeline.plan import PlanTasks, PlanVideo
 from pipeline.progress import ProgressLog, RunBook
@@ -119,8 +119,12 @@ def _run(cfg: IndexConfig, actors: ExitStack) -> RunSummary:
     run_id = cfg.run_id or new_run_id(started)
     out = RunOutput(cfg.output_uri, run_id, started.strftime("%Y-%m-%d"), cfg.storage)
     watch = Stopwatch()
-    # torch's import and the model build (~2 s) run beside the listing and Ray's start-up
-    model = in_background(resolve_model_paused, cfg)
+    selecting = cfg.mode.incremental or cfg.mode.retry_errors
+    # a plain run's inference actors build the model from its recipe and report its spec;
+    # a driver that needs the model first (a checkpoint's sampling, the ledger's model
+    # version, a dry run) builds it beside the listing and Ray's start-up (torch: ~2 s)
+    recipe = None if cfg.mode.dry_run or selecting else ModelRecipe.of(cfg)
+    model = None if recipe else in_background(resolve_model_paused, cfg)
     if not cfg.mode.dry_run:
         out.check_writable()
         recover(cfg.output_uri, cfg.storage)  # settle crashed runs before reading the ledger
@@ -140,12 +144,16 @@ def _run(cfg: IndexConfig, actors: ExitStack) -> RunSummary:
             ", ".join(sorted(VIDEO_EXTENSIONS)),
         )
     watch.lap("list")
-    selecting = cfg.mode.incremental or cfg.mode.retry_errors
-    book = None  # the run's RunBook: its process starts beside the model's build
+    book = None  # the run's RunBook: its process starts as soon as Ray has started
     if listed and not selecting:
         ensure_ray()  # Ray starts only when there is work: a bad input fails without it
         book = start_book(cfg, actors)
-    spec, sampling = model.result()
+    if recipe is not None and listed:
+        spec, sampling = recipe, cfg.sampling  # resolved by the actors (decode_and_infer)
+    elif recipe is not None:  # an empty run's record still names its model
+        spec, sampling = resolve_model_paused(cfg)
+    else:
+        spec, sampling = model.result()
     entries, skipped = listed, 0
     if selecting:  # the ledger is read per model version: it needs the model first
         selection = select_videos(
@@ -177,10 +185,10 @@ def _run(cfg: IndexConfig, actors: ExitStack) -> RunSummary:
     # 1. plan (CPU tasks) + 2. decode (CPU tasks) + 3. infer (actors), one streaming pipeline;
     # its results are materialized without frames
     out.clear_staging()  # a crashed earlier attempt of this run_id must not leave duplicates
-    results, progress, inference = (
+    results, progress, inference, spec = (
         decode_and_infer(entries, cfg, sampling, spec, run_id, book)
         if entries
-        else (None, {}, None)
+        else (None, {}, None, spec)
     )
     watch.lap("decode_infer")
 
@@ -246,6 +254,12 @@ def resolve_model_paused(cfg: IndexConfig):
         return resolve_model(cfg)
 
 
+def resolve_model_paused_recipe(recipe: ModelRecipe) -> ModelSpec:
+    """`build_recipe`'s spec, with the garbage collector paused (as `resolve_model_paused`)."""
+    with paused_gc():
+        return build_recipe(recipe)[1]
+
+
 def write_report(cfg: IndexConfig, run_id: str) -> str | None:
     """The committed run's report (report.html, PNGs, metrics.prom under _runs/<run_id>/).
 
@@ -303,19 +317,27 @@ def start_book(cfg: IndexConfig, actors: ExitStack):
 
 
 def decode_and_infer(
-    entries: list[VideoEntry], cfg: IndexConfig, sampling, spec: ModelSpec, run_id: str, book
-) -> tuple[ray.data.MaterializedDataset, dict, InferenceResources]:
+    entries: list[VideoEntry],
+    cfg: IndexConfig,
+    sampling,
+    spec: ModelSpec | ModelRecipe,
+    run_id: str,
+    book,
+) -> tuple[ray.data.MaterializedDataset, dict, InferenceResources, ModelSpec]:
     """Stages 1 to 3 as one streaming Ray Data pipeline; the result holds no frames. `book`
     is the run's RunBook (`start_book`).
 
-    Also returns the progress seen on the way (a timeline and the slowest videos to decode)
-    and the inference actors the run was sized for."""
+    Also returns the progress seen on the way (a timeline and the slowest videos to decode),
+    the inference actors the run was sized for, and the model's spec: `spec` itself, or the
+    one the actors resolved from a recipe."""
     resources = inference_resources(cfg.infer)
     with ProgressLog(book, len(entries), cfg.progress_interval_s) as progress:
         results = streaming_dataset(
             entries, cfg, sampling, spec, run_id, resources, book
         ).materialize()
-        slowest, readers = ray.get([book.slowest.remote(), book.reader_counts.remote()])
+        slowest, readers, built = ray.get(
+            [book.slowest.remote(), book.reader_counts.remote(), book.models_built.remote()]
+        )
     return (
         results,
         {
@@ -324,11 +346,35 @@ def decode_and_infer(
             "readers": readers,
         },
         resources,
+        spec if isinstance(spec, ModelSpec) else built_spec(spec, built),
     )
 
 
-def streaming_dataset(entries, cfg: IndexConfig, sampling, spec: ModelSpec, run_id: str,
-                      resources: InferenceResources, book) -> ray.data.Dataset:  # fmt: skip
+def built_spec(recipe: ModelRecipe, built: list[ModelSpec]) -> ModelSpec:
+    """The spec the inference actors resolved from `recipe`; every actor must have built the
+    same weights (a seeded build differs across torch versions, so across mixed nodes)."""
+    versions = sorted({s.model_version for s in built})
+    if len(versions) > 1:
+        raise RuntimeError(
+            f"the inference actors built different models from one recipe ({', '.join(versions)}"
+            "): the cluster's nodes differ in torch or torchvision; install the same versions "
+            "everywhere, or index with a --checkpoint"
+        )
+    if built:
+        return built[0]
+    log.warning("no inference actor reported its model; resolving it on the driver")
+    return resolve_model_paused_recipe(recipe)
+
+
+def streaming_dataset(
+    entries,
+    cfg: IndexConfig,
+    sampling,
+    spec: ModelSpec | ModelRecipe,
+    run_id: str,
+    resources: InferenceResources,
+    book,
+) -> ray.data.Dataset:
     """Plan and decode (CPU tasks, guarded; several small units per task), then infer (actor
     pool, sized by `resources`). `book` is the run's RunBook: the guard's record and the
     progress counters."""

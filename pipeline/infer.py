@@ -10,12 +10,13 @@ import warnings
 
 import numpy as np
 import pyarrow as pa
+import ray
 
 from pipeline import schema
 from pipeline.cpu_priority import IdlePriority
 from pipeline.faults import crash_point
 from pipeline.gc_pause import paused_gc
-from pipeline.model_source import ModelSpec, load_model
+from pipeline.model_source import ModelRecipe, ModelSpec, build_recipe, load_model
 from pipeline.rows import ERROR_FIELDS
 
 PASS_THROUGH = (
@@ -57,11 +58,14 @@ def compute_dtype(device, precision: str):
 
 
 class ClipInferencer:
-    """Ray Data callable class: a numpy batch of clip rows -> an Arrow table of results."""
+    """Ray Data callable class: a numpy batch of clip rows -> an Arrow table of results.
+
+    `spec` is a resolved ModelSpec, or a ModelRecipe that this actor builds and resolves
+    itself; it then reports the spec to `progress` (the run's RunBook: `model_built`)."""
 
     def __init__(
         self,
-        spec: ModelSpec,
+        spec: ModelSpec | ModelRecipe,
         device: str,
         threads: int,
         run_id: str,
@@ -75,7 +79,9 @@ class ClipInferencer:
         # model is built (pipeline.cpu_priority); the build itself keeps its priority
         self.priority = IdlePriority(idle_priority and device == "cpu")
         with self.priority.started():
-            model = self._build(spec, threads)
+            model, spec = self._build(spec, threads)
+        if progress is not None and self.built_from_recipe:  # waited for: the driver asks
+            ray.get(progress.model_built.remote(spec))  # after the results, from another process
         torch = self.torch
         self.device = torch.device(device)
         self.dtype = compute_dtype(self.device, precision)
@@ -95,21 +101,26 @@ class ClipInferencer:
         self.keep_frame_features = keep_frame_features
         self.topk = min(topk, len(spec.labels))
 
-    def _build(self, spec: ModelSpec, threads: int):
+    def _build(self, spec: ModelSpec | ModelRecipe, threads: int):
         """torch's import and the model's build (collector paused: pipeline.gc_pause), then
         a first forward pass on the CPU (which starts torch's threads): the sizes of the
-        embeddings, for null rows, learnt before cuDNN could autotune this shape."""
+        embeddings, for null rows, learnt before cuDNN could autotune this shape. Returns
+        the model and its resolved spec."""
+        self.built_from_recipe = isinstance(spec, ModelRecipe)
         with paused_gc():
             import torch
 
             torch.set_num_threads(max(1, threads))
-            model = load_model(spec)
+            if self.built_from_recipe:
+                model, spec = build_recipe(spec)
+            else:
+                model = load_model(spec)
         self.torch = torch
         with torch.inference_mode():
             probe = torch.zeros(1, 1, 3, 32, 32)
             self.dim = int(model(probe)[0].shape[1])
             self.frame_dim = int(model.encode_frames(probe).shape[2])
-        return model
+        return model, spec
 
     def _to_device(self, frames: np.ndarray):
         """uint8 frames -> a tensor on the device. On a GPU: one host copy into a pinned buffer

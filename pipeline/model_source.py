@@ -1,8 +1,10 @@
 """Where the index job's model comes from: a training checkpoint, or a seeded/pretrained build.
 
-The driver resolves a `ModelSpec` once (labels, sampling, model_version); every inference actor
-rebuilds the same model from it. torch is imported by the functions that build a model, not by
-this module: the index job's driver imports it in a thread beside Ray's start-up.
+A `ModelSpec` (labels, model_version, embedding size) is resolved once, where the model is first
+built: by the driver when it needs the model before the pipeline (a checkpoint's sampling, the
+ledger of an incremental run, a dry run), and otherwise by the index job's inference actors from a
+`ModelRecipe`, so that a plain run's driver never imports torch. torch is imported by the
+functions that build a model, not by this module.
 """
 
 from __future__ import annotations
@@ -37,6 +39,20 @@ class ModelSpec:
     storage: StorageConfig = StorageConfig()
 
 
+@dataclass(frozen=True)
+class ModelRecipe:
+    """A seeded or pretrained build (no checkpoint), not built yet: `build_recipe` makes the
+    model and its `ModelSpec` wherever it runs. Its sampling is the flags' own."""
+
+    model: ModelConfig
+    seed: int = 0
+
+    @classmethod
+    def of(cls, cfg: IndexConfig) -> ModelRecipe | None:
+        """The recipe of a run without a checkpoint; None for a checkpoint's run."""
+        return None if cfg.checkpoint_uri else cls(cfg.model, cfg.seed)
+
+
 def resolve_checkpoint_uri(uri: str, storage_cfg: StorageConfig) -> str:
     """A checkpoint file, or a training run's folder holding best.pt."""
     fs = storage.filesystem(uri, storage_cfg)
@@ -66,6 +82,7 @@ def resolve_model(cfg: IndexConfig) -> tuple[ModelSpec, SamplingConfig]:
         uri = resolve_checkpoint_uri(cfg.checkpoint_uri, cfg.storage)
         try:
             ckpt = read_checkpoint(uri, cfg.storage)
+            dim = ckpt.embedding_dim  # the model is built by the inference actors only
         except ValueError as e:  # not a checkpoint, tampered, or pickled code: refused
             raise ConfigError(f"--checkpoint {storage.redact(uri)}: {e}") from e
         sampling = SamplingConfig.from_dict({**cfg.sampling.to_dict(), **ckpt.sampling})
@@ -73,28 +90,33 @@ def resolve_model(cfg: IndexConfig) -> tuple[ModelSpec, SamplingConfig]:
             ckpt.model,
             tuple(ckpt.labels),
             f"ckpt-{ckpt.model_version}",
-            ckpt.build_model().temporal.out_dim,
+            dim,
             tuple(ckpt.normalization["mean"]),
             tuple(ckpt.normalization["std"]),
             checkpoint_uri=uri,
             storage=cfg.storage,
         )
         return spec, sampling
+    _, spec = build_recipe(ModelRecipe.of(cfg))
+    return spec, cfg.sampling
+
+
+def build_recipe(recipe: ModelRecipe):
+    """The recipe's model (eval mode) and its spec: model_version hashes the built weights."""
     try:
-        model, labels = _build_untrained(cfg.model, cfg.seed)
+        model, labels = _build_untrained(recipe.model, recipe.seed)
     except RuntimeError as e:  # pretrained weights not in the local cache
-        if not cfg.model.pretrained_weights:
+        if not recipe.model.pretrained_weights:
             raise
-        raise ConfigError(f"--weights {cfg.model.pretrained_weights}: {e}") from e
+        raise ConfigError(f"--weights {recipe.model.pretrained_weights}: {e}") from e
     from pipeline.models import model_version
 
-    config = _effective_config(cfg.model, labels)
-    kind = "pretrained" if cfg.model.pretrained_weights else "seeded"
-    version = f"{kind}-{cfg.model.encoder}-{cfg.model.temporal}-s{cfg.seed}-" + model_version(
-        model, config, labels
-    )
+    config = _effective_config(recipe.model, labels)
+    kind = "pretrained" if recipe.model.pretrained_weights else "seeded"
+    version = f"{kind}-{recipe.model.encoder}-{recipe.model.temporal}-s{recipe.seed}-"
+    version += model_version(model, config, labels)
     dim = model.temporal.out_dim
-    return ModelSpec(config, tuple(labels), version, dim, seed=cfg.seed), cfg.sampling
+    return model, ModelSpec(config, tuple(labels), version, dim, seed=recipe.seed)
 
 
 def _effective_config(model: ModelConfig, labels: list[str]) -> ModelConfig:

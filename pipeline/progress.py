@@ -86,6 +86,15 @@ class RunBook(GuardBook, ProgressTracker):
     def __init__(self) -> None:
         GuardBook.__init__(self)
         ProgressTracker.__init__(self)
+        self.models: dict[str, object] = {}  # model_version -> the ModelSpec an actor built
+
+    def model_built(self, spec) -> None:
+        """An inference actor built its model from a recipe (pipeline.model_source): the spec
+        it resolved, which the driver takes for the run's tables."""
+        self.models.setdefault(spec.model_version, spec)
+
+    def models_built(self) -> list:
+        return list(self.models.values())
 
 
 @dataclass

@@ -87,6 +87,16 @@ class Checkpoint:
             extra=dict(extra or {}),
         )
 
+    @property
+    def embedding_dim(self) -> int:
+        """The temporal head's output size, read off the classifier's weights (a VideoModel's
+        classifier is Linear(embedding, classes)) without building the model, so without
+        importing torchvision: the index job's driver reads checkpoints beside Ray's start."""
+        weight = self.state_dict.get("classifier.weight")
+        if weight is None or weight.ndim != 2:
+            raise ValueError("no classifier.weight of 2 dimensions: not a reelay VideoModel")
+        return int(weight.shape[1])
+
     def build_model(self) -> VideoModel:
         """Rebuild the architecture (no pretrained file read), load weights strictly; eval."""
         model = build_model(self.model, load_pretrained=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from dataclasses import replace
 
 import pytest
 import torch
@@ -203,6 +204,17 @@ def test_checkpoint_round_trip_path_and_bytes(tmp_path) -> None:
         assert loaded.normalization == {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
         assert loaded.model_version == ckpt.model_version
         torch.testing.assert_close(run(loaded.build_model(), clip()), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("temporal", ["mean", "lstm", "gru", "attention"])
+def test_checkpoint_names_its_embedding_size_without_a_build(temporal) -> None:
+    """The index job's driver reads a checkpoint's embedding size off its classifier's
+    weights: the size of what the rebuilt model's temporal head puts out."""
+    ckpt, _ = make_checkpoint(temporal)
+    assert ckpt.embedding_dim == ckpt.build_model().temporal.out_dim
+    headless = {k: v for k, v in ckpt.state_dict.items() if not k.startswith("classifier.")}
+    with pytest.raises(ValueError, match="not a reelay VideoModel"):
+        _ = replace(ckpt, state_dict=headless).embedding_dim
 
 
 def test_checkpoint_validation() -> None:
