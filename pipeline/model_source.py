@@ -49,8 +49,12 @@ class ModelRecipe:
 
     @classmethod
     def of(cls, cfg: IndexConfig) -> ModelRecipe | None:
-        """The recipe of a run without a checkpoint; None for a checkpoint's run."""
-        return None if cfg.checkpoint_uri else cls(cfg.model, cfg.seed)
+        """The recipe of a seeded run; None where the driver must read files to know the
+        model: a checkpoint (its sampling), pretrained weights (a missing file is a bad flag,
+        told before Ray starts, not an inference actor's failure)."""
+        if cfg.checkpoint_uri or cfg.model.pretrained_weights:
+            return None
+        return cls(cfg.model, cfg.seed)
 
 
 def resolve_checkpoint_uri(uri: str, storage_cfg: StorageConfig) -> str:
@@ -97,7 +101,7 @@ def resolve_model(cfg: IndexConfig) -> tuple[ModelSpec, SamplingConfig]:
             storage=cfg.storage,
         )
         return spec, sampling
-    _, spec = build_recipe(ModelRecipe.of(cfg))
+    _, spec = build_recipe(ModelRecipe(cfg.model, cfg.seed))
     return spec, cfg.sampling
 
 

@@ -437,6 +437,20 @@ def test_model_version_follows_the_seed():
     assert resolve_model(base)[0].model_version == same != other
 
 
+def test_only_a_seeded_model_is_left_to_the_inference_actors():
+    """A seeded model is built where it runs (the driver never imports torch); a checkpoint
+    (its sampling) and pretrained weights (a missing file is a bad flag, told before Ray
+    starts) are read by the driver first."""
+    from pipeline.model_source import ModelRecipe
+    from pipeline.models import ModelConfig
+
+    seeded = IndexConfig(input_uri="x", output_uri="y", seed=3)
+    assert ModelRecipe.of(seeded) == ModelRecipe(seeded.model, 3)
+    assert ModelRecipe.of(IndexConfig(input_uri="x", output_uri="y", checkpoint_uri="c")) is None
+    pretrained = ModelConfig(encoder="resnet18", pretrained_weights="DEFAULT")
+    assert ModelRecipe.of(IndexConfig(input_uri="x", output_uri="y", model=pretrained)) is None
+
+
 def test_failure_threshold_raises_after_committing_the_good_videos(whole_runs):
     summary, error = whole_runs["runs"]["whole-a"]
     assert isinstance(error, FailureThresholdExceeded)
