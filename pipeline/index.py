@@ -120,9 +120,10 @@ def _run(cfg: IndexConfig, actors: ExitStack) -> RunSummary:
     out = RunOutput(cfg.output_uri, run_id, started.strftime("%Y-%m-%d"), cfg.storage)
     watch = Stopwatch()
     selecting = cfg.mode.incremental or cfg.mode.retry_errors
-    # a plain run's inference actors build the model from its recipe and report its spec;
-    # a driver that needs the model first (a checkpoint's sampling, the ledger's model
-    # version, a dry run) builds it beside the listing and Ray's start-up (torch: ~2 s)
+    # a seeded model is built by the inference actors from its recipe, and they report its
+    # spec; a driver that needs the model first (a checkpoint's sampling, pretrained weights'
+    # file, the ledger's model version, a dry run) builds it beside the listing and Ray's
+    # start-up (torch: ~2 s on 2 cores)
     recipe = None if cfg.mode.dry_run or selecting else ModelRecipe.of(cfg)
     model = None if recipe else in_background(resolve_model_paused, cfg)
     if not cfg.mode.dry_run:
@@ -254,12 +255,6 @@ def resolve_model_paused(cfg: IndexConfig):
         return resolve_model(cfg)
 
 
-def resolve_model_paused_recipe(recipe: ModelRecipe) -> ModelSpec:
-    """`build_recipe`'s spec, with the garbage collector paused (as `resolve_model_paused`)."""
-    with paused_gc():
-        return build_recipe(recipe)[1]
-
-
 def write_report(cfg: IndexConfig, run_id: str) -> str | None:
     """The committed run's report (report.html, PNGs, metrics.prom under _runs/<run_id>/).
 
@@ -363,7 +358,8 @@ def built_spec(recipe: ModelRecipe, built: list[ModelSpec]) -> ModelSpec:
     if built:
         return built[0]
     log.warning("no inference actor reported its model; resolving it on the driver")
-    return resolve_model_paused_recipe(recipe)
+    with paused_gc():
+        return build_recipe(recipe)[1]
 
 
 def streaming_dataset(

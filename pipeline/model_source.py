@@ -1,10 +1,11 @@
 """Where the index job's model comes from: a training checkpoint, or a seeded/pretrained build.
 
-A `ModelSpec` (labels, model_version, embedding size) is resolved once, where the model is first
-built: by the driver when it needs the model before the pipeline (a checkpoint's sampling, the
-ledger of an incremental run, a dry run), and otherwise by the index job's inference actors from a
-`ModelRecipe`, so that a plain run's driver never imports torch. torch is imported by the
-functions that build a model, not by this module.
+A `ModelSpec` (labels, model_version, embedding size) is resolved once: by the driver when it
+needs the model before the pipeline (a checkpoint's sampling, pretrained weights' file checked
+before Ray starts, the ledger of an incremental run, a dry run), and otherwise, for a seeded
+model, by the index job's inference actors from a `ModelRecipe`, so that such a run's driver never
+imports torch. A checkpoint's spec is read without building the model. torch is imported by the
+functions that build or read a model, not by this module.
 """
 
 from __future__ import annotations
