@@ -78,9 +78,10 @@ class ClipInferencer:
         # on CPU actors, the threads that compute yield their cores to decoding once the
         # model is built (pipeline.cpu_priority); the build itself keeps its priority
         self.priority = IdlePriority(idle_priority and device == "cpu")
+        from_recipe = isinstance(spec, ModelRecipe)
         with self.priority.started():
             model, spec = self._build(spec, threads)
-        if progress is not None and self.built_from_recipe:  # waited for: the driver asks
+        if progress is not None and from_recipe:  # waited for: the driver asks
             ray.get(progress.model_built.remote(spec))  # after the results, from another process
         torch = self.torch
         self.device = torch.device(device)
@@ -106,12 +107,11 @@ class ClipInferencer:
         a first forward pass on the CPU (which starts torch's threads): the sizes of the
         embeddings, for null rows, learnt before cuDNN could autotune this shape. Returns
         the model and its resolved spec."""
-        self.built_from_recipe = isinstance(spec, ModelRecipe)
         with paused_gc():
             import torch
 
             torch.set_num_threads(max(1, threads))
-            if self.built_from_recipe:
+            if isinstance(spec, ModelRecipe):
                 model, spec = build_recipe(spec)
             else:
                 model = load_model(spec)
