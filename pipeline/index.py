@@ -51,6 +51,8 @@ from pipeline.progress import ProgressLog, RunBook
 from pipeline.ray_env import InferenceResources, cluster_cpus, ensure_ray, inference_resources
 
 log = logging.getLogger("reelay.index")
+# imported beside Ray's start-up (ensure_ray) by a run that will write a report
+REPORT_MODULES = ("pipeline.report",)
 
 CLIP_FILE_BYTES = 256 * 2**20  # in memory; clips files then hold ~100k rows (zstd, 512-d)
 DRIVER_SUMS_BYTES = 2**30  # per-video sums merged on the driver up to this size (float64)
@@ -146,8 +148,9 @@ def _run(cfg: IndexConfig, actors: ExitStack) -> RunSummary:
         )
     watch.lap("list")
     book = None  # the run's RunBook: its process starts as soon as Ray has started
+    preload = () if cfg.mode.dry_run else REPORT_MODULES
     if listed and not selecting:
-        ensure_ray()  # Ray starts only when there is work: a bad input fails without it
+        ensure_ray(preload)  # Ray starts only when there is work: a bad input fails without it
         book = start_book(cfg, actors)
     if recipe is not None and listed:
         spec, sampling = recipe, cfg.sampling  # resolved by the actors (decode_and_infer)
@@ -172,7 +175,7 @@ def _run(cfg: IndexConfig, actors: ExitStack) -> RunSummary:
         skipped,
     )
     if entries:  # a no-op nightly run finishes without paying Ray's start-up
-        ensure_ray()
+        ensure_ray(preload)
         book = book or start_book(cfg, actors)
     watch.lap("start")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -9,7 +10,9 @@ from dataclasses import dataclass
 
 import ray
 
+from pipeline.background import in_background
 from pipeline.config import ConfigError, InferConfig
+from pipeline.gc_pause import paused_gc
 
 log = logging.getLogger("reelay.ray")
 
@@ -17,18 +20,38 @@ log = logging.getLogger("reelay.ray")
 AUTOSCALER_MONITOR = "monitor"
 
 
-def ensure_ray() -> None:
+def ensure_ray(preload: tuple[str, ...] = ()) -> None:
     """Join the cluster the job was submitted to (RAY_ADDRESS), else start a local Ray; Ray
-    Data's progress bars only on a terminal (`_configure_data_progress`)."""
-    _configure_data_progress()
+    Data's progress bars only on a terminal (`_configure_data_progress`).
+
+    Ray Data and the `preload` modules (what the driver needs later, e.g. its report's) are
+    imported in a thread while `ray.init` waits for Ray's processes to start: a local Ray's
+    start-up leaves a core a third idle, and the driver's imports took a core alone before."""
     if ray.is_initialized():
+        _configure_data_progress()
         return
+    imports = in_background(_import_paused, ("ray.data", *preload))
     address = os.environ.get("RAY_ADDRESS", "local")  # set by `ray job submit`, cluster users
-    if address != "local":
-        ray.init()
-    else:  # a private, local Ray; no dashboard: its processes cost a second of CPU per run
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(address="local", include_dashboard=False)
+    try:
+        if address != "local":
+            ray.init()
+        else:  # a private, local Ray; no dashboard: its processes cost a second of CPU per run
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            ray.init(address="local", include_dashboard=False)
+    finally:
+        imports.result()
+    _configure_data_progress()
+
+
+def _import_paused(modules: tuple[str, ...]) -> None:
+    """Import `modules` (collector paused: pipeline.gc_pause). Best effort: a module that
+    fails here fails again, with its own error, where the driver imports it to use it."""
+    with paused_gc():
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception as e:
+                log.debug("could not import %s beside Ray's start-up: %s", name, e)
 
 
 def shutdown_ray() -> None:
