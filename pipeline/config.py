@@ -60,7 +60,11 @@ class PlanConfig:
     """
 
     unit_frames: int = 128  # sampled frames per work unit (long videos split into time ranges)
-    decode_chunk_bytes: int = 192 * 2**20  # native-resolution frames decoded at once, at most
+    # native-resolution frames decoded at once, at most: a chunk costs about 3.5 times its size
+    # at the peak (decord's batch, its numpy copy, the allocator's slack); 16 MiB chunks took a
+    # 720p decode task's peak from ~1 GiB (192 MiB chunks) to ~0.4 GiB, no slower
+    # (docs/benchmarks.md, session 12)
+    decode_chunk_bytes: int = 16 * 2**20
     task_memory_bytes: int = 1024 * 2**20  # per decode task (--decode-memory-mib)
     guard: GuardConfig = GuardConfig()  # time budget, crash retries, worker recycling
 
