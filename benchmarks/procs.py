@@ -34,6 +34,19 @@ except ImportError:  # Ray vendors psutil in ray/thirdparty_files (put on sys.pa
 REPO = Path(__file__).resolve().parents[1]
 
 
+def role(p: psutil.Process, root_pid: int) -> str:
+    """What a process of the tree is, for memory by role: "driver" (the contender itself), a
+    Ray worker's title up to its first "(" ("ray::MapWorker", "ray::FlatMap", "ray::IDLE"),
+    else its executable ("raylet", "gcs_server", "python")."""
+    if p.pid == root_pid:
+        return "driver"
+    cmdline = p.cmdline()
+    title = cmdline[0] if cmdline else p.name()
+    if title.startswith("ray::"):
+        return title.split("(", 1)[0].split(" ", 1)[0]
+    return os.path.basename(title.split(" ", 1)[0]) or p.name()
+
+
 def tree(root: psutil.Process) -> list[psutil.Process]:
     try:
         return [root, *root.children(recursive=True)]
@@ -55,6 +68,7 @@ class TreeSampler:
     peak_pss: int = 0
     peak_procs: int = 0
     peak_single_rss: int = 0
+    peak_pss_by_role: dict = field(default_factory=dict)  # role -> largest one process's PSS
     samples: list = field(default_factory=list)  # (t, rss, pss|None)
     capped: bool = False
     cpu_by_pid: dict = field(default_factory=dict)  # last seen user+sys seconds per process
@@ -90,7 +104,10 @@ class TreeSampler:
                     rss += r
                     single = max(single, r)
                     if take_pss:
-                        pss += _pss(p.pid)
+                        own = _pss(p.pid)
+                        pss += own
+                        name = role(p, self.pid)
+                        self.peak_pss_by_role[name] = max(self.peak_pss_by_role.get(name, 0), own)
                 except (psutil.Error, OSError):
                     continue
             self.peak_rss = max(self.peak_rss, rss)
@@ -118,6 +135,10 @@ class TreeSampler:
             "peak_rss_mb": round(self.peak_rss / mb, 1),
             "peak_pss_mb": round(self.peak_pss / mb, 1),
             "peak_single_rss_mb": round(self.peak_single_rss / mb, 1),
+            "peak_pss_by_role_mb": {
+                k: round(v / mb, 1)
+                for k, v in sorted(self.peak_pss_by_role.items(), key=lambda kv: -kv[1])
+            },
             "peak_processes": self.peak_procs,
             # a lower bound: CPU a process used after its last sample is missed
             "cpu_s_sampled": round(sum(self.cpu_by_pid.values()), 2),

@@ -171,9 +171,16 @@ def memory_rows(runs: list[dict]) -> list[dict]:
                 "tree_peak_pss_mb": r["tree_peak_pss_mb"],
                 "peak_single_rss_mb": r["tree_peak_single_rss_mb"],
                 "processes": r["tree_peak_processes"],
+                "pss_by_role_mb": r.get("tree_peak_pss_by_role_mb") or {},
             }
         )
     return sorted(rows, key=lambda x: (x["name"], x["minutes"] or 0))
+
+
+def _largest_roles(by_role: dict, n: int = 4) -> str:
+    """The `n` roles whose largest process had the most PSS, e.g. "ray::MapWorker 1043"."""
+    top = sorted(by_role.items(), key=lambda kv: -kv[1])[:n]
+    return ", ".join(f"{name} {mb:.0f}" for name, mb in top) or "n/a"
 
 
 def knob_rows(runs: list[dict]) -> list[dict]:
@@ -390,14 +397,16 @@ def _memory_table(results: dict) -> str:
         return "(memory suite not run)"
     rows = [
         "| contender | video length | status | frames | wall s | tree peak RSS MiB "
-        "| tree peak PSS MiB | largest process RSS MiB | processes |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| tree peak PSS MiB | largest process RSS MiB | processes "
+        "| peak PSS MiB of the largest process per role |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in mem:
         rows.append(
             f"| {m['name']} | {m['minutes']:g} min | {m['status']} | {m['frames']} "
             f"| {m['wall_s']} | {m['tree_peak_rss_mb']} | {m['tree_peak_pss_mb']} "
-            f"| {m['peak_single_rss_mb']} | {m['processes']} |"
+            f"| {m['peak_single_rss_mb']} | {m['processes']} "
+            f"| {_largest_roles(m.get('pss_by_role_mb') or {})} |"
         )
     return "\n".join(rows)
 
@@ -530,7 +539,11 @@ sampled frames of each corpus's first video):
 {_seeks_table(results)}
 
 **Memory** on one long 720p video (summed over the process tree: driver, Ray's GCS/raylet,
-workers; PSS splits shared pages between processes):
+workers; PSS splits shared pages between processes). The last column names the roles whose
+largest process peaked highest (a Ray worker by its title: `ray::MapWorker` is an inference
+actor, `ray::FlatMap` our decode task, `ray::ReadVideos...` the naive pipeline's reads): a
+tree that grows with the length by one more process in flight is bounded; one whose single
+processes grow is not:
 
 {_memory_table(results)}
 

@@ -61,7 +61,7 @@ FULL = Profile(
     main=CorpusSpec("main", count=60, seconds=10),
     sparse=CorpusSpec("sparse", count=8, seconds=120, keyframe_interval=45),
     long_short=CorpusSpec("long", 1, 60, 1280, 720, keyframe_interval=60, preset="ultrafast"),
-    long_long=CorpusSpec("long", 1, 300, 1280, 720, keyframe_interval=60, preset="ultrafast"),
+    long_long=CorpusSpec("long", 1, 900, 1280, 720, keyframe_interval=60, preset="ultrafast"),
     repeats=3,
     model_clips=96,
 )
