@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -35,16 +36,25 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def role(p: psutil.Process, root_pid: int) -> str:
-    """What a process of the tree is, for memory by role: "driver" (the contender itself), a
-    Ray worker's title up to its first "(" ("ray::MapWorker", "ray::FlatMap", "ray::IDLE"),
-    else its executable ("raylet", "gcs_server", "python")."""
+    """What a process of the tree is, for memory by role: "driver" (the contender itself); a
+    Ray worker by its title's task or actor class ("ray::MapWorker", "ray::FlatMap",
+    "ray::RunBook" for "ray::RunBook.begin", "ray::IDLE"); a Python process by its script
+    or module ("log_monitor.py"); else its executable ("raylet", "gcs_server")."""
     if p.pid == root_pid:
         return "driver"
     cmdline = p.cmdline()
     title = cmdline[0] if cmdline else p.name()
     if title.startswith("ray::"):
-        return title.split("(", 1)[0].split(" ", 1)[0]
-    return os.path.basename(title.split(" ", 1)[0]) or p.name()
+        return "ray::" + re.split(r"[(\[ .]", title[len("ray::") :], maxsplit=1)[0]
+    exe = os.path.basename(title.split(" ", 1)[0]) or p.name()
+    if exe.startswith("python"):
+        args = cmdline[1:]
+        for i, arg in enumerate(args):
+            if arg == "-m" and i + 1 < len(args):
+                return args[i + 1]
+            if arg.endswith(".py"):
+                return os.path.basename(arg)
+    return exe
 
 
 def tree(root: psutil.Process) -> list[psutil.Process]:

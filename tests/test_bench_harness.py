@@ -83,7 +83,8 @@ def test_memory_table_names_the_largest_process_of_each_role():
 
 PARENT = """
 import subprocess, sys, time
-titled = subprocess.Popen(["bash", "-c", 'exec -a "ray::FlatMap(DecodeUnits)" sleep 60'])
+for title in ("ray::FlatMap(DecodeUnits)", "ray::RunBook.begin"):  # a task, an actor's call
+    subprocess.Popen(["bash", "-c", f'exec -a "{title}" sleep 60'])
 big = subprocess.Popen(
     [sys.executable, "-c",
      "import time; b = b'x' * (96 * 2**20); print('ready', flush=True); time.sleep(60)"],
@@ -97,7 +98,7 @@ time.sleep(60)
 
 @pytest.fixture
 def process_tree():
-    """A real tree: a parent, a child titled as a Ray worker, a child holding 96 MiB."""
+    """A real tree: a parent, two children titled as Ray workers, a child holding 96 MiB."""
     parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
     try:
         assert parent.stdout.readline().strip() == "ready"
@@ -109,8 +110,8 @@ def process_tree():
 
 def test_tree_sampler_peaks_each_role_by_its_largest_process(process_tree):
     root = psutil.Process(process_tree.pid)
-    titled = next(p for p in root.children() if p.cmdline()[0].startswith("ray::"))
-    assert role(titled, root.pid) == "ray::FlatMap"
+    titled = sorted(role(p, root.pid) for p in root.children() if p.name() == "sleep")
+    assert titled == ["ray::FlatMap", "ray::RunBook"]
     assert role(root, root.pid) == "driver"
 
     sampler = TreeSampler(process_tree.pid, interval_s=0.05, pss_every=1).start()
@@ -120,9 +121,9 @@ def test_tree_sampler_peaks_each_role_by_its_largest_process(process_tree):
     by_role = result["peak_pss_by_role_mb"]
 
     python = os.path.basename(sys.executable)  # the 96 MiB child, named by its executable
-    assert set(by_role) == {"driver", "ray::FlatMap", python}
+    assert set(by_role) == {"driver", "ray::FlatMap", "ray::RunBook", python}
     assert list(by_role)[0] == python  # largest first
     assert 90 <= by_role[python] <= 140
     assert by_role["ray::FlatMap"] < 10  # a sleep
-    assert result["peak_processes"] == 3
+    assert result["peak_processes"] == 4
     assert result["peak_pss_mb"] >= 0.95 * sum(by_role.values())  # the tree's sum holds them
