@@ -406,7 +406,7 @@ def _memory_table(results: dict) -> str:
             f"| {m['name']} | {m['minutes']:g} min | {m['status']} | {m['frames']} "
             f"| {m['wall_s']} | {m['tree_peak_rss_mb']} | {m['tree_peak_pss_mb']} "
             f"| {m['peak_single_rss_mb']} | {m['processes']} "
-            f"| {_largest_roles(m.get('pss_by_role_mb') or {})} |"
+            f"| {_largest_roles(m['pss_by_role_mb'])} |"
         )
     return "\n".join(rows)
 
@@ -541,9 +541,9 @@ sampled frames of each corpus's first video):
 **Memory** on one long 720p video (summed over the process tree: driver, Ray's GCS/raylet,
 workers; PSS splits shared pages between processes). The last column names the roles whose
 largest process peaked highest (a Ray worker by its title: `ray::MapWorker` is an inference
-actor, `ray::FlatMap` our decode task, `ray::ReadVideos...` the naive pipeline's reads): a
-tree that grows with the length by one more process in flight is bounded; one whose single
-processes grow is not:
+actor, `ray::FlatMap` our decode task, `ray::ReadVideo->SplitBlocks` the naive pipeline's
+reads): a tree that grows with the length by one more process in flight is bounded; one whose
+single processes grow is not:
 
 {_memory_table(results)}
 
