@@ -8,7 +8,8 @@ job's code is not changed).
 
 It also times every Ray Data execution the job starts (materialize, take_all, count, unique,
 write_parquet, ...: each one schedules tasks and waits for them) and reports it with the line of
-pipeline/ that called it, in `executions`: where the stage time goes.
+pipeline/ that called it, in `executions`: where the stage time goes. It wraps them only once
+the job has started Ray, so that this process imports Ray Data where the job does.
 """
 
 from __future__ import annotations
@@ -67,6 +68,25 @@ def time_executions(calls: list[dict]) -> None:
             setattr(ray.data.Dataset, name, wrap(name, original))
 
 
+def time_executions_after_start(calls: list[dict]) -> None:
+    """`time_executions`, from the moment the job has started Ray. The job imports Ray Data
+    beside `ray.init` (`pipeline.ray_env.ensure_ray`, ~1.1 s here); importing it here, before
+    the job's `main`, would add that second to this contender's wall time, serially, which
+    `python jobs/index.py` does not pay. Every execution comes after Ray's start."""
+    from pipeline import index
+
+    start_ray = index.ensure_ray
+    wrapped = []
+
+    def ensure_ray(*args, **kwargs):
+        start_ray(*args, **kwargs)
+        if not wrapped:
+            time_executions(calls)
+            wrapped.append(True)
+
+    index.ensure_ray = ensure_ray
+
+
 def main(argv: list[str]) -> int:
     stats_path = _flag(argv, "--stats")
     if stats_path:
@@ -91,7 +111,7 @@ def main(argv: list[str]) -> int:
         index.decode_and_infer = decode_and_infer
 
     executions: list[dict] = []
-    time_executions(executions)
+    time_executions_after_start(executions)
     t0 = time.perf_counter()
     code = job["main"](argv)
     seconds = time.perf_counter() - t0
