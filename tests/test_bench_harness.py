@@ -12,7 +12,9 @@ import time
 import pytest
 
 from benchmarks import report
-from benchmarks.procs import TreeSampler, kill_tree, psutil, role  # psutil: Ray's vendored copy
+
+# psutil: Ray's vendored copy
+from benchmarks.procs import REPO, TreeSampler, child_env, kill_tree, psutil, role
 
 
 def _run(suite: str, name: str, rnd: int, **fields) -> dict:
@@ -147,11 +149,9 @@ print(json.dumps({"before_start": before_start, "calls": calls}))
 def test_ours_contender_leaves_ray_data_to_the_job_and_then_times_executions(ray_local):
     # The job imports Ray Data beside ray.init; the contender importing it first (to wrap its
     # methods) cost its wall time a serial second the job does not pay (docs/benchmarks.md)
-    env = os.environ | {"RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH")) if p)
+    env = child_env() | {"RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
     done = subprocess.run(
-        [sys.executable, "-c", OURS_CONTENDER], cwd=repo, env=env, capture_output=True,
+        [sys.executable, "-c", OURS_CONTENDER], cwd=REPO, env=env, capture_output=True,
         text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
