@@ -20,13 +20,18 @@ log = logging.getLogger("reelay.ray")
 AUTOSCALER_MONITOR = "monitor"
 
 
-def ensure_ray(preload: tuple[str, ...] = ()) -> None:
+def ensure_ray(preload: tuple[str, ...] = (), *, state_api: bool = False) -> None:
     """Join the cluster the job was submitted to (RAY_ADDRESS), else start a local Ray; Ray
     Data's progress bars only on a terminal (`_configure_data_progress`).
 
     Ray Data and the `preload` modules (what the driver needs later, e.g. its report's) are
     imported in a thread while `ray.init` waits for Ray's processes to start: a local Ray's
-    start-up leaves a core a third idle, and the driver's imports took a core alone before."""
+    start-up leaves a core a third idle, and the driver's imports took a core alone before.
+
+    A local Ray starts without its dashboard (a second of CPU per run), which also serves the
+    State API. `state_api=True` keeps it, for Ray Train: its placement-group cleaner asks the
+    State API every second whether the train controller is alive, and without it logs a
+    warning each time and could not clean up after a controller that died."""
     if ray.is_initialized():
         _configure_data_progress()
         return
@@ -35,9 +40,10 @@ def ensure_ray(preload: tuple[str, ...] = ()) -> None:
     try:
         if address != "local":
             ray.init()
-        else:  # a private, local Ray; no dashboard: its processes cost a second of CPU per run
+        else:  # a private, local Ray, on 127.0.0.1
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-            ray.init(address="local", include_dashboard=False)
+            # None: Ray's default, the dashboard if it can start (a run goes on without it)
+            ray.init(address="local", include_dashboard=None if state_api else False)
     finally:
         imports.result()
     _configure_data_progress()

@@ -1,5 +1,6 @@
-"""`jobs/index.py` in a subprocess with its own private local Ray, for fault-injection tests
-(Ray workers see REELAY_* variables only when Ray starts with them)."""
+"""`jobs/index.py` (or any Python) in a subprocess with its own private local Ray, for
+fault-injection tests (Ray workers see REELAY_* variables only when Ray starts with them) and
+for what a private Ray of the job's own start-up must provide."""
 
 from __future__ import annotations
 
@@ -49,16 +50,24 @@ def run_index_job(
 ) -> tuple[int, str]:
     """Run the job with `faults` (REELAY_* variables) set; (exit code, log text). Every process
     it started is gone when this returns."""
+    return run_python(["jobs/index.py", *args], faults, log_path, timeout_s)
+
+
+def run_python(
+    args: list[str], env_extra: dict[str, str], log_path: Path, timeout_s: float = 300
+) -> tuple[int, str]:
+    """`python *args` from the repo, with its own private local Ray and `env_extra` set;
+    (exit code, log text). Every process it started is gone when this returns."""
     marker = uuid.uuid4().hex
     ray_tmp = tempfile.mkdtemp(prefix="rl")  # a private Ray, never the session's
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "REELAY_"))}
-    env |= faults | {
+    env |= env_extra | {
         "REELAY_TEST_MARKER": marker,
         "RAY_AUTH_MODE": "disabled",
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_TMPDIR": ray_tmp,
     }
-    cmd = [sys.executable, "jobs/index.py", *args]
+    cmd = [sys.executable, *args]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

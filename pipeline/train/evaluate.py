@@ -36,7 +36,8 @@ class ClipPredictor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self.torch
-        x = torch.from_numpy(np.ascontiguousarray(batch[self.inputs]))
+        # a copy: Ray Data's numpy batches can be read-only views of Arrow buffers
+        x = torch.from_numpy(np.array(batch[self.inputs], order="C"))
         with torch.inference_mode():
             _, logits = self.model(self.to_input({self.inputs: x}))  # (B, K)
         return {LABEL: batch[LABEL], "predicted": logits.argmax(dim=1).cpu().numpy()}

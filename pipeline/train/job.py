@@ -98,7 +98,7 @@ def run(cfg: TrainConfig) -> TrainSummary:
     lap("list")
 
     # 1-2. plan + decode (CPU tasks), or match + read stored features (Ray Data); materialized
-    ensure_ray()
+    ensure_ray(state_api=True)  # Ray Train's placement-group cleaner polls the State API
     splits = _clips(cfg, data, mode)
     skipped = _write_skipped(out, splits)
     for name, split in splits.items():
