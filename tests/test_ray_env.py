@@ -45,7 +45,10 @@ class Probe:
 
 
 probe = Probe.remote()
-print("PROBE STATE", get_actor(ray.get(probe.actor_id.remote()), timeout=30).state)
+# this Ray's address: the test session's own Ray runs beside it, and without an address the
+# State API client refuses to choose between two Rays on one machine
+here = ray.get_runtime_context().gcs_address
+print("PROBE STATE", get_actor(ray.get(probe.actor_id.remote()), address=here, timeout=30).state)
 shutdown_ray()
 """
 
