@@ -37,6 +37,17 @@ def fixed_size_lists(values: np.ndarray, valid: np.ndarray) -> pa.Array:
     return pa.FixedSizeListArray.from_arrays(flat, values.shape[1], mask=pa.array(~valid))
 
 
+def read_only_tensor(array: np.ndarray):
+    """A tensor sharing `array`'s memory, for a read-only view of the object store (Ray Data's
+    numpy batches) that is never written: torch's warning that it cannot mark the tensor
+    read-only is silenced, and nothing is copied."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(array)
+
+
 def frame_keys(batch: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
     """(B, T) int64 naming each frame of the chosen rows: its video (a number within the
     batch) in the high 32 bits, its frame index in the low ones."""
@@ -129,9 +140,7 @@ class ClipInferencer:
         GPU, before the next batch is written into it."""
         torch = self.torch
         if self.device.type != "cuda":
-            with warnings.catch_warnings():  # a read-only view of the object store: never written
-                warnings.simplefilter("ignore", UserWarning)
-                return torch.from_numpy(frames)
+            return read_only_tensor(frames)
         if self._staging is None or tuple(self._staging.shape) != frames.shape:
             self._staging = torch.empty(frames.shape, dtype=torch.uint8, pin_memory=True)
         self._staging.numpy()[...] = frames

@@ -11,6 +11,7 @@ import numpy as np
 import ray
 
 from pipeline.config import StorageConfig
+from pipeline.infer import read_only_tensor
 from pipeline.train.data import LABEL
 from pipeline.train.metrics import Evaluation
 
@@ -36,8 +37,7 @@ class ClipPredictor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self.torch
-        # a copy: Ray Data's numpy batches can be read-only views of Arrow buffers
-        x = torch.from_numpy(np.array(batch[self.inputs], order="C"))
+        x = read_only_tensor(np.ascontiguousarray(batch[self.inputs]))  # only read
         with torch.inference_mode():
             _, logits = self.model(self.to_input({self.inputs: x}))  # (B, K)
         return {LABEL: batch[LABEL], "predicted": logits.argmax(dim=1).cpu().numpy()}
