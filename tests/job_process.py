@@ -56,10 +56,11 @@ def run_index_job(
 def run_python(
     args: list[str], env_extra: dict[str, str], log_path: Path, timeout_s: float = 300
 ) -> tuple[int, str]:
-    """`python *args` from the repo, with its own private local Ray and `env_extra` set;
-    (exit code, log text). Every process it started is gone when this returns."""
+    """`python *args` from the repo, with its own private local Ray (or the cluster that
+    `env_extra`'s RAY_ADDRESS names) and `env_extra` set; (exit code, log text). Every process
+    it started is gone when this returns."""
     marker = uuid.uuid4().hex
-    ray_tmp = tempfile.mkdtemp(prefix="rl")  # a private Ray, never the session's
+    ray_tmp = tempfile.mkdtemp(prefix="rl")  # a private Ray's, never the session's
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "REELAY_"))}
     env |= env_extra | {
         "REELAY_TEST_MARKER": marker,

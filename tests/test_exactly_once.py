@@ -1,8 +1,10 @@
 """Exactly once: a run killed anywhere, then run again, leaves every video and clip once.
 
-The end-to-end tests run `jobs/index.py` in a subprocess with its own local Ray and
-`REELAY_CRASH_AT=<point>`, which SIGKILLs the driver at that point (pipeline/faults.py); the
-rerun is in-process on the session's Ray. Cheaper tests drive the commit protocol of
+The end-to-end tests run `jobs/index.py` in a subprocess with `REELAY_CRASH_AT=<point>`, which
+SIGKILLs the driver at that point (pipeline/faults.py). The driver joins the session's Ray, as
+a job submitted to a cluster does (a private Ray of its own would cost ~9 s of start-up per
+test; tests/test_lost_workers.py kills a job with its own Ray); the rerun is in-process on the
+same Ray. Cheaper tests drive the commit protocol of
 pipeline/output.py directly (local and S3) with a simulated crash.
 """
 
@@ -30,7 +32,7 @@ JOB_FLAGS = ["--incremental", "--fps", "2", "--clip-frames", "4", "--image-size"
 SAMPLING = SamplingConfig(fps=2.0, clip_frames=4, image_size=32)
 CLIPS_PER_VIDEO = 2  # 4 s at --fps 2: 8 sampled frames, clips of 4
 
-# Two points in the default run; the other two are slow (a subprocess with its own Ray each).
+# Two points in the default run; the other two are slow (a subprocess each).
 CRASH_POINTS = [
     "after_staging",  # tables staged, nothing prepared: the next run discards them
     "commit_first_move",  # prepared, one file published, no record: the next run finishes it
@@ -57,9 +59,13 @@ def input_uris(corpus: Path) -> list[str]:
 
 
 def run_job_killed_at(point: str, corpus: Path, out: Path, log_path: Path) -> int:
-    """jobs/index.py with REELAY_CRASH_AT=point, its own local Ray; returns its exit status."""
+    """jobs/index.py with REELAY_CRASH_AT=point (read by the driver alone), on the session's
+    Ray (RAY_ADDRESS, as `ray job submit` sets it); returns its exit status."""
+    import ray
+
     args = ["--input", str(corpus), "--output", str(out), *JOB_FLAGS]
-    return run_index_job(args, {"REELAY_CRASH_AT": point}, log_path, timeout_s=400)[0]
+    env = {"REELAY_CRASH_AT": point, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    return run_index_job(args, env, log_path, timeout_s=400)[0]
 
 
 # --- readers ----------------------------------------------------------------------------------
