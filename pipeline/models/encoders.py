@@ -1,15 +1,23 @@
-"""Per-frame encoders `(N, 3, H, W) -> (N, D)`: a small CNN and torchvision backbones."""
+"""Per-frame encoders `(N, 3, H, W) -> (N, D)`: a small CNN and torchvision backbones.
+
+torchvision is imported only to build one of its backbones: its import pulls in
+`torch._dynamo` (through `torchvision.ops.roi_align`), 2-3 s on a 2-core machine, which a
+process that builds the small CNN (an inference actor, a training worker) does not need.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import torch
-import torchvision
 from torch import nn
 
 from pipeline.models.registry import register_encoder
+
+if TYPE_CHECKING:
+    import torchvision
 
 
 class SmallCNN(nn.Module):
@@ -59,6 +67,8 @@ class TorchvisionEncoder(nn.Module):
     def __init__(
         self, arch: str, out_dim: int, pretrained_weights: str | None, load_weights: bool
     ) -> None:
+        import torchvision
+
         super().__init__()
         self.backbone = torchvision.models.get_model(arch, weights=None)
         self.out_dim = out_dim

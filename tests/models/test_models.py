@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -321,3 +324,25 @@ def test_pretrained_loads_from_cache_and_round_trips(offline_hub, tmp_path) -> N
     rebuilt = load_checkpoint(buf).build_model()
     assert rebuilt.encoder.categories == enc.categories
     torch.testing.assert_close(run(rebuilt, clip(1, 2)), run(model, clip(1, 2)), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("encoder", "imported"), [("small_cnn", False), ("resnet18", True)])
+def test_torchvision_is_imported_only_for_its_backbones(encoder: str, imported: bool) -> None:
+    """torchvision's import (with torch._dynamo, 2-3 s on 2 cores) is paid by the processes
+    that build one of its backbones, not by an inference actor or a training worker that
+    builds the small CNN; a checkpoint of it round-trips without it too."""
+    probe = (
+        "import io, sys; from pipeline.models import ModelConfig, build_model, Checkpoint, "
+        "save_checkpoint, load_checkpoint; "
+        f"cfg = ModelConfig(encoder={encoder!r}, temporal='gru', num_classes=2); "
+        "m = build_model(cfg, seed=0); buf = io.BytesIO(); "
+        "save_checkpoint(Checkpoint.from_model(m, cfg, ['a', 'b'], sampling={}), buf); "
+        "buf.seek(0); load_checkpoint(buf).build_model(); "
+        "print(sorted(n for n in ('torchvision', 'torch._dynamo') if n in sys.modules))"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=repo, capture_output=True, text=True, check=True
+    )
+    expected = "['torch._dynamo', 'torchvision']" if imported else "[]"
+    assert done.stdout.strip() == expected, done.stdout + done.stderr
