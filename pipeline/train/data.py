@@ -14,13 +14,13 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import ray
 
 from pipeline.config import PlanConfig, SamplingConfig, StorageConfig
 from pipeline.decode import DecodeUnit
-from pipeline.guard import open_book
 from pipeline.listing import InputError
 from pipeline.plan import PlanVideo
 from pipeline.rows import ERROR_FIELDS
@@ -69,17 +69,20 @@ def decode_split(
     plan: PlanConfig,
     storage_cfg: StorageConfig,
     seed: int,
+    book: Any,
 ) -> ClipSplit:
     """Plan and decode one split's videos into materialized clip rows with a label index.
 
     Videos are put in a seeded random order first and Ray Data keeps that order, so the
-    materialized rows are mixed across classes and the same for the same seed.
+    materialized rows are mixed across classes and the same for the same seed. `book` is the
+    stage's crash and time-budget accounting (`pipeline.guard.open_book`): one actor for
+    every split, plan and decode alike (their keys say which), or None.
     """
     index = {name: i for i, name in enumerate(labels)}
     order = np.random.default_rng(seed).permutation(len(videos))
     items = [{**asdict(videos[i]), LABEL: index[videos[i].label]} for i in order]
     with preserve_order():
-        return _decode(items, labels, sampling, plan, storage_cfg)
+        return _decode(items, labels, sampling, plan, storage_cfg, book)
 
 
 @contextmanager
@@ -98,30 +101,29 @@ def _decode(
     sampling: SamplingConfig,
     plan: PlanConfig,
     storage_cfg: StorageConfig,
+    book: Any,
 ) -> ClipSplit:
     # 1. plan (CPU tasks): 1 video -> N work units; the unit list is small, so it comes back
     guard = plan.decode_task_options()  # plan tasks decode a first frame: the same budget
-    with open_book() as book:
-        units = (
-            ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 1024)))
-            .flat_map(CarryColumns(PlanVideo(sampling, plan, storage_cfg, book), (LABEL,)), **guard)
-            .take_all()
-            if items
-            else []
-        )
+    units = (
+        ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 1024)))
+        .flat_map(CarryColumns(PlanVideo(sampling, plan, storage_cfg, book), (LABEL,)), **guard)
+        .take_all()
+        if items
+        else []
+    )
     failures = [_failure(u) for u in units if u["error_stage"]]
     units = [u for u in units if not u["error_stage"]]
     clips = None
     counts = np.zeros(len(labels), dtype=np.int64)
     if units:
         # 2. decode (CPU tasks): 1 unit -> N clips
-        with open_book() as book:
-            decode = DecodeUnit(sampling, plan, storage_cfg, book=book)
-            decoded = (
-                ray.data.from_items(units, override_num_blocks=max(1, min(len(units), 1024)))
-                .flat_map(CarryColumns(decode, (LABEL,)), **guard)
-                .materialize()
-            )
+        decode = DecodeUnit(sampling, plan, storage_cfg, book=book)
+        decoded = (
+            ray.data.from_items(units, override_num_blocks=max(1, min(len(units), 1024)))
+            .flat_map(CarryColumns(decode, (LABEL,)), **guard)
+            .materialize()
+        )
         errors = decoded.filter(expr="error_stage != ''").select_columns(list(FAILURE_COLUMNS))
         failures += [_failure(r) for r in errors.take_all()]
         clips = decoded.filter(expr="error_stage == ''").select_columns([FRAMES, LABEL])

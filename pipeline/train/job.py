@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from pipeline import storage
 from pipeline.config import ConfigError
+from pipeline.guard import open_book
 from pipeline.model_source import read_checkpoint
 from pipeline.ray_env import ensure_ray
 from pipeline.train import output as names
@@ -201,12 +202,13 @@ def _clips(cfg: TrainConfig, data: LabeledData, mode: TrainMode) -> dict[str, Cl
     """Stages 1-2: the train and val clips, materialized."""
     if mode.source is not None:
         return feature_splits(data, mode.source, cfg.storage, cfg.seed)
-    return {
-        name: decode_split(
-            data.split(name), data.labels, cfg.sampling, cfg.plan, cfg.storage, cfg.seed
-        )
-        for name in (TRAIN, VAL)
-    }
+    with open_book() as book:  # one bookkeeping actor (a process) for both splits
+        return {
+            name: decode_split(
+                data.split(name), data.labels, cfg.sampling, cfg.plan, cfg.storage, cfg.seed, book
+            )
+            for name in (TRAIN, VAL)
+        }
 
 
 def _check_output(out: TrainOutput, cfg: TrainConfig, now: dict) -> None:
