@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     configure_logging()
     from pipeline import index
-    from pipeline.ray_env import cluster_cpus, ensure_ray
-    from pipeline.train import OptimConfig, TrainConfig, WorkersConfig
+    from pipeline.ray_env import cluster_cpus
+    from pipeline.train import OptimConfig, TrainConfig, WorkersConfig, start_ray
     from pipeline.train import run as train
 
     work = Path(args.workdir).absolute()
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     corpus = make_corpus(work / "corpus")
     model_dir, out = work / "model", work / "index"
     print(f"Sample corpus: {corpus}\n\n1. Train (Ray Train): small_cnn + GRU, right vs left")
-    ensure_ray(state_api=True)  # as the training job starts it (its cleaner needs the State API)
+    start_ray()  # as the training run starts it: cluster_cpus needs Ray
     train_cpus = float(min(cluster_cpus(), DEMO_TRAIN_CPUS))
     trained = train(
         TrainConfig(

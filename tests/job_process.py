@@ -1,6 +1,7 @@
-"""`jobs/index.py` (or any Python) in a subprocess with its own private local Ray, for
+"""`jobs/index.py` (or any Python) in a subprocess, with its own private local Ray for
 fault-injection tests (Ray workers see REELAY_* variables only when Ray starts with them) and
-for what a private Ray of the job's own start-up must provide."""
+for what a private Ray of the job's own start-up must provide, or on the cluster its
+RAY_ADDRESS names (faults the driver alone reads)."""
 
 from __future__ import annotations
 

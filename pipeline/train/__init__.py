@@ -12,6 +12,7 @@ _EXPORTS = {
     "WorkersConfig": "config",
     "TrainSummary": "job",
     "run": "job",
+    "start_ray": "job",
 }
 
 __all__ = sorted(_EXPORTS)

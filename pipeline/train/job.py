@@ -72,6 +72,13 @@ class TrainSummary:
         )
 
 
+def start_ray() -> None:
+    """Ray as a training run needs it (`ensure_ray`): a local Ray keeps the State API, which
+    Ray Train's placement-group cleaner polls. A caller that starts Ray before `run` (to read
+    the cluster's CPUs, say) starts it here, or `run` would find it started without one."""
+    ensure_ray(state_api=True)
+
+
 def run(cfg: TrainConfig) -> TrainSummary:
     """Train on cfg.data_uri, write the run's output to cfg.output_uri; returns the summary."""
     started = datetime.now(UTC)
@@ -99,7 +106,7 @@ def run(cfg: TrainConfig) -> TrainSummary:
     lap("list")
 
     # 1-2. plan + decode (CPU tasks), or match + read stored features (Ray Data); materialized
-    ensure_ray(state_api=True)  # Ray Train's placement-group cleaner polls the State API
+    start_ray()
     splits = _clips(cfg, data, mode)
     skipped = _write_skipped(out, splits)
     for name, split in splits.items():
