@@ -11,9 +11,11 @@ export RAY_USAGE_STATS_ENABLED ?= 0
 
 setup: $(STAMP)
 
+# --no-cache-dir: the install is ~6.5 GB (PyTorch's CUDA build and its NVIDIA libraries); a
+# copy of every downloaded wheel in pip's cache would add ~3 GB more to a fresh machine's disk
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]' > $(VENV)/pip.log 2>&1 || (tail -40 $(VENV)/pip.log; exit 1)
+	$(PY) -m pip install -q --no-cache-dir -c constraints.txt -e '.[dev]' > $(VENV)/pip.log 2>&1 || (tail -40 $(VENV)/pip.log; exit 1)
 	$(PY) -c "import torch, torchvision, ray, decord, av, s3fs, duckdb, moto, pytest"
 	touch $(STAMP)
 
