@@ -4,7 +4,7 @@ Aggregation is a sum that can be taken in parts: each block of clip results beco
 row per video (clips counted, embeddings and class scores summed in float64), sums rows of
 the same video merge by adding, and a video's row divides at the end. The job sums per block
 in Ray tasks and merges on the driver when the videos fit there, without a shuffle; larger runs
-merge with a Ray Data groupby over the same rows (`pipeline/index.py`).
+merge with a Ray Data groupby over the same rows (`pipeline/index_write.py`).
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ Stages (row ratios):
   2. decode  (CPU tasks)    1 unit -> N clips with frames (T, S, S, 3) uint8
   3. infer   (actors)       1 clip -> 1 row: embedding, label, scores; frames dropped
   4. write   (tasks+driver) clips; per-video sums merged into videos; errors, ledger; commit
-Stages 1-3 are one streaming Ray Data pipeline: decoding and the actors' start-up overlap
-the header reads, and the driver never holds a whole corpus's work units.
+Stages 1-3 are one streaming Ray Data pipeline (pipeline/index_stream.py): decoding and the
+actors' start-up overlap the header reads, and the driver never holds a whole corpus's work
+units. Stage 4 is pipeline/index_write.py; this module runs the stages in order and commits.
 """
 
 from __future__ import annotations
@@ -21,44 +22,24 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-import pyarrow as pa
-import pyarrow.compute as pc
 import ray
 
-from pipeline import schema, storage, tables
-from pipeline.aggregate import (
-    SUM_COUNT,
-    WORK_COUNTS,
-    block_summary,
-    failed_video_rows,
-    merge_sums,
-    sums_rows,
-    videos_table,
-)
+from pipeline import schema, storage
 from pipeline.background import in_background
 from pipeline.config import ConfigError, IndexConfig
-from pipeline.decode import DecodeUnit, DecodeUnits
 from pipeline.faults import crash_point
 from pipeline.gc_pause import paused_gc
-from pipeline.guard import open_book
-from pipeline.infer import ClipInferencer
-from pipeline.ledger import committed_runs, ledger_table, read_ledger, select_videos
-from pipeline.listing import VIDEO_EXTENSIONS, VideoEntry, list_videos
-from pipeline.model_source import ModelRecipe, ModelSpec, build_recipe, resolve_model
-from pipeline.output import RunOutput, parquet_args, recover
-from pipeline.plan import PlanTasks, PlanVideo
-from pipeline.progress import ProgressLog, RunBook
-from pipeline.ray_env import InferenceResources, cluster_cpus, ensure_ray, inference_resources
+from pipeline.index_stream import decode_and_infer, plan_units, start_book
+from pipeline.index_write import write_tables
+from pipeline.ledger import committed_runs, read_ledger, select_videos
+from pipeline.listing import VIDEO_EXTENSIONS, list_videos
+from pipeline.model_source import ModelRecipe, resolve_model
+from pipeline.output import RunOutput, recover
+from pipeline.ray_env import ensure_ray
 
 log = logging.getLogger("reelay.index")
 # imported beside Ray's start-up (ensure_ray) by a run that will write a report
 REPORT_MODULES = ("pipeline.report",)
-
-CLIP_FILE_BYTES = 256 * 2**20  # in memory; clips files then hold ~100k rows (zstd, 512-d)
-DRIVER_SUMS_BYTES = 2**30  # per-video sums merged on the driver up to this size (float64)
-# clip results per write and summary task, in bytes: the results come in inference batches (8
-# clips each on CPU actors), and a Ray task per batch cost more than its rows' work
-RESULT_TASK_BYTES = 64 * 2**20
 
 
 @dataclass
@@ -279,239 +260,6 @@ def write_report(cfg: IndexConfig, run_id: str) -> str | None:
             run_id,
         )
         return None
-
-
-def plan_units(entries: list[VideoEntry], cfg: IndexConfig, sampling) -> tuple[list, list]:
-    """Stage 1 alone (--dry-run): work units of readable videos, and error rows of unreadable
-    ones, from the same plan tasks as a run's pipeline."""
-    if not entries:
-        return [], []
-    with open_book() as book:  # crash and time-budget accounting of the header reads
-        plan = PlanTasks(PlanVideo(sampling, cfg.plan, cfg.storage, book))
-        tasks = plan_dataset(entries, plan, **cfg.plan.decode_task_options()).take_all()
-    rows = [u for task in tasks for u in task["units"]]
-    units = [u for u in rows if not u["error_stage"]]
-    failures = [u for u in rows if u["error_stage"]]
-    log.info(
-        "planned %d work units, %d clips, %d sampled frames; %d videos failed to open",
-        len(units),
-        sum(u["clip_end"] - u["clip_start"] for u in units),
-        sum(u["sampled_frames"] for u in units),
-        len(failures),
-    )
-    return units, failures
-
-
-def plan_tasks(entries: list) -> int:
-    return max(1, min(len(entries), 4 * cluster_cpus(), 4096))
-
-
-def start_book(cfg: IndexConfig, actors: ExitStack):
-    """The run's one bookkeeping actor (crash and time-budget accounting of header reads and
-    decoding, and the progress counters), started as soon as Ray is: the first plan task
-    waits for it, and its process would otherwise start with the pipeline's. None for a dry
-    run, which plans under a book of its own."""
-    return None if cfg.mode.dry_run else actors.enter_context(open_book(RunBook))
-
-
-def decode_and_infer(
-    entries: list[VideoEntry],
-    cfg: IndexConfig,
-    sampling,
-    spec: ModelSpec | ModelRecipe,
-    run_id: str,
-    book,
-) -> tuple[ray.data.MaterializedDataset, dict, InferenceResources, ModelSpec]:
-    """Stages 1 to 3 as one streaming Ray Data pipeline; the result holds no frames. `book`
-    is the run's RunBook (`start_book`).
-
-    Also returns the progress seen on the way (a timeline and the slowest videos to decode),
-    the inference actors the run was sized for, and the model's spec: `spec` itself, or the
-    one the actors resolved from a recipe."""
-    resources = inference_resources(cfg.infer)
-    with ProgressLog(book, len(entries), cfg.progress_interval_s) as progress:
-        results = streaming_dataset(
-            entries, cfg, sampling, spec, run_id, resources, book
-        ).materialize()
-        slowest, readers, built = ray.get(
-            [book.slowest.remote(), book.reader_counts.remote(), book.models_built.remote()]
-        )
-    return (
-        results,
-        {
-            "timeline": progress.timeline,
-            "slowest_videos": [{"video_uri": u, "decode_s": round(s, 3)} for u, s in slowest],
-            "readers": readers,
-        },
-        resources,
-        spec if isinstance(spec, ModelSpec) else built_spec(spec, built),
-    )
-
-
-def built_spec(recipe: ModelRecipe, built: list[ModelSpec]) -> ModelSpec:
-    """The spec the inference actors resolved from `recipe`; every actor must have built the
-    same weights (a seeded build differs across torch versions, so across mixed nodes)."""
-    versions = sorted({s.model_version for s in built})
-    if len(versions) > 1:
-        raise RuntimeError(
-            f"the inference actors built different models from one recipe ({', '.join(versions)}"
-            "): the cluster's nodes differ in torch or torchvision; install the same versions "
-            "everywhere, or index with a --checkpoint"
-        )
-    if built:
-        return built[0]
-    log.warning("no inference actor reported its model; resolving it on the driver")
-    with paused_gc():
-        return build_recipe(recipe)[1]
-
-
-def streaming_dataset(
-    entries,
-    cfg: IndexConfig,
-    sampling,
-    spec: ModelSpec | ModelRecipe,
-    run_id: str,
-    resources: InferenceResources,
-    book,
-) -> ray.data.Dataset:
-    """Plan and decode (CPU tasks, guarded; several small units per task), then infer (actor
-    pool, sized by `resources`). `book` is the run's RunBook: the guard's record and the
-    progress counters."""
-    plan = PlanVideo(sampling, cfg.plan, cfg.storage, book)
-    decode = DecodeUnit(sampling, cfg.plan, cfg.storage, progress=book, book=book)
-    return decode_dataset(
-        entries, PlanTasks(plan, book), decode, task_cpus=resources.task_cpus
-    ).map_batches(
-        ClipInferencer,
-        fn_constructor_kwargs={
-            "spec": spec,
-            "device": resources.device,
-            "threads": resources.threads,
-            "run_id": run_id,
-            "progress": book,
-            "keep_frame_features": cfg.infer.keep_frame_features,
-            "precision": cfg.infer.precision,
-            "idle_priority": resources.idle_priority,
-        },
-        batch_size=resources.batch_size,
-        batch_format="numpy",
-        compute=resources.actor_pool(),
-        num_cpus=resources.num_cpus,
-        num_gpus=resources.num_gpus,
-    )
-
-
-PLAN_BATCH = 16  # videos planned per batch: a plan task hands on decode tasks as it goes
-
-
-def plan_dataset(entries: list[VideoEntry], plan: PlanTasks, **options) -> ray.data.Dataset:
-    """Stage 1: listed videos -> decode tasks (`{"units": [...]}`), PLAN_BATCH videos per
-    batch; a header read is ~0.05 s, so a few plan tasks per CPU, not one per video."""
-    return ray.data.from_items(
-        [asdict(e) for e in entries], override_num_blocks=plan_tasks(entries)
-    ).map_batches(plan, batch_size=PLAN_BATCH, batch_format="pyarrow", **options)
-
-
-def decode_dataset(
-    entries: list[VideoEntry], plan: PlanTasks, decode: DecodeUnit, task_cpus: float = 1.0
-) -> ray.data.Dataset:
-    """Stages 1 and 2: listed videos -> clip rows with frames, `task_cpus` per plan and
-    decode task.
-
-    Plan tasks group their videos' units into decode tasks (`plan.group_units`); each decode
-    task becomes its own block (a streaming repartition), so one long video's units spread
-    over many decode tasks."""
-    return (
-        plan_dataset(entries, plan, num_cpus=task_cpus)
-        .repartition(target_num_rows_per_block=1)
-        .flat_map(DecodeUnits(decode), **decode.plan.decode_task_options(task_cpus))
-    )
-
-
-def write_tables(results, entries: list[VideoEntry], out: RunOutput, spec: ModelSpec) -> dict:
-    """Stage 4: the run's tables into staging. Returns counts and the failed video URIs.
-
-    Two passes over the (materialized, frame-free) results: the clips table, written by Ray
-    Data tasks; and one summary row per video and block (clips counted, embeddings and scores
-    summed) plus one per failed unit, which the driver merges into the videos table."""
-    indexed_at = datetime.now(UTC)
-    sums, failures, totals = None, [], dict.fromkeys(WORK_COUNTS, 0)
-    if results is not None:
-        rows_per_task = result_rows_per_task(results)
-        clips = results.map_batches(
-            tables.clip_rows, batch_format="pyarrow", batch_size=rows_per_task
-        )
-        clips.write_parquet(
-            out.staging(schema.CLIPS),
-            filesystem=storage.arrow_filesystem(out.output_uri, out.storage),
-            min_bytes_per_file=CLIP_FILE_BYTES,
-            **parquet_args(),
-        )
-        sums, failures, totals = summarize(results, len(entries), spec, rows_per_task)
-    labelled = dict(model_version=spec.model_version, run_id=out.run_id, indexed_at=indexed_at)
-    ok_uris = set(sums["video_uri"].to_pylist()) if sums is not None else set()
-    videos = []
-    if sums is not None and sums.num_rows:
-        errored = frozenset(f["video_uri"] for f in failures)
-        videos.append(videos_table(sums, labels=list(spec.labels), errored=errored, **labelled))
-    never_indexed = {f["video_uri"]: f for f in failures if f["video_uri"] not in ok_uris}
-    if never_indexed:
-        videos.append(
-            failed_video_rows(list(never_indexed.values()), dim=spec.embedding_dim, **labelled)
-        )
-    if videos:
-        out.write_table_parts(schema.VIDEOS, pa.concat_tables(videos).sort_by("video_uri"))
-    # an errors file even when empty: plain readers of errors/ then always find the table
-    out.write_small_table(schema.ERRORS, tables.errors_table(failures, out.run_id), "errors")
-    failed = {f["video_uri"] for f in failures}
-    if entries:
-        out.write_small_table(
-            schema.LEDGER, ledger_table(entries, failed, spec.model_version, out.run_id), "ledger"
-        )
-    num_clips = int(pc.sum(sums[SUM_COUNT]).as_py() or 0) if sums is not None else 0
-    return {"failed": failed, "clips": num_clips, "errors": len(failures), **totals}
-
-
-def result_rows_per_task(results: ray.data.MaterializedDataset) -> int:
-    """Clip results per write and summary task: about RESULT_TASK_BYTES of them (a row with
-    per-frame features kept is tens of times wider), from the blocks' metadata."""
-    rows = results.count()
-    return max(1, RESULT_TASK_BYTES // max(1, results.size_bytes() // max(1, rows)))
-
-
-def summarize(
-    results, num_videos: int, spec: ModelSpec, rows_per_task: int
-) -> tuple[pa.Table | None, list, dict]:
-    """Per-video sums (one row per video), the failed units' error rows, and the run's
-    planned frames and work units, from the results.
-
-    Results are summed in Ray tasks of `rows_per_task` rows (`result_rows_per_task`). The
-    driver merges the sums when they fit in DRIVER_SUMS_BYTES (no shuffle: a groupby costs
-    seconds even on small runs); beyond that, a Ray Data groupby merges them and only the
-    merged rows come back."""
-    summary = results.map_batches(block_summary, batch_format="pyarrow", batch_size=rows_per_task)
-    width = spec.embedding_dim + len(spec.labels)
-    if num_videos * width * 8 <= DRIVER_SUMS_BYTES:
-        table = collect(summary)
-        if table is None:
-            return None, [], dict.fromkeys(WORK_COUNTS, 0)
-        totals = {name: int(pc.sum(table[name]).as_py() or 0) for name in WORK_COUNTS}
-        return merge_sums(sums_rows(table)), tables.failed_rows(table).to_pylist(), totals
-    summary = summary.materialize()
-    totals = {name: int(summary.sum(name) or 0) for name in WORK_COUNTS}
-    failed = summary.map_batches(tables.failed_rows, batch_format="pyarrow").take_all()
-    merged = (
-        summary.map_batches(sums_rows, batch_format="pyarrow")
-        .groupby("video_uri", num_partitions=max(1, min(64, num_videos // 20_000 + 1)))
-        .map_groups(merge_sums, batch_format="pyarrow")
-    )
-    return collect(merged), failed, totals
-
-
-def collect(ds: ray.data.Dataset) -> pa.Table | None:
-    """A dataset's blocks as one Arrow table on the driver (None when it has no rows)."""
-    blocks = [b for b in ray.get(ds.to_arrow_refs()) if b.num_rows]
-    return pa.concat_tables(blocks) if blocks else None
 
 
 def cluster_shape() -> dict:

@@ -356,7 +356,7 @@ def whole_runs(zoo):
 
     runs = {"whole-a": index("whole-a", 0.0)}
     with pytest.MonkeyPatch.context() as patch:  # whole-b merges its sums with a groupby
-        patch.setattr("pipeline.index.DRIVER_SUMS_BYTES", 0)
+        patch.setattr("pipeline.index_write.DRIVER_SUMS_BYTES", 0)
         runs["whole-b"] = index("whole-b", 1.0)
     return {
         "long": long_uri,

@@ -121,7 +121,7 @@ def test_an_actor_given_a_recipe_builds_the_spec_the_driver_would_and_reports_it
 def test_the_driver_takes_one_spec_from_the_actors_and_refuses_two(spec):
     from dataclasses import replace
 
-    from pipeline.index import built_spec
+    from pipeline.index_stream import built_spec
     from pipeline.model_source import ModelRecipe
 
     recipe = ModelRecipe(spec.model, spec.seed)

@@ -1,6 +1,6 @@
 """Contender "decode_ray": the job's stages 1 and 2 (plan + decode) on Ray Data, model = identity.
 
-The job's own streaming plan and decode tasks (`index.decode_dataset`: PlanTasks, then
+The job's own streaming plan and decode tasks (`index_stream.decode_dataset`: PlanTasks, then
 DecodeUnit tasks with num_cpus=1, as in the job), then an identity actor (num_cpus=0, so it
 takes no core from decoding) that drops the frames, where the job has its inference actors:
 frames still go through the object store as in the job.
@@ -42,7 +42,7 @@ def main(argv: list[str]) -> int:
     from pipeline.config import IndexConfig, PlanConfig
     from pipeline.decode import DecodeUnit
     from pipeline.guard import GuardBook
-    from pipeline.index import decode_dataset
+    from pipeline.index_stream import decode_dataset
     from pipeline.listing import list_videos
     from pipeline.plan import PlanTasks, PlanVideo
 

@@ -1,0 +1,172 @@
+"""Stages 1 to 3 of the index job as one streaming Ray Data pipeline: plan (CPU tasks, 1 video
+-> work units grouped into decode tasks), decode (CPU tasks, 1 unit -> clips with frames) and
+infer (an actor pool, 1 clip -> 1 row without frames). Decoding and the actors' start-up
+overlap the header reads, and the driver never holds a whole corpus's work units."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+from dataclasses import asdict
+
+import ray
+
+from pipeline.config import IndexConfig
+from pipeline.decode import DecodeUnit, DecodeUnits
+from pipeline.gc_pause import paused_gc
+from pipeline.guard import open_book
+from pipeline.infer import ClipInferencer
+from pipeline.listing import VideoEntry
+from pipeline.model_source import ModelRecipe, ModelSpec, build_recipe
+from pipeline.plan import PlanTasks, PlanVideo
+from pipeline.progress import ProgressLog, RunBook
+from pipeline.ray_env import InferenceResources, cluster_cpus, inference_resources
+
+log = logging.getLogger("reelay.index")
+
+
+def plan_units(entries: list[VideoEntry], cfg: IndexConfig, sampling) -> tuple[list, list]:
+    """Stage 1 alone (--dry-run): work units of readable videos, and error rows of unreadable
+    ones, from the same plan tasks as a run's pipeline."""
+    if not entries:
+        return [], []
+    with open_book() as book:  # crash and time-budget accounting of the header reads
+        plan = PlanTasks(PlanVideo(sampling, cfg.plan, cfg.storage, book))
+        tasks = plan_dataset(entries, plan, **cfg.plan.decode_task_options()).take_all()
+    rows = [u for task in tasks for u in task["units"]]
+    units = [u for u in rows if not u["error_stage"]]
+    failures = [u for u in rows if u["error_stage"]]
+    log.info(
+        "planned %d work units, %d clips, %d sampled frames; %d videos failed to open",
+        len(units),
+        sum(u["clip_end"] - u["clip_start"] for u in units),
+        sum(u["sampled_frames"] for u in units),
+        len(failures),
+    )
+    return units, failures
+
+
+def plan_tasks(entries: list) -> int:
+    return max(1, min(len(entries), 4 * cluster_cpus(), 4096))
+
+
+def start_book(cfg: IndexConfig, actors: ExitStack):
+    """The run's one bookkeeping actor (crash and time-budget accounting of header reads and
+    decoding, and the progress counters), started as soon as Ray is: the first plan task
+    waits for it, and its process would otherwise start with the pipeline's. None for a dry
+    run, which plans under a book of its own."""
+    return None if cfg.mode.dry_run else actors.enter_context(open_book(RunBook))
+
+
+def decode_and_infer(
+    entries: list[VideoEntry],
+    cfg: IndexConfig,
+    sampling,
+    spec: ModelSpec | ModelRecipe,
+    run_id: str,
+    book,
+) -> tuple[ray.data.MaterializedDataset, dict, InferenceResources, ModelSpec]:
+    """Stages 1 to 3 as one streaming Ray Data pipeline; the result holds no frames. `book`
+    is the run's RunBook (`start_book`).
+
+    Also returns the progress seen on the way (a timeline and the slowest videos to decode),
+    the inference actors the run was sized for, and the model's spec: `spec` itself, or the
+    one the actors resolved from a recipe."""
+    resources = inference_resources(cfg.infer)
+    with ProgressLog(book, len(entries), cfg.progress_interval_s) as progress:
+        results = streaming_dataset(
+            entries, cfg, sampling, spec, run_id, resources, book
+        ).materialize()
+        slowest, readers, built = ray.get(
+            [book.slowest.remote(), book.reader_counts.remote(), book.models_built.remote()]
+        )
+    return (
+        results,
+        {
+            "timeline": progress.timeline,
+            "slowest_videos": [{"video_uri": u, "decode_s": round(s, 3)} for u, s in slowest],
+            "readers": readers,
+        },
+        resources,
+        spec if isinstance(spec, ModelSpec) else built_spec(spec, built),
+    )
+
+
+def built_spec(recipe: ModelRecipe, built: list[ModelSpec]) -> ModelSpec:
+    """The spec the inference actors resolved from `recipe`; every actor must have built the
+    same weights (a seeded build differs across torch versions, so across mixed nodes)."""
+    versions = sorted({s.model_version for s in built})
+    if len(versions) > 1:
+        raise RuntimeError(
+            f"the inference actors built different models from one recipe ({', '.join(versions)}"
+            "): the cluster's nodes differ in torch or torchvision; install the same versions "
+            "everywhere, or index with a --checkpoint"
+        )
+    if built:
+        return built[0]
+    log.warning("no inference actor reported its model; resolving it on the driver")
+    with paused_gc():
+        return build_recipe(recipe)[1]
+
+
+def streaming_dataset(
+    entries,
+    cfg: IndexConfig,
+    sampling,
+    spec: ModelSpec | ModelRecipe,
+    run_id: str,
+    resources: InferenceResources,
+    book,
+) -> ray.data.Dataset:
+    """Plan and decode (CPU tasks, guarded; several small units per task), then infer (actor
+    pool, sized by `resources`). `book` is the run's RunBook: the guard's record and the
+    progress counters."""
+    plan = PlanVideo(sampling, cfg.plan, cfg.storage, book)
+    decode = DecodeUnit(sampling, cfg.plan, cfg.storage, progress=book, book=book)
+    return decode_dataset(
+        entries, PlanTasks(plan, book), decode, task_cpus=resources.task_cpus
+    ).map_batches(
+        ClipInferencer,
+        fn_constructor_kwargs={
+            "spec": spec,
+            "device": resources.device,
+            "threads": resources.threads,
+            "run_id": run_id,
+            "progress": book,
+            "keep_frame_features": cfg.infer.keep_frame_features,
+            "precision": cfg.infer.precision,
+            "idle_priority": resources.idle_priority,
+        },
+        batch_size=resources.batch_size,
+        batch_format="numpy",
+        compute=resources.actor_pool(),
+        num_cpus=resources.num_cpus,
+        num_gpus=resources.num_gpus,
+    )
+
+
+PLAN_BATCH = 16  # videos planned per batch: a plan task hands on decode tasks as it goes
+
+
+def plan_dataset(entries: list[VideoEntry], plan: PlanTasks, **options) -> ray.data.Dataset:
+    """Stage 1: listed videos -> decode tasks (`{"units": [...]}`), PLAN_BATCH videos per
+    batch; a header read is ~0.05 s, so a few plan tasks per CPU, not one per video."""
+    return ray.data.from_items(
+        [asdict(e) for e in entries], override_num_blocks=plan_tasks(entries)
+    ).map_batches(plan, batch_size=PLAN_BATCH, batch_format="pyarrow", **options)
+
+
+def decode_dataset(
+    entries: list[VideoEntry], plan: PlanTasks, decode: DecodeUnit, task_cpus: float = 1.0
+) -> ray.data.Dataset:
+    """Stages 1 and 2: listed videos -> clip rows with frames, `task_cpus` per plan and
+    decode task.
+
+    Plan tasks group their videos' units into decode tasks (`plan.group_units`); each decode
+    task becomes its own block (a streaming repartition), so one long video's units spread
+    over many decode tasks."""
+    return (
+        plan_dataset(entries, plan, num_cpus=task_cpus)
+        .repartition(target_num_rows_per_block=1)
+        .flat_map(DecodeUnits(decode), **decode.plan.decode_task_options(task_cpus))
+    )
