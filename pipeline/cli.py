@@ -88,6 +88,9 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
         raise ConfigError(
             f"--temporal {args.temporal!r} is unknown; known: {', '.join(list_temporal_heads())}"
         )
+    for flag, value in (("--num-classes", args.num_classes), ("--hidden-dim", args.hidden_dim)):
+        if value < 1:
+            raise ConfigError(f"{flag} must be >= 1 (got {value})")
     try:
         return ModelConfig(
             encoder=args.encoder,

@@ -6,14 +6,11 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 
+from pipeline.config_error import ConfigError
 from pipeline.guard import GuardConfig
 from pipeline.models.config import ModelConfig
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-class ConfigError(ValueError):
-    """A bad option: the message says what to do instead."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +176,11 @@ class InferConfig:
             raise ConfigError(f"--cpus-per-task must be > 0 (got {self.cpus_per_task})")
         if self.torch_threads is not None and self.torch_threads < 1:
             raise ConfigError(f"--torch-threads must be >= 1 (got {self.torch_threads})")
+        if self.max_actors is not None and self.max_actors < 1:
+            raise ConfigError(
+                f"--max-actors must be >= 1 (got {self.max_actors}); leave it out for one "
+                "actor per GPU, or one per two CPUs on a CPU cluster"
+            )
 
     def batch_for(self, device: str) -> int:
         """Clips per forward pass on `device` ("cpu" or "cuda"): --batch-size, else the

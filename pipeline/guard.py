@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.config_error import ConfigError
+
 log = logging.getLogger("reelay.guard")
 
 # A hang that also holds the GIL starves the Python watchdog; faulthandler's own C thread
@@ -51,7 +53,7 @@ class GuardConfig:
 
     def __post_init__(self) -> None:
         if self.timeout_s <= 0:
-            raise ValueError("--decode-timeout must be > 0 seconds")
+            raise ConfigError(f"--decode-timeout must be > 0 seconds (got {self.timeout_s:g})")
         if self.attempts < 1 or self.recycle_after < 1:
             raise ValueError("attempts and recycle_after must be >= 1")
 

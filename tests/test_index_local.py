@@ -542,12 +542,20 @@ def test_cli_path_like_run_id_exits_2(cli, tmp_path: Path):
         (["--gpus-per-actor", "2"], "--gpus-per-actor"),
         (["--calls-per-actor", "0"], "--calls-per-actor"),
         (["--cpus-per-task", "0"], "--cpus-per-task"),
+        (["--max-actors", "0"], "--max-actors"),  # 0 once meant the default, silently
+        (["--max-actors", "-1"], "--max-actors"),
+        (["--decode-timeout", "0"], "--decode-timeout"),  # once a traceback, exit 1
+        (["--hidden-dim", "0"], "--hidden-dim"),
+        (["--num-classes", "0"], "--num-classes"),
     ],
 )
-def test_cli_bad_gpu_flags_exit_2(cli, tmp_path: Path, flags: list[str], named: str):
+def test_cli_bad_resource_and_model_flags_exit_2_naming_the_flag(
+    cli, tmp_path: Path, flags: list[str], named: str
+):
     (tmp_path / "in").mkdir()
     code, logs = cli("--input", str(tmp_path / "in"), "--output", str(tmp_path / "o"), *flags)
     assert code == 2 and named in logs
+    assert not (tmp_path / "o").exists()  # a bad flag fails before anything is written
     with pytest.raises(ConfigError, match="--precision"):
         InferConfig(precision="fp8")
 
