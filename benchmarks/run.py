@@ -36,6 +36,7 @@ from benchmarks import report, seeks
 from benchmarks.contenders.common import Workload
 from benchmarks.corpora import Corpus, CorpusSpec, ensure_corpus
 from benchmarks.procs import REPO, psutil, run_contender
+from benchmarks.summary import merge, summarize
 
 SUITES = ("limit", "decode", "model", "sparse", "memory", "knobs", "scale", "incremental")
 DEFAULT_SUITES = ("limit", "decode", "model", "sparse", "memory", "scale", "incremental")
@@ -386,13 +387,13 @@ def main(argv: list[str] | None = None) -> int:
         "elapsed_s": round(time.perf_counter() - t0, 1),
         "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
     }  # fmt: skip
-    results["summary"] = report.summarize(results)
+    results["summary"] = summarize(results)
     path = args.out / "results.json"
     if path.exists() and not args.quick:  # keep what earlier runs measured in other suites
         old = json.loads(path.read_text())
         if old.get("profile") == results["profile"] and set(old.get("suites", [])) - set(suites):
-            results = report.merge(old, results)
-            results["summary"] = report.summarize(results)
+            results = merge(old, results)
+            results["summary"] = summarize(results)
     path.write_text(json.dumps(results, indent=1, default=str))
     png = report.plot(results, args.out / "benchmarks.png")
     if not (args.no_docs or args.quick):

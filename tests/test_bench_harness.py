@@ -15,6 +15,7 @@ from benchmarks import report
 
 # psutil: Ray's vendored copy
 from benchmarks.procs import REPO, TreeSampler, child_env, kill_tree, psutil, role
+from benchmarks.summary import summarize
 
 
 def _run(suite: str, name: str, rnd: int, **fields) -> dict:
@@ -34,7 +35,7 @@ def test_ratios_are_medians_of_within_round_ratios_and_goals_follow_the_median()
         runs.append(_run("limit", "pool", r, fps_wall=b, fps_work=b, cpu_ms_per_frame=40.0))
     runs.append(_run("limit", "ours", 3, fps_wall=1000.0, status="failed"))  # failed: ignored
 
-    summary = report.summarize({"runs": runs})
+    summary = summarize({"runs": runs})
     limit = summary["ratios"]["limit"]
     assert limit["fps_wall"] == {"median": 0.9, "min": 0.5, "max": 1.0, "n": 3}
     assert limit["fps_work"]["median"] == 1.8
@@ -44,7 +45,7 @@ def test_ratios_are_medians_of_within_round_ratios_and_goals_follow_the_median()
     assert summary["stages"]["stages_s"]["process start/exit (not in the run record)"] == 2.0
 
     runs[2]["fps_wall"] = 12.0  # round 1 now 0.6: median 0.6, under the goal
-    assert not report.summarize({"runs": runs})["ratios"]["limit"]["met_wall"]
+    assert not summarize({"runs": runs})["ratios"]["limit"]["met_wall"]
 
 
 def _memory_run(name: str, minutes: float, by_role: dict | None) -> dict:
@@ -73,7 +74,7 @@ def test_memory_table_names_the_largest_process_of_each_role():
         "ray::IDLE": 748.0,
     }
     runs = [_memory_run("ours", 15, roles), _memory_run("naive", 1, None)]  # an older record
-    results = {"runs": runs, "summary": report.summarize({"runs": runs})}
+    results = {"runs": runs, "summary": summarize({"runs": runs})}
     table = report._memory_table(results).splitlines()
 
     assert "largest process per role" in table[0]
