@@ -36,6 +36,7 @@ from pipeline.listing import VIDEO_EXTENSIONS, list_videos
 from pipeline.model_source import ModelRecipe, resolve_model
 from pipeline.output import RunOutput, recover
 from pipeline.ray_env import ensure_ray
+from pipeline.writer_lease import WriterLease
 
 log = logging.getLogger("reelay.index")
 # imported beside Ray's start-up (ensure_ray) by a run that will write a report
@@ -92,12 +93,13 @@ def new_run_id(now: datetime) -> str:
 
 def run(cfg: IndexConfig) -> RunSummary:
     """Index the videos under cfg.input_uri into cfg.output_uri; returns the run's summary."""
-    with ExitStack() as actors:
-        return _run(cfg, actors)
+    with ExitStack() as held:
+        return _run(cfg, held)
 
 
-def _run(cfg: IndexConfig, actors: ExitStack) -> RunSummary:
-    """`run`; `actors` holds the run's bookkeeping actor until the run ends."""
+def _run(cfg: IndexConfig, held: ExitStack) -> RunSummary:
+    """`run`; `held` keeps what the run holds until it ends: its writer lease on the output
+    and its bookkeeping actor."""
     started = datetime.now(UTC)
     run_id = cfg.run_id or new_run_id(started)
     out = RunOutput(cfg.output_uri, run_id, started.strftime("%Y-%m-%d"), cfg.storage)
@@ -111,6 +113,8 @@ def _run(cfg: IndexConfig, actors: ExitStack) -> RunSummary:
     model = None if recipe else in_background(resolve_model_paused, cfg)
     if not cfg.mode.dry_run:
         out.check_writable()
+        # one writer per output: refused, before recovery or any write, while another runs
+        held.enter_context(WriterLease(cfg.output_uri, run_id, cfg.storage))
         recover(cfg.output_uri, cfg.storage)  # settle crashed runs before reading the ledger
     if out.is_committed():
         raise ConfigError(
@@ -132,7 +136,7 @@ def _run(cfg: IndexConfig, actors: ExitStack) -> RunSummary:
     preload = () if cfg.mode.dry_run else REPORT_MODULES
     if listed and not selecting:
         ensure_ray(preload)  # Ray starts only when there is work: a bad input fails without it
-        book = start_book(cfg, actors)
+        book = start_book(cfg, held)
     if recipe is not None and listed:
         spec, sampling = recipe, cfg.sampling  # resolved by the actors (decode_and_infer)
     elif recipe is not None:  # an empty run's record still names its model
@@ -157,7 +161,7 @@ def _run(cfg: IndexConfig, actors: ExitStack) -> RunSummary:
     )
     if entries:  # a no-op nightly run finishes without paying Ray's start-up
         ensure_ray(preload)
-        book = book or start_book(cfg, actors)
+        book = book or start_book(cfg, held)
     watch.lap("start")
 
     counts = {"listed": len(listed), "skipped": skipped}

@@ -166,7 +166,8 @@ class RunOutput:
 def recover(output_uri: str, storage_cfg: StorageConfig) -> list[str]:
     """Settle runs that crashed: finish prepared ones, delete the rest. Returns what it did.
 
-    Assumes one writer per output at a time (the nightly job), as docs/operations.md says.
+    Runs with one writer per output at a time: the caller holds the output's writer lease
+    (pipeline.writer_lease), so every other staging folder belongs to a dead run.
     """
     fs = storage.filesystem(output_uri, storage_cfg)
     root = storage.strip_scheme(storage.join(output_uri, schema.STAGING))
@@ -175,6 +176,8 @@ def recover(output_uri: str, storage_cfg: StorageConfig) -> list[str]:
     actions = []
     for folder in sorted(fs.ls(root, detail=False)):
         run_id = folder.rstrip("/").rsplit("/", 1)[-1]
+        if run_id.startswith("."):  # another run's write check (run ids never start so)
+            continue
         run = RunOutput(output_uri, run_id, "", storage_cfg)
         plan_path = f"{run.staging()}/{COMMIT_PLAN}"
         if fs.exists(plan_path):

@@ -42,6 +42,7 @@ from pipeline.model_source import resolve_model
 from pipeline.plan import PlanVideo
 from pipeline.samples import VideoSpec, write_video
 from pipeline.sampling import plan_clips
+from pipeline.writer_lease import WriterLease
 from tests.videos import (
     BROKEN_ZOO_NAMES,
     CODEC_ZOO_NAMES,
@@ -558,6 +559,27 @@ def test_cli_bad_resource_and_model_flags_exit_2_naming_the_flag(
     assert not (tmp_path / "o").exists()  # a bad flag fails before anything is written
     with pytest.raises(ConfigError, match="--precision"):
         InferConfig(precision="fp8")
+
+
+def test_cli_refuses_an_output_that_another_live_run_is_writing(cli, tmp_path: Path):
+    """A second run on an output stops before its recovery: the live run's staged files stay
+    (recovery would have taken them for a crashed run's), and nothing is committed."""
+    (tmp_path / "in").mkdir()
+    out = tmp_path / "o"
+    staged = out / schema.STAGING / "nightly" / schema.CLIPS / "part-00000.parquet"
+    staged.parent.mkdir(parents=True)
+    staged.write_bytes(b"staged by the live run")
+    with WriterLease(str(out), "nightly", StorageConfig()):
+        code, logs = cli("--input", str(tmp_path / "in"), "--output", str(out))
+    assert code == 2
+    assert "run nightly" in logs and "is writing" in logs and "--output" in logs
+    assert staged.exists()
+    assert not (out / schema.RUNS).exists()
+
+    code, logs = cli("--input", str(tmp_path / "in"), "--output", str(out))  # it has ended
+    assert code == 0
+    assert not staged.exists()  # now a crashed run's leftovers: recovery removed them
+    assert not (out / schema.ACTIVE).exists()
 
 
 def test_gpu_actor_sizing(ray_local, caplog):

@@ -18,7 +18,8 @@
 #   0  success
 #   1  the job could not run or ended without an exit code (cluster unreachable, driver or head
 #      node lost, job stopped): rerun; the next run finishes or discards the crashed run's files
-#   2  bad usage or input (jobs/index.py exit 2): fix the flags or the input URI
+#   2  bad usage or input (jobs/index.py exit 2): fix the flags or the input URI; or another
+#      run (a manual one) is writing the output: the log names it, tomorrow's run goes ahead
 #   3  more videos failed than --max-failure-fraction (jobs/index.py exit 3): the good ones are
 #      committed; look at errors/, then rerun with --retry-errors
 #   4  another run still holds the lock (yesterday's run is still going): nothing was submitted
