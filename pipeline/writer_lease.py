@@ -24,7 +24,7 @@ import os
 import socket
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from pipeline import schema, storage
 from pipeline.config import StorageConfig
@@ -92,10 +92,7 @@ class WriterLease:
 
     @property
     def path(self) -> str:
-        return self.marker_path(self.marker.run_id)
-
-    def marker_path(self, run_id: str) -> str:
-        return f"{self.folder}/{run_id}.json"
+        return f"{self.folder}/{self.marker.run_id}.json"
 
     def __enter__(self) -> WriterLease:
         self.acquire()
@@ -126,8 +123,9 @@ class WriterLease:
         except Exception as e:
             log.warning("could not remove the writer marker: %s", storage.redact(str(e)))
 
-    def others(self) -> list[Marker]:
-        """The markers of other runs on this output (unreadable ones are skipped)."""
+    def others(self) -> list[tuple[str, Marker]]:
+        """The markers of other runs on this output and their paths (unreadable ones are
+        skipped)."""
         self.fs.invalidate_cache(self.folder)  # s3fs caches listings: this one must be fresh
         if not self.fs.exists(self.folder):
             return []
@@ -137,7 +135,7 @@ class WriterLease:
             if not name.endswith(".json") or name == f"{self.marker.run_id}.json":
                 continue
             try:
-                found.append(Marker(**json.loads(self.fs.cat_file(path))))
+                found.append((path, Marker(**json.loads(self.fs.cat_file(path)))))
             except FileNotFoundError:  # its run just ended
                 continue
             except (ValueError, TypeError) as e:
@@ -146,17 +144,17 @@ class WriterLease:
 
     def _refuse_if_held(self, yield_to_earlier: bool = False) -> None:
         now = time.time()
-        for other in self.others():
+        for path, other in self.others():
             if not other.alive(now, self.marker.host):
                 log.warning("%s is not running: removing its writer marker", other.describe(now))
-                self._remove(self.marker_path(other.run_id))
+                self._remove(path)
                 continue
             if yield_to_earlier and (other.started_at, other.run_id) > (
                 self.marker.started_at,
                 self.marker.run_id,
             ):
                 continue  # it started after this run: it yields
-            marker_uri = storage.join(self.output_uri, schema.ACTIVE, f"{other.run_id}.json")
+            marker_uri = storage.with_scheme(path, self.output_uri)
             raise OutputError(
                 f"{other.describe(now)} is writing {storage.redact(self.output_uri)}; two runs "
                 "on one output would index the same videos twice. Wait for it to end, or write "
@@ -170,7 +168,7 @@ class WriterLease:
 
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat_s):
-            self.marker = Marker(**{**asdict(self.marker), "updated_at": time.time()})
+            self.marker = replace(self.marker, updated_at=time.time())
             try:
                 self._write()
             except Exception as e:  # a storage blip: the next beat tries again

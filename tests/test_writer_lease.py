@@ -145,8 +145,9 @@ def test_on_s3_a_live_run_refuses_a_second_one(s3_bucket):
     out = f"s3://{s3_bucket}/index"
     with WriterLease(out, "run-a", NO_OPTIONS):
         assert markers(out) == ["run-a.json"]
-        with pytest.raises(OutputError, match="run run-a"):
+        with pytest.raises(OutputError, match="run run-a") as refused:
             WriterLease(out, "run-b", NO_OPTIONS).acquire()
+        assert f"{out}/{schema.ACTIVE}/run-a.json" in str(refused.value)  # what to delete
     assert markers(out) == []
     plant(out, run_id="killed", pid=dead_pid())
     with WriterLease(out, "rerun", NO_OPTIONS):
