@@ -157,9 +157,12 @@ def test_killed_run_then_rerun_leaves_every_video_once(ray_local, corpus, tmp_pa
     if point != "commit_before_cleanup":
         assert committed_runs(str(out), storage.NO_OPTIONS) == []
         assert committed_rows(out, schema.VIDEOS, "run_id") == []
+    # its writer marker stays behind; its process is gone, so it does not hold the output
+    assert [p.name for p in (out / schema.ACTIVE).iterdir()] == [f"{crashed}.json"]
 
     # The rerun settles the crashed run first, then indexes only what is still missing.
     summary = index.run(index_config(corpus, out))
+    assert not (out / schema.ACTIVE).exists()
     expected = input_uris(corpus)
     if point == "after_staging":  # discarded: everything is indexed by the rerun
         assert (summary.counts["processed"], summary.counts["skipped"]) == (3, 0)
