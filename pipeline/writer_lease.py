@@ -124,23 +124,35 @@ class WriterLease:
             log.warning("could not remove the writer marker: %s", storage.redact(str(e)))
 
     def others(self) -> list[tuple[str, Marker]]:
-        """The markers of other runs on this output and their paths (unreadable ones are
-        skipped)."""
+        """The markers on this output other than this run's own, with their paths (unreadable
+        ones are skipped). A marker under this run's id from another process counts: a rerun
+        with the same --run-id while the first attempt still runs."""
         self.fs.invalidate_cache(self.folder)  # s3fs caches listings: this one must be fresh
         if not self.fs.exists(self.folder):
             return []
         found = []
         for path in self.fs.ls(self.folder, detail=False):
-            name = path.rstrip("/").rsplit("/", 1)[-1]
-            if not name.endswith(".json") or name == f"{self.marker.run_id}.json":
+            if not path.endswith(".json"):
                 continue
             try:
-                found.append((path, Marker(**json.loads(self.fs.cat_file(path)))))
+                marker = Marker(**json.loads(self.fs.cat_file(path)))
             except FileNotFoundError:  # its run just ended
                 continue
             except (ValueError, TypeError) as e:
                 log.warning("ignoring unreadable writer marker %s: %s", storage.redact(path), e)
+                continue
+            if not self._is_mine(marker):
+                found.append((path, marker))
         return found
+
+    def _is_mine(self, marker: Marker) -> bool:
+        mine = self.marker
+        return (marker.run_id, marker.host, marker.pid, marker.started_at) == (
+            mine.run_id,
+            mine.host,
+            mine.pid,
+            mine.started_at,
+        )
 
     def _refuse_if_held(self, yield_to_earlier: bool = False) -> None:
         now = time.time()

@@ -84,6 +84,17 @@ def test_a_killed_runs_marker_lets_the_rerun_start_at_once(tmp_path: Path):
         assert markers(out) == ["rerun.json"]
 
 
+def test_a_rerun_with_the_same_run_id_waits_for_a_live_first_attempt(tmp_path: Path):
+    out = str(tmp_path / "out")
+    plant(out, run_id="nightly-2026-11-27", started_at=time.time() - 60)
+    with pytest.raises(OutputError, match="run nightly-2026-11-27 .* is writing"):
+        WriterLease(out, "nightly-2026-11-27", NO_OPTIONS).acquire()
+    plant(out, run_id="nightly-2026-11-27", pid=dead_pid())  # the first attempt was killed
+    with WriterLease(out, "nightly-2026-11-27", NO_OPTIONS) as lease:
+        assert markers(out) == ["nightly-2026-11-27.json"]
+        assert json.loads(Path(lease.path).read_text())["pid"] == os.getpid()
+
+
 def test_another_hosts_marker_holds_the_output_until_its_heartbeat_is_stale(tmp_path: Path):
     out = str(tmp_path / "out")
     plant(out, run_id="remote", host="another-host", pid=1)
