@@ -3,7 +3,7 @@
 --data is a manifest (.csv/.parquet with uri,label[,split]) or a folder <root>/<split>/<label>/.
 With --features-from INDEX_URI only a new temporal head is trained, on the frame features an
 index run stored. The output holds best.pt, which `jobs/index.py --checkpoint <output>` uses.
-Exit codes: 0 success, 2 bad usage or input.
+Exit codes: 0 success, 2 bad usage or input (or another run writing the same --output).
 """
 
 from __future__ import annotations
@@ -145,11 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     args = parse_args(argv)
     from pipeline.listing import InputError
+    from pipeline.output import OutputError
     from pipeline.train import run
 
     try:
         summary = run(build_config(args))
-    except (ConfigError, InputError) as e:
+    except (ConfigError, InputError, OutputError) as e:
         logging.getLogger("reelay").error("%s", e)
         return EXIT_USAGE
     print(summary.line(), flush=True)

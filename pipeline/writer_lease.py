@@ -103,7 +103,14 @@ class WriterLease:
 
     def acquire(self) -> None:
         self._refuse_if_held()
-        self._write()
+        try:
+            self._write()
+        except OSError as e:  # PermissionError, FileNotFoundError (a missing bucket), ...
+            raise OutputError(
+                f"cannot write to {storage.redact(self.output_uri)}: "
+                f"{storage.redact(str(e))}; check that the bucket exists and the credentials "
+                "may write there"
+            ) from e
         try:  # both of two runs that started together see the other's marker now
             self._refuse_if_held(yield_to_earlier=True)
         except Exception:

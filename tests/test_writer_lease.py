@@ -163,3 +163,10 @@ def test_on_s3_a_live_run_refuses_a_second_one(s3_bucket):
     plant(out, run_id="killed", pid=dead_pid())
     with WriterLease(out, "rerun", NO_OPTIONS):
         assert markers(out) == ["rerun.json"]
+
+
+def test_an_output_that_cannot_be_written_is_a_clear_error(s3_server):
+    """A missing bucket: one OutputError line, as the index job's write check gives it (the
+    training job has no write check of its own: the lease is its first write)."""
+    with pytest.raises(OutputError, match="cannot write to s3://no-such-bucket-here/out"):
+        WriterLease("s3://no-such-bucket-here/out", "run-a", NO_OPTIONS).acquire()

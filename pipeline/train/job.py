@@ -16,6 +16,7 @@ and stages 3-4 run the temporal head and classifier only (forward.py).
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,6 +44,7 @@ from pipeline.train.metrics import Evaluation
 from pipeline.train.mode import TrainMode, train_mode
 from pipeline.train.output import TrainOutput
 from pipeline.train.split import TRAIN, VAL
+from pipeline.writer_lease import WriterLease
 
 log = logging.getLogger("reelay.train")
 
@@ -80,8 +82,18 @@ def start_ray() -> None:
 
 
 def run(cfg: TrainConfig) -> TrainSummary:
-    """Train on cfg.data_uri, write the run's output to cfg.output_uri; returns the summary."""
+    """Train on cfg.data_uri, write the run's output to cfg.output_uri; returns the summary.
+
+    The run holds its output while it runs (pipeline.writer_lease): a second training run on
+    the same output, --resume included, is refused with OutputError while this one lives."""
     started = datetime.now(UTC)
+    run_id = f"train-{started:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    with WriterLease(cfg.output_uri, run_id, cfg.storage):
+        return _run(cfg, started)
+
+
+def _run(cfg: TrainConfig, started: datetime) -> TrainSummary:
+    """`run`, holding the output."""
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 

@@ -13,10 +13,13 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipeline.config import ConfigError, IndexConfig, SamplingConfig
+from pipeline import schema
+from pipeline.config import ConfigError, IndexConfig, SamplingConfig, StorageConfig
 from pipeline.listing import InputError
 from pipeline.models import ModelConfig, load_checkpoint
+from pipeline.output import OutputError
 from pipeline.train import OptimConfig, TrainConfig, run
+from pipeline.writer_lease import WriterLease
 
 SMALL = dict(
     sampling=SamplingConfig(fps=5.0, clip_frames=8, image_size=32),
@@ -128,6 +131,21 @@ def test_resume_continues_from_the_last_epoch(trained) -> None:
     changed = TrainConfig(**{**cfg2.__dict__, "resume": True, "sampling": SamplingConfig()})
     with pytest.raises(ConfigError, match="--resume: this run's sampling differ"):
         run(changed)
+
+
+def test_a_second_run_on_an_output_in_use_is_refused_before_anything(trained) -> None:
+    """--resume while another training run holds the output: OutputError, nothing read or
+    written (the resume test above passes once the holder has ended)."""
+    cfg, _ = trained
+    out = Path(cfg.output_uri)
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    resume = TrainConfig(**{**cfg.__dict__, "resume": True})
+    holder = WriterLease(cfg.output_uri, "train-elsewhere", StorageConfig())
+    with holder, pytest.raises(OutputError, match="run train-elsewhere .* is writing"):
+        run(resume)
+    after = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert not (out / schema.ACTIVE).exists()
 
 
 def test_class_with_only_unreadable_videos_fails_clearly(ray_local, sample_corpus, tmp_path):
