@@ -91,6 +91,12 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
     for flag, value in (("--num-classes", args.num_classes), ("--hidden-dim", args.hidden_dim)):
         if value < 1:
             raise ConfigError(f"{flag} must be >= 1 (got {value})")
+    heads = ModelConfig.attention_heads  # not a flag: the default of every model built here
+    if args.temporal == "attention" and args.hidden_dim % heads:
+        raise ConfigError(
+            f"--hidden-dim must be a multiple of {heads} (the attention heads) with --temporal "
+            f"attention (got {args.hidden_dim})"
+        )
     try:
         return ModelConfig(
             encoder=args.encoder,
