@@ -3,7 +3,8 @@
 Two index runs on one output would both index the same new videos (neither sees the other's
 uncommitted work: rows twice), and one's recovery would delete the other's staged files. The
 nightly job's lock keeps its own runs apart; this keeps a manual run off an output another run
-is writing, on any machine, before it recovers or writes anything.
+is writing, on any machine, before it recovers or writes anything. Training runs hold their
+output the same way (pipeline.train.job): two would interleave checkpoints and best.pt.
 
 A run writes `_active/<run_id>.json` (run id, host, pid, start and last heartbeat, UTC epoch
 seconds), rewrites it every HEARTBEAT_S from a driver thread and deletes it when the run ends. A
