@@ -81,11 +81,13 @@ class WriterLease:
         run_id: str,
         storage_cfg: StorageConfig,
         heartbeat_s: float = HEARTBEAT_S,
+        why: str = "two runs on one output would index the same videos twice",
     ) -> None:
         self.output_uri = output_uri
         self.fs = storage.filesystem(output_uri, storage_cfg)
         self.folder = storage.strip_scheme(storage.join(output_uri, schema.ACTIVE))
         self.heartbeat_s = heartbeat_s
+        self.why = why  # what two writers would do: said when a second one is refused
         now = time.time()
         self.marker = Marker(run_id, socket.gethostname(), os.getpid(), now, now)
         self._stop = threading.Event()
@@ -176,10 +178,10 @@ class WriterLease:
                 continue  # it started after this run: it yields
             marker_uri = storage.with_scheme(path, self.output_uri)
             raise OutputError(
-                f"{other.describe(now)} is writing {storage.redact(self.output_uri)}; two runs "
-                "on one output would index the same videos twice. Wait for it to end, or write "
-                f"elsewhere with --output. A dead run's marker goes stale {STALE_S:.0f} s after "
-                f"its last heartbeat, or delete it: {storage.redact(marker_uri)}"
+                f"{other.describe(now)} is writing {storage.redact(self.output_uri)}; "
+                f"{self.why}. Wait for it to end, or write elsewhere with --output. A dead "
+                f"run's marker goes stale {STALE_S:.0f} s after its last heartbeat, or delete "
+                f"it: {storage.redact(marker_uri)}"
             )
 
     def _write(self) -> None:

@@ -574,6 +574,7 @@ def test_cli_refuses_an_output_that_another_live_run_is_writing(cli, tmp_path: P
         code, logs = cli("--input", str(tmp_path / "in"), "--output", str(out))
     assert code == 2
     assert "run nightly" in logs and "is writing" in logs and "--output" in logs
+    assert "would index the same videos twice" in logs
     assert staged.exists()
     assert not (out / schema.RUNS).exists()
 

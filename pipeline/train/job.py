@@ -88,7 +88,8 @@ def run(cfg: TrainConfig) -> TrainSummary:
     the same output, --resume included, is refused with OutputError while this one lives."""
     started = datetime.now(UTC)
     run_id = f"train-{started:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
-    with WriterLease(cfg.output_uri, run_id, cfg.storage):
+    why = "two training runs on one output would overwrite each other's checkpoints"
+    with WriterLease(cfg.output_uri, run_id, cfg.storage, why=why):
         return _run(cfg, started)
 
 

@@ -141,7 +141,8 @@ def test_a_second_run_on_an_output_in_use_is_refused_before_anything(trained) ->
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     resume = TrainConfig(**{**cfg.__dict__, "resume": True})
     holder = WriterLease(cfg.output_uri, "train-elsewhere", StorageConfig())
-    with holder, pytest.raises(OutputError, match="run train-elsewhere .* is writing"):
+    refused = "run train-elsewhere .* is writing .*; two training runs on one output"
+    with holder, pytest.raises(OutputError, match=refused):
         run(resume)
     after = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     assert after == before
