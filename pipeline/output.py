@@ -35,6 +35,14 @@ class OutputError(ValueError):
     """The output location cannot be written (missing bucket, no permission)."""
 
 
+def unwritable(output_uri: str, error: OSError) -> OutputError:
+    """The one-line error of a write to `output_uri` that the storage refused."""
+    return OutputError(
+        f"cannot write to {storage.redact(output_uri)}: {storage.redact(str(error))}; "
+        "check that the bucket exists and the credentials may write there"
+    )
+
+
 def parquet_args() -> dict:
     """Writer options: zstd, dictionaries only for string columns."""
     return {"compression": "zstd", "use_dictionary": schema.DICTIONARY_COLUMNS}
@@ -107,11 +115,8 @@ class RunOutput:
             self.fs.makedirs(_parent(probe), exist_ok=True)
             self.fs.pipe_file(probe, b"ok")
             self.fs.rm(probe)
-        except (PermissionError, FileNotFoundError, OSError) as e:
-            raise OutputError(
-                f"cannot write to {storage.redact(self.output_uri)}: {storage.redact(str(e))}; "
-                "check that the bucket exists and the credentials may write there"
-            ) from e
+        except OSError as e:  # PermissionError, FileNotFoundError (a missing bucket), ...
+            raise unwritable(self.output_uri, e) from e
 
     def is_committed(self) -> bool:
         return self.fs.exists(self.record_path())

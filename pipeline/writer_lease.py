@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, replace
 
 from pipeline import schema, storage
 from pipeline.config import StorageConfig
-from pipeline.output import OutputError
+from pipeline.output import OutputError, unwritable
 
 log = logging.getLogger("reelay.output")
 
@@ -109,11 +109,7 @@ class WriterLease:
         try:
             self._write()
         except OSError as e:  # PermissionError, FileNotFoundError (a missing bucket), ...
-            raise OutputError(
-                f"cannot write to {storage.redact(self.output_uri)}: "
-                f"{storage.redact(str(e))}; check that the bucket exists and the credentials "
-                "may write there"
-            ) from e
+            raise unwritable(self.output_uri, e) from e
         try:  # both of two runs that started together see the other's marker now
             self._refuse_if_held(yield_to_earlier=True)
         except Exception:
