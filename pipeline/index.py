@@ -16,7 +16,6 @@ units. Stage 4 is pipeline/index_write.py; this module runs the stages in order 
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
@@ -34,7 +33,7 @@ from pipeline.index_write import write_tables
 from pipeline.ledger import committed_runs, read_ledger, select_videos
 from pipeline.listing import VIDEO_EXTENSIONS, list_videos
 from pipeline.model_source import ModelRecipe, resolve_model
-from pipeline.output import RunOutput, recover
+from pipeline.output import RunOutput, new_run_id, recover
 from pipeline.ray_env import ensure_ray
 from pipeline.writer_lease import WriterLease
 
@@ -85,10 +84,6 @@ class Stopwatch:
         now = time.perf_counter()
         self.timings[name] = round(now - self._last, 3)
         self._last = now
-
-
-def new_run_id(now: datetime) -> str:
-    return now.strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
 
 
 def run(cfg: IndexConfig) -> RunSummary:

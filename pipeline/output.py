@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from dataclasses import dataclass
+from datetime import datetime
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -41,6 +43,11 @@ def unwritable(output_uri: str, error: OSError) -> OutputError:
         f"cannot write to {storage.redact(output_uri)}: {storage.redact(str(error))}; "
         "check that the bucket exists and the credentials may write there"
     )
+
+
+def new_run_id(now: datetime) -> str:
+    """A run's id: its UTC start time, then a random suffix (two runs in one second differ)."""
+    return now.strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
 
 
 def parquet_args() -> dict:

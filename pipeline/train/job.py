@@ -16,7 +16,6 @@ and stages 3-4 run the temporal head and classifier only (forward.py).
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from pipeline import storage
 from pipeline.config import ConfigError
 from pipeline.guard import open_book
 from pipeline.model_source import read_checkpoint
+from pipeline.output import new_run_id
 from pipeline.ray_env import ensure_ray
 from pipeline.train import output as names
 from pipeline.train.checkpoints import MODEL_FILE
@@ -87,7 +87,7 @@ def run(cfg: TrainConfig) -> TrainSummary:
     The run holds its output while it runs (pipeline.writer_lease): a second training run on
     the same output, --resume included, is refused with OutputError while this one lives."""
     started = datetime.now(UTC)
-    run_id = f"train-{started:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    run_id = f"train-{new_run_id(started)}"
     why = "two training runs on one output would overwrite each other's checkpoints"
     with WriterLease(cfg.output_uri, run_id, cfg.storage, why=why):
         return _run(cfg, started)
