@@ -120,6 +120,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="fail the run (exit 3) when more videos than this fraction fail",
     )
     p.add_argument(
+        "--commit-every",
+        type=int,
+        default=0,
+        metavar="VIDEOS",
+        help="commit a long run in parts of at most this many videos, each a run of its own "
+        "(<run-id>-001, -002, ...): a crash then loses one part's work, and the next "
+        "--incremental run takes the rest; 0 commits once, at the end",
+    )
+    p.add_argument(
         "--keep-frame-features",
         action="store_true",
         help="also write each clip's per-frame CNN features (clips.frame_features, (T, D)): "
@@ -192,6 +201,7 @@ def build_config(args: argparse.Namespace) -> IndexConfig:
         seed=args.seed,
         run_id=args.run_id,
         max_failure_fraction=args.max_failure_fraction,
+        commit_every=args.commit_every,
     )
 
 
@@ -234,6 +244,7 @@ def format_plan(plan: dict) -> str:
         ("work units", f"{plan['work_units']:,}"),
         ("clips", f"{plan['clips']:,}"),
         ("frames to decode", f"{plan['sampled_frames']:,}"),
+        ("commits", f"{plan['commits']:,}"),
         (
             "estimated time",
             f"{est / 60:,.1f} min"

@@ -224,6 +224,9 @@ class IndexConfig:
     run_id: str | None = None
     max_failure_fraction: float = 0.5
     progress_interval_s: float = 10.0
+    # videos per commit (pipeline.run_parts): a long run commits in parts, each a run of its
+    # own, so that a crash loses one part's work; 0 commits once, at the end
+    commit_every: int = 0
 
     def __post_init__(self) -> None:
         if not self.input_uri:
@@ -239,6 +242,11 @@ class IndexConfig:
             )
         if not 0.0 <= self.max_failure_fraction <= 1.0:
             raise ConfigError("--max-failure-fraction must be between 0 and 1")
+        if self.commit_every < 0:
+            raise ConfigError(
+                f"--commit-every must be >= 0 (got {self.commit_every}): videos per commit, "
+                "or 0 to commit once at the end"
+            )
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -10,7 +10,8 @@ Stages (row ratios):
   4. write   (tasks+driver) clips; per-video sums merged into videos; errors, ledger; commit
 Stages 1-3 are one streaming Ray Data pipeline (pipeline/index_stream.py): decoding and the
 actors' start-up overlap the header reads, and the driver never holds a whole corpus's work
-units. Stage 4 is pipeline/index_write.py; this module runs the stages in order and commits.
+units. Stage 4 is pipeline/index_write.py; this module runs the stages in order and commits,
+once, or per part of a long run (--commit-every: pipeline/run_parts.py).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pipeline.listing import VIDEO_EXTENSIONS, list_videos
 from pipeline.model_source import ModelRecipe, resolve_model
 from pipeline.output import RunOutput, new_run_id, recover
 from pipeline.ray_env import ensure_ray
+from pipeline.run_parts import count_parts, listed_per_part, part_run_ids, split_parts
 from pipeline.writer_lease import WriterLease
 
 log = logging.getLogger("reelay.index")
@@ -53,11 +55,15 @@ class RunSummary:
     status: str = "ok"
     plan: dict = field(default_factory=dict)  # what a --dry-run found
     report_uri: str | None = None  # _runs/<run_id>/report.html (None when it could not be built)
+    parts: list[str] = field(default_factory=list)  # the committed runs of a --commit-every run
 
     def line(self) -> str:
         c = self.counts
+        runs = ""
+        if self.parts:
+            runs = f" in {len(self.parts)} commits ({self.parts[0]} to {self.parts[-1]})"
         return (
-            f"reelay index run {self.run_id}: {c.get('processed', 0)} videos ok, "
+            f"reelay index run {self.run_id}{runs}: {c.get('processed', 0)} videos ok, "
             f"{c.get('failed', 0)} failed, {c.get('skipped', 0)} skipped of "
             f"{c.get('listed', 0)} listed; {c.get('clips', 0)} clips; "
             f"{self.frames_per_s:.1f} frames/s; status {self.status}; "
@@ -111,11 +117,7 @@ def _run(cfg: IndexConfig, held: ExitStack) -> RunSummary:
         # one writer per output: refused, before recovery or any write, while another runs
         held.enter_context(WriterLease(cfg.output_uri, run_id, cfg.storage))
         recover(cfg.output_uri, cfg.storage)  # settle crashed runs before reading the ledger
-    if out.is_committed():
-        raise ConfigError(
-            f"run {run_id} is already committed in {storage.redact(cfg.output_uri)}"
-            "; choose another --run-id"
-        )
+    refuse_committed(cfg, [run_id])
 
     # 0. list (driver): 1 row per video, minus what the ledger holds (incremental)
     listed = list_videos(cfg.input_uri, cfg.storage)
@@ -129,6 +131,8 @@ def _run(cfg: IndexConfig, held: ExitStack) -> RunSummary:
     watch.lap("list")
     book = None  # the run's RunBook: its process starts as soon as Ray has started
     preload = () if cfg.mode.dry_run else REPORT_MODULES
+    if not selecting:  # before Ray starts: the videos to index are the listed ones
+        refuse_committed(cfg, more_part_ids(cfg, run_id, len(listed)))
     if listed and not selecting:
         ensure_ray(preload)  # Ray starts only when there is work: a bad input fails without it
         book = start_book(cfg, held)
@@ -147,6 +151,7 @@ def _run(cfg: IndexConfig, held: ExitStack) -> RunSummary:
             retry_errors=cfg.mode.retry_errors,
         )
         entries, skipped = selection.todo, selection.skipped
+        refuse_committed(cfg, more_part_ids(cfg, run_id, len(entries)))
     log.info(
         "listed %d videos under %s; %d to index, %d skipped",
         len(listed),
@@ -166,6 +171,90 @@ def _run(cfg: IndexConfig, held: ExitStack) -> RunSummary:
         counts |= {"units": len(units), "sampled_frames": sum(u["sampled_frames"] for u in units)}
         return dry_run_summary(run_id, cfg, spec, entries, units, plan_failures, counts, watch)
 
+    # 1-4, then the commit: once, or per part of a long run (--commit-every)
+    return _index_in_parts(cfg, out, entries, len(listed), (sampling, spec), book, started, watch)
+
+
+def _index_in_parts(
+    cfg: IndexConfig, out: RunOutput, entries, listed: int, model, book, started: datetime,
+    watch: Stopwatch,
+) -> RunSummary:  # fmt: skip
+    """`entries` indexed and committed as the run `out`, or as consecutive parts of at most
+    --commit-every videos, each a run of its own (pipeline.run_parts) with its own record,
+    stopwatch and bookkeeping actor; one summary for them all. A part over
+    --max-failure-fraction ends the run: later parts are not attempted. `model` is the
+    (sampling, spec or recipe) pair every part indexes with."""
+    parts = split_parts(entries, cfg.commit_every)
+    part_ids = part_run_ids(out.run_id, len(parts))
+    if len(parts) > 1:
+        log.info(
+            "%d videos to index in %d commits of at most %d videos: runs %s to %s",
+            len(entries), len(parts), cfg.commit_every, part_ids[0], part_ids[-1],
+        )  # fmt: skip
+    summaries: list[RunSummary] = []
+    for k, (part, part_id, counts) in enumerate(
+        zip(parts, part_ids, listed_per_part(listed, parts), strict=True)
+    ):
+        with ExitStack() as part_held:  # a later part's bookkeeping actor ends with it
+            if k:
+                started, watch, book = datetime.now(UTC), Stopwatch(), start_book(cfg, part_held)
+            part_out = out if len(parts) == 1 else RunOutput(
+                cfg.output_uri, part_id, started.strftime("%Y-%m-%d"), cfg.storage
+            )  # fmt: skip
+            first = summaries[0] if summaries else None
+            summaries.append(
+                _index_part(cfg, part_out, part, counts, model, book, started, watch, first)
+            )
+        summary = summaries[-1]
+        if summary.status == "failed_threshold":
+            later = sum(len(p) for p in parts[k + 1 :])
+            raise FailureThresholdExceeded(
+                threshold_message(cfg, summary, len(part), later),
+                combined(out.run_id, summaries),
+            )
+    return combined(out.run_id, summaries)
+
+
+def refuse_committed(cfg: IndexConfig, run_ids: list[str]) -> None:
+    """A run id is used once: a committed one is refused before any work (exit 2)."""
+    for run_id in run_ids:
+        if RunOutput(cfg.output_uri, run_id, "", cfg.storage).is_committed():
+            raise ConfigError(
+                f"run {run_id} is already committed in {storage.redact(cfg.output_uri)}"
+                "; choose another --run-id"
+            )
+
+
+def more_part_ids(cfg: IndexConfig, run_id: str, videos: int) -> list[str]:
+    """The run ids of the parts --commit-every cuts `videos` videos into; none for a single
+    part, which is the run itself (its id is checked before the listing)."""
+    parts = count_parts(videos, cfg.commit_every)
+    return part_run_ids(run_id, parts) if parts > 1 else []
+
+
+def threshold_message(cfg: IndexConfig, summary: RunSummary, videos: int, later: int) -> str:
+    """Why a run (or one part of it) failed the run, and what is committed and what is not."""
+    failed = summary.counts["failed"]
+    not_attempted = (
+        f"; the {later} videos of later commits were not attempted (an --incremental run takes "
+        "them)" if later else ""
+    )  # fmt: skip
+    return (
+        f"{failed} of {videos} videos failed ({failed / max(videos, 1):.0%}), more than "
+        f"--max-failure-fraction {cfg.max_failure_fraction:.0%}; the good videos were "
+        f"committed in run {summary.run_id}{not_attempted}; see errors/ for the reasons"
+    )
+
+
+def _index_part(
+    cfg: IndexConfig, out: RunOutput, entries, counts: tuple[int, int], model, book,
+    started: datetime, watch: Stopwatch, first: RunSummary | None = None,
+) -> RunSummary:  # fmt: skip
+    """Stages 1-4 and the commit of one run: a whole run, or one part of a long one. `counts`
+    are its (listed, skipped) videos (pipeline.run_parts.listed_per_part); `first` is the
+    summary of a long run's first part, whose model every later part must have built."""
+    run_id = out.run_id
+    sampling, spec = model
     # 1. plan (CPU tasks) + 2. decode (CPU tasks) + 3. infer (actors), one streaming pipeline;
     # its results are materialized without frames
     out.clear_staging()  # a crashed earlier attempt of this run_id must not leave duplicates
@@ -175,13 +264,21 @@ def _run(cfg: IndexConfig, held: ExitStack) -> RunSummary:
         else (None, {}, None, spec)
     )
     watch.lap("decode_infer")
+    if first is not None and spec.model_version != first.model_version:
+        raise RuntimeError(  # before anything of this part is staged
+            f"run {run_id} built model {spec.model_version}, but run {first.run_id} built "
+            f"{first.model_version} from the same flags: the cluster's nodes differ in torch "
+            "or torchvision; install the same versions everywhere, or index with a --checkpoint"
+        )
 
     # 4. write: clips, videos, errors, ledger into staging; then commit
     written = write_tables(results, entries, out, spec)
-    crash_point("after_staging")
+    crash_point("after_staging", run_id)
     watch.lap("write")
     failed = written["failed"]
-    counts |= {
+    counts = {
+        "listed": counts[0],
+        "skipped": counts[1],
         "units": written["units"],
         "sampled_frames": written["sampled_frames"],
         "processed": len(entries) - len(failed),
@@ -196,8 +293,7 @@ def _run(cfg: IndexConfig, held: ExitStack) -> RunSummary:
         counts,
         frames_per_s=counts["sampled_frames"] / max(watch.timings["decode_infer"], 1e-9),
     )
-    fraction = len(failed) / max(len(entries), 1)
-    if fraction > cfg.max_failure_fraction:
+    if len(failed) / max(len(entries), 1) > cfg.max_failure_fraction:
         summary.status = "failed_threshold"
     record = {
         "run_id": run_id,
@@ -221,14 +317,34 @@ def _run(cfg: IndexConfig, held: ExitStack) -> RunSummary:
     summary.timings_s = watch.timings
     summary.report_uri = write_report(cfg, run_id)  # after the commit: derived, never fatal
     log.info(summary.line())
-    if summary.status == "failed_threshold":
-        raise FailureThresholdExceeded(
-            f"{len(failed)} of {len(entries)} videos failed ({fraction:.0%}), more than "
-            f"--max-failure-fraction {cfg.max_failure_fraction:.0%}; the good videos were "
-            f"committed in run {run_id}; see errors/ for the reasons",
-            summary,
-        )
     return summary
+
+
+def combined(run_id: str, summaries: list[RunSummary]) -> RunSummary:
+    """One summary for a run's parts (the part's own when there is one): counts and stage
+    times summed, frames/s over the parts' decode + infer time, the last part's report."""
+    if len(summaries) == 1:
+        return summaries[0]
+    counts: dict = {}
+    timings: dict = {}
+    for s in summaries:
+        for key, value in s.counts.items():
+            counts[key] = counts.get(key, 0) + value
+        for key, value in s.timings_s.items():
+            timings[key] = round(timings.get(key, 0.0) + value, 3)
+    failed = any(s.status == "failed_threshold" for s in summaries)
+    last = summaries[-1]
+    return RunSummary(
+        run_id,
+        last.output_uri,
+        last.model_version,
+        counts,
+        timings,
+        frames_per_s=counts.get("sampled_frames", 0) / max(timings.get("decode_infer", 0), 1e-9),
+        status="failed_threshold" if failed else "ok",
+        report_uri=last.report_uri,
+        parts=[s.run_id for s in summaries],
+    )
 
 
 def resolve_model_paused(cfg: IndexConfig):
@@ -292,6 +408,7 @@ def dry_run_summary(run_id, cfg, spec, entries, units, plan_failures, counts, wa
         "sampled_frames": sampled,
         "frames_per_s_last_run": rate,
         "estimated_seconds": sampled / rate if rate else None,
+        "commits": len(split_parts(entries, cfg.commit_every)),
     }
     summary = RunSummary(
         run_id,

@@ -230,6 +230,79 @@ def test_rerun_with_the_same_run_id_after_a_crash_keeps_the_commit(
     assert table_files(out) == sorted(record_files(out)), "orphaned files"
 
 
+# --- a long run committed in parts (--commit-every) ---------------------------------------------
+
+
+def assert_records_add_up(out: Path) -> None:
+    for record in committed_runs(str(out), storage.NO_OPTIONS):
+        c = record["counts"]
+        assert c["listed"] == c["skipped"] + c["processed"] + c["failed"], record["run_id"]
+
+
+def test_a_run_killed_in_its_second_part_keeps_the_first(ray_local, corpus, tmp_path):
+    """--commit-every 1 over 3 videos: each video is a run of its own. The driver dies after
+    staging the second; the first stays committed, and the rerun takes only the other two."""
+    import ray
+
+    from pipeline import index
+
+    out = tmp_path / "index"
+    log_path = tmp_path / "job.log"
+    args = ["--input", str(corpus), "--output", str(out), *JOB_FLAGS]
+    args += ["--commit-every", "1", "--run-id", "long"]
+    env = {
+        "REELAY_CRASH_AT": "after_staging:long-002",
+        "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
+    }
+    rc = run_index_job(args, env, log_path, timeout_s=400)[0]
+    assert rc == -signal.SIGKILL, f"exit {rc}, not SIGKILL:\n{log_path.read_text()[-3000:]}"
+    assert [r["run_id"] for r in committed_runs(str(out), storage.NO_OPTIONS)] == ["long-001"]
+    assert [p.name for p in (out / schema.STAGING).iterdir()] == ["long-002"]
+    first = input_uris(corpus)[0]  # listing order
+    assert committed_rows(out, schema.VIDEOS, "video_uri") == [(first,)]
+
+    summary = index.run(index_config(corpus, out, commit_every=1))
+    assert (summary.counts["processed"], summary.counts["skipped"]) == (2, 1)
+    assert len(summary.parts) == 2 and summary.parts[0].endswith("-001")
+    assert sorted(r["run_id"] for r in committed_runs(str(out), storage.NO_OPTIONS)) == sorted(
+        ["long-001", *summary.parts]
+    )
+    assert f"in 2 commits ({summary.parts[0]} to {summary.parts[1]})" in summary.line()
+    assert_exactly_once(out, input_uris(corpus))
+    assert_records_add_up(out)
+
+
+def test_a_part_over_the_failure_threshold_stops_the_run(ray_local, tmp_path):
+    """The first part fails wholesale (a broken file): it is committed with its error row,
+    the run raises, and the later parts are left for the next incremental run."""
+    from pipeline import index
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a_broken.mp4").write_text("not a video")
+    for i in range(2):
+        write_video(
+            VideoSpec(width=64, height=48, fps=10, seconds=4.0, seed=40 + i), corpus / f"b{i}.mp4"
+        )
+    out = tmp_path / "index"
+    cfg = index_config(corpus, out, commit_every=1, run_id="strict", max_failure_fraction=0.5)
+    with pytest.raises(index.FailureThresholdExceeded) as raised:
+        index.run(cfg)
+    message = str(raised.value)
+    assert "1 of 1 videos failed" in message and "run strict-001" in message
+    assert "the 2 videos of later commits were not attempted" in message
+    assert raised.value.summary.status == "failed_threshold"
+    (record,) = committed_runs(str(out), storage.NO_OPTIONS)
+    assert (record["run_id"], record["status"]) == ("strict-001", "failed_threshold")
+    ledger = read_ledger(str(out), storage.NO_OPTIONS).column("video_uri").to_pylist()
+    assert ledger == [str(corpus / "a_broken.mp4")]
+    assert not (out / schema.STAGING).exists()
+
+    rest = index.run(index_config(corpus, out, commit_every=1))  # the incremental rerun
+    assert (rest.counts["processed"], rest.counts["failed"], rest.counts["skipped"]) == (2, 0, 1)
+    assert_records_add_up(out)
+
+
 # --- the commit protocol alone (no Ray): local and S3 -----------------------------------------
 
 

@@ -549,6 +549,7 @@ def test_cli_path_like_run_id_exits_2(cli, tmp_path: Path):
         (["--hidden-dim", "0"], "--hidden-dim"),
         (["--num-classes", "0"], "--num-classes"),
         (["--temporal", "attention", "--hidden-dim", "250"], "--hidden-dim must be a multiple"),
+        (["--commit-every", "-1"], "--commit-every"),
     ],
 )
 def test_cli_bad_resource_and_model_flags_exit_2_naming_the_flag(
