@@ -198,9 +198,13 @@ def _index_in_parts(
         with ExitStack() as part_held:  # a later part's bookkeeping actor ends with it
             if k:
                 started, watch, book = datetime.now(UTC), Stopwatch(), start_book(cfg, part_held)
-            part_out = out if len(parts) == 1 else RunOutput(
-                cfg.output_uri, part_id, started.strftime("%Y-%m-%d"), cfg.storage
-            )  # fmt: skip
+            part_out = out
+            if len(parts) > 1:
+                part_out = RunOutput(
+                    cfg.output_uri, part_id, started.strftime("%Y-%m-%d"), cfg.storage
+                )
+                n = len(parts)
+                log.info("commit %d of %d: %d videos, run %s", k + 1, n, len(part), part_id)
             first = summaries[0] if summaries else None
             summaries.append(
                 _index_part(cfg, part_out, part, counts, model, book, started, watch, first)
