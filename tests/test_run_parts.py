@@ -46,3 +46,29 @@ def test_counts_per_part_add_up_to_the_run():
     assert sum(listed for listed, _ in counts) == 10
     assert [listed - skipped for listed, skipped in counts] == [len(p) for p in parts]
     assert listed_per_part(4, [[]]) == [(4, 4)]  # nothing new: one empty part, all skipped
+
+
+def test_one_summary_for_the_parts():
+    from pipeline.index import RunSummary, combined
+
+    def part(run_id: str, processed: int, failed: int, frames: int, seconds: float, status="ok"):
+        counts = {"listed": processed + failed, "skipped": 0, "processed": processed}
+        counts |= {"failed": failed, "sampled_frames": frames, "clips": frames // 4}
+        timings = {"decode_infer": seconds, "write": 1.0}
+        return RunSummary(run_id, "out", "m1", counts, timings, frames / seconds, status)
+
+    one = part("r", 3, 0, 40, 2.0)
+    assert combined("r", [one]) is one  # a single part is the run itself
+    whole = combined("r", [part("r-001", 3, 1, 40, 2.0), part("r-002", 2, 0, 20, 4.0)])
+    assert whole.parts == ["r-001", "r-002"]
+    assert whole.counts == {
+        "listed": 6, "skipped": 0, "processed": 5, "failed": 1, "sampled_frames": 60, "clips": 15
+    }  # fmt: skip
+    assert whole.timings_s == {"decode_infer": 6.0, "write": 2.0}
+    assert whole.frames_per_s == 10.0  # over the parts' decode + infer time, not their mean
+    assert whole.status == "ok"
+    assert "in 2 commits (r-001 to r-002): 5 videos ok, 1 failed" in whole.line()
+    worst = combined(
+        "r", [part("r-001", 3, 0, 40, 2.0), part("r-002", 0, 2, 0, 1.0, "failed_threshold")]
+    )
+    assert worst.status == "failed_threshold"
