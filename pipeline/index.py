@@ -412,7 +412,7 @@ def dry_run_summary(run_id, cfg, spec, entries, units, plan_failures, counts, wa
         "sampled_frames": sampled,
         "frames_per_s_last_run": rate,
         "estimated_seconds": sampled / rate if rate else None,
-        "commits": len(split_parts(entries, cfg.commit_every)),
+        "commits": count_parts(len(entries), cfg.commit_every),
     }
     summary = RunSummary(
         run_id,
