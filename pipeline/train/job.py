@@ -30,16 +30,14 @@ from pipeline.model_source import read_checkpoint
 from pipeline.output import new_run_id
 from pipeline.ray_env import ensure_ray
 from pipeline.train import output as names
-from pipeline.train.checkpoints import MODEL_FILE
 from pipeline.train.config import TrainConfig
-from pipeline.train.data import ClipSplit, check_decoded, decode_split
+from pipeline.train.data import FRAMES, ClipSplit, check_decoded, decode_split
 from pipeline.train.evaluate import evaluate_checkpoint
-from pipeline.train.features import feature_splits
+from pipeline.train.features import FEATURES, feature_splits
 from pipeline.train.figures import confusion_png
-from pipeline.train.forward import FEATURES, FRAMES
 from pipeline.train.index_source import check_encoder, encoder_state
 from pipeline.train.inputs import LabeledData, list_labeled
-from pipeline.train.loop import LoopSpec, train_loop_per_worker
+from pipeline.train.loop_spec import LoopSpec
 from pipeline.train.metrics import Evaluation
 from pipeline.train.mode import TrainMode, train_mode
 from pipeline.train.output import TrainOutput
@@ -49,6 +47,8 @@ from pipeline.writer_lease import WriterLease
 log = logging.getLogger("reelay.train")
 
 SHUFFLE_BUFFER_BYTES = 256 * 2**20  # per worker
+# imported beside Ray's start-up (start_ray), not at the job's import: torch alone takes seconds
+TRAIN_MODULES = ("ray.train.torch", "pipeline.train.loop", "pipeline.train.checkpoints")
 
 
 @dataclass
@@ -77,8 +77,11 @@ class TrainSummary:
 def start_ray() -> None:
     """Ray as a training run needs it (`ensure_ray`): a local Ray keeps the State API, which
     Ray Train's placement-group cleaner polls. A caller that starts Ray before `run` (to read
-    the cluster's CPUs, say) starts it here, or `run` would find it started without one."""
-    ensure_ray(state_api=True)
+    the cluster's CPUs, say) starts it here, or `run` would find it started without one.
+
+    The training loop's modules (torch, Ray Train) are imported while Ray starts: the driver
+    needs them only once its clips are decoded."""
+    ensure_ray(TRAIN_MODULES, state_api=True)
 
 
 def run(cfg: TrainConfig) -> TrainSummary:
@@ -167,6 +170,8 @@ def _run(cfg: TrainConfig, started: datetime) -> TrainSummary:
     lap("train")
 
     # 4. evaluate (Ray Data actor): best.pt, rebuilt exactly as the index job loads it
+    from pipeline.train.checkpoints import MODEL_FILE  # torch: loaded beside Ray's start
+
     with best_ckpt.as_directory() as folder:
         best_bytes = (Path(folder) / MODEL_FILE).read_bytes()
     out.write_bytes(names.BEST, best_bytes)
@@ -309,6 +314,8 @@ def _loop_spec(
 def _fit(cfg: TrainConfig, spec: LoopSpec, out: TrainOutput, splits: dict[str, ClipSplit]):
     import ray.train
     from ray.train.torch import TorchTrainer
+
+    from pipeline.train.loop import train_loop_per_worker
 
     storage_path, filesystem = out.ray_storage()
     resources = {"CPU": cfg.workers.cpus_per_worker}

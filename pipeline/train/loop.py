@@ -14,42 +14,16 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from pipeline.models import ModelConfig, build_model
 from pipeline.train.checkpoints import TrainState, read_epoch_checkpoint, write_epoch_checkpoint
-from pipeline.train.forward import FRAMES, ModelInput, trainable, video_model, wrap
+from pipeline.train.forward import ModelInput, trainable, video_model, wrap
+from pipeline.train.loop_spec import LoopSpec
 
 TRAIN_SPLIT, VAL_SPLIT = "train", "val"
-
-
-@dataclass(frozen=True)
-class LoopSpec:
-    """What every worker needs (plain values: it is pickled to the workers)."""
-
-    model: ModelConfig  # num_classes == len(labels)
-    labels: tuple[str, ...]
-    sampling: dict
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    epochs: int
-    batch_size: int  # per worker
-    lr: float
-    weight_decay: float
-    seed: int
-    threads: int
-    shuffle_buffer: int  # clips in each worker's local shuffle buffer
-    extra: dict  # training info stamped into every checkpoint
-    report_extra: dict  # constant metrics added to every report (e.g. skipped videos)
-    inputs: str = FRAMES  # FRAMES (decoded clips) or FEATURES (stored frame features)
-    encoder: Any = None  # FEATURES: ObjectRef of the index run's encoder state dict
-
-    @property
-    def normalization(self) -> dict[str, list[float]]:
-        return {"mean": list(self.mean), "std": list(self.std)}
 
 
 @dataclass

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +14,8 @@ from PIL import Image
 from pipeline.config import ConfigError
 from pipeline.train.figures import confusion_png
 from pipeline.train.metrics import Evaluation
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_evaluation_counts_and_rates() -> None:
@@ -53,3 +58,18 @@ def test_job_flags_build_a_train_config() -> None:
         build_config(parse_args(["--data", "d.csv", "--output", "o", "--epochs", "0"]))
     with pytest.raises(ConfigError, match="--temporal 'nope' is unknown"):
         build_config(parse_args(["--data", "d.csv", "--output", "o", "--temporal", "nope"]))
+
+
+def test_train_job_modules_leave_torch_to_the_ray_start_up() -> None:
+    """Parsing the flags and importing the training job must not import torch: `start_ray`
+    imports it (with Ray Train) in a thread while Ray starts."""
+    probe = (
+        "import sys; import jobs.train as job; import pipeline.train.job as train; "
+        "job.build_config(job.parse_args(['--data', 'd.csv', '--output', 'o'])); "
+        "print(sorted(m for m in ('torch', 'torchvision', 'ray.train') if m in sys.modules)); "
+        "print(all(m in train.TRAIN_MODULES for m in ('pipeline.train.loop', 'ray.train.torch')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["[]", "True"], done.stdout + done.stderr
