@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
 import ray
 
 from pipeline.config import PlanConfig, SamplingConfig, StorageConfig
@@ -124,17 +125,30 @@ def _decode(
             .flat_map(CarryColumns(decode, (LABEL,)), **guard)
             .materialize()
         )
-        errors = decoded.filter(expr="error_stage != ''").select_columns(list(FAILURE_COLUMNS))
-        failures += [_failure(r) for r in errors.take_all()]
-        clips = decoded.filter(expr="error_stage == ''").select_columns([FRAMES, LABEL])
-        clips = clips.materialize()
+        errors, clean = decoded_summary(decoded, len(labels))
+        failures += errors
+        counts += clean
+        clips = decoded.filter(expr="error_stage == ''") if errors else decoded
+        clips = clips.select_columns([FRAMES, LABEL]).materialize()
         del decoded  # its blocks are freed; only the clean clips stay in the object store
-        counts += label_counts(clips, len(labels))
     return ClipSplit(clips if counts.sum() else None, counts, len(items), failures)
 
 
 def _failure(row: dict) -> dict:
     return {k: row[k] for k in FAILURE_COLUMNS}
+
+
+def decoded_summary(decoded: ray.data.Dataset, num_labels: int) -> tuple[list[dict], np.ndarray]:
+    """The failed units' rows and the clean clips per label, in one pass over the decoded
+    rows' small columns (each pass is a Ray Data execution: ~0.3-1 s here)."""
+    failures, counts = [], np.zeros(num_labels, dtype=np.int64)
+    small = decoded.select_columns([LABEL, *FAILURE_COLUMNS])
+    for batch in small.iter_batches(batch_format="pyarrow", batch_size=None):
+        failed = pc.not_equal(batch["error_stage"], "")
+        failures += batch.filter(failed).select(list(FAILURE_COLUMNS)).to_pylist()
+        clean = batch.filter(pc.invert(failed))[LABEL].to_numpy()
+        counts += np.bincount(clean, minlength=num_labels)
+    return failures, counts
 
 
 def label_counts(clips: ray.data.Dataset, num_labels: int) -> np.ndarray:
