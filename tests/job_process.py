@@ -6,6 +6,7 @@ RAY_ADDRESS names (faults the driver alone reads)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -17,6 +18,17 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def modules_imported_by(code: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of `modules` a fresh interpreter holds after running `code` from the repo: what
+    a job's driver imports before it starts Ray, say."""
+    probe = (
+        f"{code}\nimport sys, json\nprint(json.dumps([m for m in {modules!r} if m in sys.modules]))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return sorted(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def marked_processes(marker: str) -> list[int]:

@@ -16,8 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -43,6 +41,7 @@ from pipeline.plan import PlanVideo
 from pipeline.samples import VideoSpec, write_video
 from pipeline.sampling import plan_clips
 from pipeline.writer_lease import WriterLease
+from tests.job_process import modules_imported_by
 from tests.videos import (
     BROKEN_ZOO_NAMES,
     CODEC_ZOO_NAMES,
@@ -52,7 +51,6 @@ from tests.videos import (
     pyav_frame_count,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 SAMPLING = SamplingConfig(fps=4, clip_frames=4, image_size=32)  # 2 clips per 2 s video
 LONG_SPEC = VideoSpec(width=64, height=48, fps=10, seconds=60.0, keyframe_interval=25, seed=21)
 LONG_CLIPS = 60  # 240 sampled frames at 4 fps, 4 per clip
@@ -512,16 +510,12 @@ def test_cli_unknown_encoder_exits_2_listing_the_known_names(cli, tmp_path: Path
 def test_flags_and_driver_modules_leave_torch_to_the_model_thread():
     """Parsing the flags and importing the job's modules must not import torch: the driver
     imports it in the thread that builds the model, beside Ray's start-up."""
-    probe = (
-        "import sys; import jobs.index as job; import pipeline.index; "
+    code = (
+        "import jobs.index as job; import pipeline.index; "
         "job.build_config(job.parse_args(['--input', 'x', '--output', 'y', "
-        "'--encoder', 'resnet18', '--temporal', 'attention'])); "
-        "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))"
+        "'--encoder', 'resnet18', '--temporal', 'attention']))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+    assert modules_imported_by(code, ("torch", "torchvision")) == []
 
 
 def test_cli_path_like_run_id_exits_2(cli, tmp_path: Path):

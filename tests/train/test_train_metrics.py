@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +11,7 @@ from PIL import Image
 from pipeline.config import ConfigError
 from pipeline.train.figures import confusion_png
 from pipeline.train.metrics import Evaluation
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.job_process import modules_imported_by
 
 
 def test_evaluation_counts_and_rates() -> None:
@@ -63,13 +59,11 @@ def test_job_flags_build_a_train_config() -> None:
 def test_train_job_modules_leave_torch_to_the_ray_start_up() -> None:
     """Parsing the flags and importing the training job must not import torch: `start_ray`
     imports it (with Ray Train) in a thread while Ray starts."""
-    probe = (
-        "import sys; import jobs.train as job; import pipeline.train.job as train; "
-        "job.build_config(job.parse_args(['--data', 'd.csv', '--output', 'o'])); "
-        "print(sorted(m for m in ('torch', 'torchvision', 'ray.train') if m in sys.modules)); "
-        "print(all(m in train.TRAIN_MODULES for m in ('pipeline.train.loop', 'ray.train.torch')))"
+    from pipeline.train.job import TRAIN_MODULES
+
+    code = (
+        "import jobs.train as job; import pipeline.train.job; "
+        "job.build_config(job.parse_args(['--data', 'd.csv', '--output', 'o']))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert done.stdout.split() == ["[]", "True"], done.stdout + done.stderr
+    assert modules_imported_by(code, ("torch", "torchvision", "ray.train")) == []
+    assert {"pipeline.train.loop", "ray.train.torch"} <= set(TRAIN_MODULES)
