@@ -84,6 +84,25 @@ def join(uri: str, *parts: str) -> str:
     return "/".join([uri.rstrip("/"), *(p.strip("/") for p in parts)])
 
 
+def write_whole(fs: fsspec.AbstractFileSystem, path: str, data: bytes, like_uri: str) -> None:
+    """Write a small file that readers see whole or not at all, never half-written.
+
+    An S3 PUT is atomic already. A local write goes to a temporary name beside the file and is
+    renamed over it: a plain rewrite truncates first, and a reader in between reads nothing.
+    """
+    if is_remote(like_uri):
+        fs.pipe_file(path, data)
+        return
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".part-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def arrow_filesystem(uri: str, storage: StorageConfig = NO_OPTIONS) -> pafs.FileSystem:
     """A pyarrow filesystem for Ray Data's readers and writers (fsspec underneath for s3)."""
     if scheme_of(uri) == "file":

@@ -143,6 +143,17 @@ def test_the_heartbeat_moves_while_the_run_lives(tmp_path: Path):
             time.sleep(0.1)
 
 
+def test_a_second_run_never_reads_a_half_written_marker(tmp_path: Path):
+    """A heartbeat rewrites the marker; a second run checking at that moment must still see it
+    whole (a plain rewrite truncates first, and an empty marker would be skipped)."""
+    out = str(tmp_path / "out")
+    with WriterLease(out, "run-a", NO_OPTIONS, heartbeat_s=0.001):  # rewrites back to back
+        checker = WriterLease(out, "run-b", NO_OPTIONS)
+        for _ in range(500):
+            assert [m.run_id for _, m in checker.others()] == ["run-a"]
+    assert markers(out) == []
+
+
 def test_an_unreadable_marker_is_skipped_with_a_warning(tmp_path: Path, caplog):
     out = tmp_path / "out"
     (out / schema.ACTIVE).mkdir(parents=True)
