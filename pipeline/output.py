@@ -9,7 +9,8 @@ Protocol (docs/operations.md):
    `_runs/<run_id>.json` (the commit point: readers use only run_ids with a record), and removes
    the staging folder.
 Each step can be repeated. `recover` finishes prepared runs that crashed and deletes staging
-folders of runs that crashed before `prepare`.
+folders of runs that crashed before `prepare`. The plan and the record are written whole or not
+at all (storage.write_whole): a crash mid-write never leaves half a JSON file for a reader.
 """
 
 from __future__ import annotations
@@ -140,8 +141,8 @@ class RunOutput:
         files = [storage.with_scheme(dst, self.output_uri) for _, dst in moves]
         plan = {"record": {**record, "files": files}, "moves": moves}
         fs.makedirs(self.staging(), exist_ok=True)
-        with fs.open(f"{self.staging()}/{COMMIT_PLAN}", "wb") as f:
-            f.write(json.dumps(plan, indent=1, default=str).encode())
+        data = json.dumps(plan, indent=1, default=str).encode()  # recover() reads it
+        storage.write_whole(fs, f"{self.staging()}/{COMMIT_PLAN}", data, self.output_uri)
         return plan
 
     def finish(self, plan: dict) -> None:
@@ -163,8 +164,8 @@ class RunOutput:
             if i == 0:
                 crash_point("commit_first_move")
         fs.makedirs(_parent(self.record_path()), exist_ok=True)
-        with fs.open(self.record_path(), "wb") as f:
-            f.write(json.dumps(plan["record"], indent=2, default=str).encode())
+        data = json.dumps(plan["record"], indent=2, default=str).encode()
+        storage.write_whole(fs, self.record_path(), data, self.output_uri)  # the commit point
         crash_point("commit_before_cleanup")
         self.clear_staging()
 

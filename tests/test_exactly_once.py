@@ -400,3 +400,34 @@ def test_commit_rolls_forward_from_any_crash_and_repeats_safely(output_uri, monk
     run.finish(plan)
     assert all_video_rows(out_uri, cfg) == Counter(["a", "b", "c"])
     assert committed_runs(out_uri, cfg) == [record]
+
+
+@pytest.mark.parametrize("name", [COMMIT_PLAN, "run-1.json"])
+def test_a_crash_while_writing_the_plan_or_record_leaves_none_of_it(tmp_path, monkeypatch, name):
+    """Locally the plan and the record go to a temporary name first: killed before the rename,
+    there is no half-written JSON file for recover() or a reader to trip on."""
+    out_uri, cfg = str(tmp_path / "index"), StorageConfig()
+    run = stage_run(out_uri, "run-1", ["a", "b"], cfg)
+    rename = storage.os.replace
+
+    def killed_before_renaming(src, dst):
+        if dst.endswith("/" + name):
+            assert Path(src).read_bytes(), "the temporary file holds the whole JSON"
+            raise SimulatedCrash(name)
+        rename(src, dst)
+
+    monkeypatch.setattr(storage.os, "replace", killed_before_renaming)
+    with pytest.raises(SimulatedCrash):
+        run.commit({"run_id": "run-1", "started_at": "2026-01-02T00:00:00+00:00"})
+    monkeypatch.undo()
+
+    assert not run.is_committed()
+    assert committed_runs(out_uri, cfg) == []
+    prepared = name != COMMIT_PLAN
+    assert recover(out_uri, cfg) == [
+        "finished the commit of crashed run run-1"
+        if prepared
+        else "removed the uncommitted files of crashed run run-1"
+    ]
+    assert run.is_committed() == prepared
+    assert all_video_rows(out_uri, cfg) == (Counter(["a", "b"]) if prepared else Counter())
