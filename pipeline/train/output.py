@@ -66,8 +66,8 @@ class TrainOutput:
     def write_bytes(self, name: str, data: bytes) -> None:
         fs = self.fs
         fs.makedirs(self.path(), exist_ok=True)
-        with fs.open(self.path(name), "wb") as f:
-            f.write(data)
+        # whole or not at all: a rerun replaces best.pt while an index run may be loading it
+        storage.write_whole(fs, self.path(name), data, self.output_uri)
 
     def read_bytes(self, name: str) -> bytes:
         with self.fs.open(self.path(name), "rb") as f:
