@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -93,9 +94,10 @@ def write_whole(fs: fsspec.AbstractFileSystem, path: str, data: bytes, like_uri:
     if is_remote(like_uri):
         fs.pipe_file(path, data)
         return
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".part-")
+    # not mkstemp: its files are private (0600); open() gives the umask's mode, as before
+    tmp = os.path.join(os.path.dirname(path), f".part-{secrets.token_hex(8)}")
     try:
-        with os.fdopen(fd, "wb") as out:
+        with open(tmp, "xb") as out:
             out.write(data)
         os.replace(tmp, path)
     finally:

@@ -154,6 +154,18 @@ def test_a_second_run_never_reads_a_half_written_marker(tmp_path: Path):
     assert markers(out) == []
 
 
+def test_whole_writes_leave_no_temporary_file_and_keep_the_usual_mode(tmp_path: Path):
+    plain = tmp_path / "plain.json"
+    plain.write_bytes(b"{}")
+    target = tmp_path / "whole.json"
+    fs = storage.filesystem(str(tmp_path))
+    for content in (b'{"a": 1}', b'{"a": 2}'):
+        storage.write_whole(fs, str(target), content, str(tmp_path))
+        assert target.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.json", "whole.json"]
+    assert target.stat().st_mode == plain.stat().st_mode  # readable by whom a plain write allows
+
+
 def test_an_unreadable_marker_is_skipped_with_a_warning(tmp_path: Path, caplog):
     out = tmp_path / "out"
     (out / schema.ACTIVE).mkdir(parents=True)
