@@ -17,10 +17,10 @@ class ReportFolder:
         return storage.join(self.uri, name)
 
     def write(self, name: str, data: bytes | str) -> str:
-        """Write one file (replacing it); returns its URI."""
+        """Write one file, replacing it whole (never half-written); returns its URI."""
         fs = storage.filesystem(self.uri, self.storage)
         folder = storage.strip_scheme(self.uri)
         fs.makedirs(folder, exist_ok=True)
-        with fs.open(f"{folder.rstrip('/')}/{name}", "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
+        content = data.encode() if isinstance(data, str) else data
+        storage.write_whole(fs, f"{folder.rstrip('/')}/{name}", content, self.uri)
         return self.uri_of(name)
