@@ -142,7 +142,7 @@ class RunOutput:
         plan = {"record": {**record, "files": files}, "moves": moves}
         fs.makedirs(self.staging(), exist_ok=True)
         data = json.dumps(plan, indent=1, default=str).encode()  # recover() reads it
-        storage.write_whole(fs, f"{self.staging()}/{COMMIT_PLAN}", data, self.output_uri)
+        storage.write_whole(fs, f"{self.staging()}/{COMMIT_PLAN}", data)
         return plan
 
     def finish(self, plan: dict) -> None:
@@ -165,7 +165,7 @@ class RunOutput:
                 crash_point("commit_first_move")
         fs.makedirs(_parent(self.record_path()), exist_ok=True)
         data = json.dumps(plan["record"], indent=2, default=str).encode()
-        storage.write_whole(fs, self.record_path(), data, self.output_uri)  # the commit point
+        storage.write_whole(fs, self.record_path(), data)  # the commit point
         crash_point("commit_before_cleanup")
         self.clear_staging()
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import fsspec
 import pyarrow.fs as pafs
+from fsspec.implementations.local import LocalFileSystem
 
 from pipeline.config import StorageConfig
 
@@ -85,13 +86,13 @@ def join(uri: str, *parts: str) -> str:
     return "/".join([uri.rstrip("/"), *(p.strip("/") for p in parts)])
 
 
-def write_whole(fs: fsspec.AbstractFileSystem, path: str, data: bytes, like_uri: str) -> None:
+def write_whole(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
     """Write a small file that readers see whole or not at all, never half-written.
 
     An S3 PUT is atomic already. A local write goes to a temporary name beside the file and is
     renamed over it: a plain rewrite truncates first, and a reader in between reads nothing.
     """
-    if is_remote(like_uri):
+    if not isinstance(fs, LocalFileSystem):
         fs.pipe_file(path, data)
         return
     # not mkstemp: its files are private (0600); open() gives the umask's mode, as before

@@ -183,7 +183,7 @@ class WriterLease:
     def _write(self) -> None:
         self.fs.makedirs(self.folder, exist_ok=True)
         data = json.dumps(asdict(self.marker)).encode()
-        storage.write_whole(self.fs, self.path, data, self.output_uri)  # others() may be reading
+        storage.write_whole(self.fs, self.path, data)  # others() may be reading
 
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat_s):

@@ -160,7 +160,7 @@ def test_whole_writes_leave_no_temporary_file_and_keep_the_usual_mode(tmp_path: 
     target = tmp_path / "whole.json"
     fs = storage.filesystem(str(tmp_path))
     for content in (b'{"a": 1}', b'{"a": 2}'):
-        storage.write_whole(fs, str(target), content, str(tmp_path))
+        storage.write_whole(fs, str(target), content)
         assert target.read_bytes() == content
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.json", "whole.json"]
     assert target.stat().st_mode == plain.stat().st_mode  # readable by whom a plain write allows

@@ -22,5 +22,5 @@ class ReportFolder:
         folder = storage.strip_scheme(self.uri)
         fs.makedirs(folder, exist_ok=True)
         content = data.encode() if isinstance(data, str) else data
-        storage.write_whole(fs, f"{folder.rstrip('/')}/{name}", content, self.uri)
+        storage.write_whole(fs, f"{folder.rstrip('/')}/{name}", content)
         return self.uri_of(name)

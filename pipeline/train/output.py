@@ -67,7 +67,7 @@ class TrainOutput:
         fs = self.fs
         fs.makedirs(self.path(), exist_ok=True)
         # whole or not at all: a rerun replaces best.pt while an index run may be loading it
-        storage.write_whole(fs, self.path(name), data, self.output_uri)
+        storage.write_whole(fs, self.path(name), data)
 
     def read_bytes(self, name: str) -> bytes:
         with self.fs.open(self.path(name), "rb") as f:
