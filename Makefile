@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: setup
-	$(PY) -m pipeline.demo --workdir $(DEMO_DIR)
+	$(PY) jobs/demo.py --workdir $(DEMO_DIR)
 
 test: setup
 	$(PY) -m pytest -m "not slow and not gpu" -q --durations=15

@@ -3,7 +3,7 @@
   python benchmarks/query_bench.py [--clips 100000] [--dim 128] [--runs 2] [--queries 50]
 
 Writes a synthetic index with the real layout and schema (pipeline.schema, committed through
-pipeline.output.RunOutput), then times:
+pipeline.index.commit.RunOutput), then times:
   search      one query on a loaded index: ours (pipeline.query.vectors.search: matmul,
               argpartition, result table) vs NumPy (matmul + argpartition + argsort) over the
               same normalised (N, D) float32 matrix; the aim is ours <= 2x NumPy
@@ -37,7 +37,7 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from pipeline import schema  # noqa: E402
 from pipeline.config import StorageConfig  # noqa: E402
-from pipeline.output import RunOutput  # noqa: E402
+from pipeline.index.commit import RunOutput  # noqa: E402
 from pipeline.query import SimilarQuery, run, vectors, views  # noqa: E402
 from pipeline.query.catalog import load_catalog  # noqa: E402
 

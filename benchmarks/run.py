@@ -77,7 +77,7 @@ QUICK = Profile(
     timeout_s=300,
 )
 
-# The job's knobs for "ours" (see docs/benchmarks.md, "Knobs"). Defaults of jobs/index.py
+# The job's knobs for "ours" (docs/benchmarks.md, "Which knobs matter"). Defaults of jobs/index.py
 # except where a measured knob setting is better on this machine.
 OURS_KNOBS: dict[str, str] = {}
 # Not in the sweep: `--cpus-per-actor 2` on 2 cores hangs (the actor holds both CPUs and the

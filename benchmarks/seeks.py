@@ -10,7 +10,7 @@ Two ways, side by side:
   decoding the whole video frame by frame (`next()`, RGB conversion included), in frames: what
   the seeks really cost, including each seek's fixed cost (flushing and restarting the decoder).
   CPU time, not wall time, so that other load on the machine does not skew it.
-- the job's reader (`pipeline.frame_reader`, video with B-frames): the frames it really had FFmpeg
+- the job's reader (`pipeline.video.frames`, video with B-frames): the frames it really had FFmpeg
   decode (it skips those neither wanted nor referenced), and its CPU time against decord's
   `get_batch` on the same targets, both without the resize.
 A pipeline that decodes everything (Ray Data's `read_videos`) decodes `native / kept` frames per
@@ -63,7 +63,7 @@ def analyse(path: str, fps: float, clip_frames: int, image_size: int = 112) -> d
     import decord
 
     from pipeline.config import SamplingConfig
-    from pipeline.sampling import plan_clips
+    from pipeline.video.sampling import plan_clips
 
     reader = decord.VideoReader(path, num_threads=1)
     native_fps, n = float(reader.get_avg_fps()), len(reader)
@@ -98,7 +98,7 @@ def job_reader(path: str, targets: list[int], n: int, repeats: int = 3):
     hands the video to decord."""
     import decord
 
-    from pipeline.frame_reader import NotFastReadable, read_sampled
+    from pipeline.video.frames import NotFastReadable, read_sampled
 
     best_reader, best_decord, decoded = float("inf"), float("inf"), None
     for _ in range(repeats):

@@ -1,38 +1,38 @@
 """Index a video corpus into Parquet: `python jobs/index.py --input URI --output URI [options]`.
 
-Exit codes: 0 success, 2 bad usage or input, 3 more failures than --max-failure-fraction.
+Exit codes: 0 success, 2 bad usage or input, 3 more failures than --max-failure-fraction,
+1 an unexpected failure. Errors are one line on stderr; REELAY_DEBUG=1 adds the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
 
 from pipeline.cli import (  # noqa: E402,E501
+    JOB_USAGE_ERRORS,
     add_model_flags,
     add_sampling_flags,
     configure_logging,
-    exit_process,
     model_config,
+    run_tool,
     sampling_config,
 )
 from pipeline.config import (  # noqa: E402
     PRECISIONS,
-    ConfigError,
     IndexConfig,
     InferConfig,
     PlanConfig,
     RunMode,
     StorageConfig,
 )
-from pipeline.guard import GuardConfig  # noqa: E402
+from pipeline.video.guard import GuardConfig  # noqa: E402
 
-EXIT_USAGE, EXIT_THRESHOLD = 2, 3
+EXIT_THRESHOLD = 3
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -207,22 +207,18 @@ def build_config(args: argparse.Namespace) -> IndexConfig:
 
 def main(argv: list[str] | None = None) -> int:
     configure_logging()
+    return run_tool("reelay index", lambda: _main(argv), JOB_USAGE_ERRORS)
+
+
+def _main(argv: list[str] | None) -> int:
     args = parse_args(argv)
-    from pipeline.gc_pause import paused_gc
+    from pipeline import index
 
-    with paused_gc():  # Ray, pyarrow: see pipeline.gc_pause
-        from pipeline import index
-        from pipeline.listing import InputError
-        from pipeline.output import OutputError
-
+    cfg = build_config(args)
     try:
-        cfg = build_config(args)
         summary = index.run(cfg)
-    except (ConfigError, InputError, OutputError) as e:
-        logging.getLogger("reelay").error("%s", e)
-        return EXIT_USAGE
     except index.FailureThresholdExceeded as e:
-        logging.getLogger("reelay").error("%s", e)
+        print(f"reelay index: error: {e}", file=sys.stderr, flush=True)
         print(e.summary.line(), flush=True)
         return EXIT_THRESHOLD
     if summary.status == "dry_run":
@@ -256,4 +252,4 @@ def format_plan(plan: dict) -> str:
 
 
 if __name__ == "__main__":
-    exit_process(main())
+    sys.exit(main())

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
 
-from pipeline.cli_errors import OneLineParser, UsageError, run_tool  # noqa: E402
+from pipeline.cli import OneLineParser, UsageError, run_tool  # noqa: E402
 
 PROG = "reelay report"
 

@@ -3,7 +3,8 @@
 --data is a manifest (.csv/.parquet with uri,label[,split]) or a folder <root>/<split>/<label>/.
 With --features-from INDEX_URI only a new temporal head is trained, on the frame features an
 index run stored. The output holds best.pt, which `jobs/index.py --checkpoint <output>` uses.
-Exit codes: 0 success, 2 bad usage or input (or another run writing the same --output).
+Exit codes: 0 success, 2 bad usage or input (or another run writing the same --output), 1 an
+unexpected failure. Errors are one line on stderr; REELAY_DEBUG=1 adds the traceback.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
 
 from pipeline.cli import (  # noqa: E402
+    JOB_USAGE_ERRORS,
     add_model_flags,
     add_sampling_flags,
     configure_logging,
-    exit_process,
     model_config,
+    run_tool,
     sampling_config,
 )
-from pipeline.config import ConfigError, PlanConfig, StorageConfig  # noqa: E402
+from pipeline.config import PlanConfig, StorageConfig  # noqa: E402
 from pipeline.train.config import (  # noqa: E402
     DEFAULT_MODEL,
     DEFAULT_SAMPLING,
@@ -31,8 +33,6 @@ from pipeline.train.config import (  # noqa: E402
     TrainConfig,
     WorkersConfig,
 )
-
-EXIT_USAGE = 2
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -143,19 +143,17 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> int:
     configure_logging()
+    return run_tool("reelay train", lambda: _main(argv), JOB_USAGE_ERRORS)
+
+
+def _main(argv: list[str] | None) -> int:
     args = parse_args(argv)
-    from pipeline.listing import InputError
-    from pipeline.output import OutputError
     from pipeline.train import run
 
-    try:
-        summary = run(build_config(args))
-    except (ConfigError, InputError, OutputError) as e:
-        logging.getLogger("reelay").error("%s", e)
-        return EXIT_USAGE
+    summary = run(build_config(args))
     print(summary.line(), flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    exit_process(main())
+    sys.exit(main())

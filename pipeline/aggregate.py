@@ -1,10 +1,11 @@
-"""Clips -> videos: one row per video from its clips (mean embedding, mean class scores).
+"""In-flight clip rows -> the output tables: clips (the good ones), errors, and one row per
+video from its clips (mean embedding, mean class scores).
 
 Aggregation is a sum that can be taken in parts: each block of clip results becomes one sums
 row per video (clips counted, embeddings and class scores summed in float64), sums rows of
 the same video merge by adding, and a video's row divides at the end. The job sums per block
 in Ray tasks and merges on the driver when the videos fit there, without a shuffle; larger runs
-merge with a Ray Data groupby over the same rows (`pipeline/index_write.py`).
+merge with a Ray Data groupby over the same rows (`pipeline/index/write.py`).
 """
 
 from __future__ import annotations
@@ -13,15 +14,48 @@ from datetime import datetime
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline import schema
-from pipeline.tables import failed_rows, is_ok
 
 SUM_COUNT = "num_clips"  # good clips
 WORK_COUNTS = ("sampled_frames", "units")  # planned frames and work units (ok or failed)
 EMBEDDING_SUM = "embedding_sum"
 PROBS_SUM = "probs_sum"
-ERROR_COLUMNS = ("error_stage", "error_type", "error_message")
+
+
+def is_ok(table: pa.Table) -> pa.Array:
+    return pc.equal(table["error_stage"], "")
+
+
+def clip_rows(table: pa.Table) -> pa.Table:
+    """Successful clips, in the clips table's columns and types."""
+    ok = table.filter(is_ok(table))
+    frame_features = None
+    if schema.FRAME_FEATURES in ok.column_names:
+        kept = ok.schema.field(schema.FRAME_FEATURES).type  # list<list<float32>[D]>[T]
+        frame_features = (kept.list_size, kept.value_type.list_size)
+    target = schema.clips_schema(ok.schema.field("embedding").type.list_size, frame_features)
+    return ok.select(target.names).cast(target)
+
+
+def failed_rows(table: pa.Table) -> pa.Table:
+    """The rows of failed work units (any table with an `error_stage` column)."""
+    return table.filter(pc.invert(is_ok(table)))
+
+
+def errors_table(errors: list[dict], run_id: str) -> pa.Table:
+    rows = [
+        {
+            "video_uri": e["video_uri"],
+            "stage": e["error_stage"],
+            "error_type": e["error_type"],
+            "message": e["error_message"],
+            "run_id": run_id,
+        }
+        for e in errors
+    ]
+    return pa.Table.from_pylist(rows, schema=schema.ERRORS_SCHEMA)
 
 
 def list_matrix(column: pa.ChunkedArray | pa.Array, dtype=np.float32) -> np.ndarray:
@@ -76,14 +110,14 @@ def block_summary(table: pa.Table) -> pa.Table:
         list_matrix(ok["embedding"], np.float64),
         list_matrix(ok[schema.CLIP_PROBS], np.float64),
     )
-    for name in ERROR_COLUMNS:
+    for name in schema.ERROR_FIELDS:
         sums = sums.append_column(name, pa.array([""] * sums.num_rows, pa.string()))
     errors = _meta(bad).append_column(SUM_COUNT, pa.array(np.zeros(bad.num_rows, np.int64)))
     for name, values in _work_counts(bad).items():
         errors = errors.append_column(name, pa.array(values.astype(np.int64)))
     for name in (EMBEDDING_SUM, PROBS_SUM):
         errors = errors.append_column(name, pa.nulls(bad.num_rows, sums.schema.field(name).type))
-    for name in ERROR_COLUMNS:
+    for name in schema.ERROR_FIELDS:
         errors = errors.append_column(name, bad[name].cast(pa.string()))
     return pa.concat_tables([sums, errors.cast(sums.schema)])
 

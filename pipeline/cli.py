@@ -1,4 +1,10 @@
-"""Flags shared by the jobs (sampling and model), turned into typed configs."""
+"""What the four jobs share at the command line: flags turned into typed configs, logging, and
+how a job fails.
+
+Tools fail with one line on stderr and an exit code, never a traceback: 0 success, 2 bad usage
+or input, 1 an unexpected failure (REELAY_DEBUG=1 re-raises it with its traceback), 130
+interrupted. Messages pass through `storage.redact`.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +12,10 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 
-from pipeline.config import ConfigError, SamplingConfig
+from pipeline.config import ConfigError, InputError, OutputError, SamplingConfig
 from pipeline.models import ModelConfig, list_encoders, list_temporal_heads
-from pipeline.models.registry import BUILTIN_ENCODERS, BUILTIN_TEMPORAL
-
-
-def exit_process(code: int) -> None:
-    """End a job's process: shut Ray down gracefully, then exit without the interpreter's
-    finalization.
-
-    Ray's shutdown stops the processes a local Ray started (and cleans up after them); what
-    remains is tearing down torch's and Ray's C++ state, about 1.2 s here and of no use to
-    a job whose results are committed and whose output is flushed."""
-    if "ray" in sys.modules:  # a usage error exits before Ray is even imported
-        from pipeline.ray_env import shutdown_ray
-
-        shutdown_ray()
-    logging.shutdown()  # flush and close every handler
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 def configure_logging() -> None:
@@ -52,10 +41,10 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--encoder",
         default="small_cnn",
-        help=f"per-frame CNN: {', '.join(sorted(BUILTIN_ENCODERS))}",
+        help=f"per-frame CNN: {', '.join(list_encoders())}",
     )
     p.add_argument(
-        "--temporal", default="mean", help=f"temporal head: {', '.join(sorted(BUILTIN_TEMPORAL))}"
+        "--temporal", default="mean", help=f"temporal head: {', '.join(list_temporal_heads())}"
     )
     p.add_argument("--num-classes", type=int, default=8, help="classes of an untrained model")
     p.add_argument("--hidden-dim", type=int, default=256, help="RNN / attention width")
@@ -78,13 +67,12 @@ def sampling_config(args: argparse.Namespace) -> SamplingConfig:
 
 
 def model_config(args: argparse.Namespace) -> ModelConfig:
-    """The model flags as a config. Built-in names are checked without importing torch (1.9 s,
-    which would delay everything after the flags); other names consult the full registry."""
-    if args.encoder not in BUILTIN_ENCODERS and args.encoder not in list_encoders():
+    """The model flags as a config (names checked by the registry, without torch)."""
+    if args.encoder not in list_encoders():
         raise ConfigError(
             f"--encoder {args.encoder!r} is unknown; known: {', '.join(list_encoders())}"
         )
-    if args.temporal not in BUILTIN_TEMPORAL and args.temporal not in list_temporal_heads():
+    if args.temporal not in list_temporal_heads():
         raise ConfigError(
             f"--temporal {args.temporal!r} is unknown; known: {', '.join(list_temporal_heads())}"
         )
@@ -108,3 +96,51 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
         )
     except ValueError as e:
         raise ConfigError(str(e)) from e
+
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# what the index and training jobs report as bad usage or input (exit 2)
+JOB_USAGE_ERRORS = (ConfigError, InputError, OutputError)
+
+
+class UsageError(Exception):
+    """Bad flags or input: the message says what to do; exit 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of printing usage and exiting."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see --help)")
+
+
+def _redacted(message: str) -> str:
+    message = " ".join(message.split())
+    try:
+        from pipeline.storage import redact
+
+        return redact(message)
+    except Exception:  # noqa: BLE001 (the import itself may be what failed)
+        return "(message withheld: it could not be checked for credentials)"
+
+
+def run_tool(prog: str, body: Callable[[], int], usage_errors: tuple[type, ...] = ()) -> int:
+    """Run a tool's body; `usage_errors` (and UsageError) become exit 2 with their message."""
+
+    def fail(message: str, code: int) -> int:
+        print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+        return code
+
+    try:
+        return body()
+    except (UsageError, *usage_errors) as e:
+        return fail(_redacted(str(e)), EXIT_USAGE)
+    except BrokenPipeError:  # `| head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return fail("interrupted", EXIT_INTERRUPTED)
+    except Exception as e:  # never a traceback for the user; REELAY_DEBUG=1 shows it
+        if os.environ.get("REELAY_DEBUG"):
+            raise
+        return fail(f"unexpected {type(e).__name__}: {_redacted(str(e))}", EXIT_FAILURE)

@@ -6,9 +6,37 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 
-from pipeline.config_error import ConfigError
-from pipeline.guard import GuardConfig
+from pipeline.cpu_priority import DECODE_TASK_CPUS
 from pipeline.models.config import ModelConfig
+
+
+class ConfigError(ValueError):
+    """A bad option: the message says what to do instead."""
+
+
+class InputError(ValueError):
+    """The input cannot be listed: missing, refused, or a manifest without a `uri` column.
+
+    An input that exists but holds no videos is not an error (a nightly prefix may be empty
+    yet): the run logs a warning and commits an empty run."""
+
+
+class OutputError(ValueError):
+    """The output location cannot be written (missing bucket, no permission)."""
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    timeout_s: float = 600.0  # per guarded call (one work unit, or one header read)
+    attempts: int = 2  # worker deaths tolerated before the video is an error
+    recycle_after: int = 200  # tasks per worker process before it is replaced
+
+    def __post_init__(self) -> None:
+        if self.timeout_s <= 0:
+            raise ConfigError(f"--decode-timeout must be > 0 seconds (got {self.timeout_s:g})")
+        if self.attempts < 1 or self.recycle_after < 1:
+            raise ValueError("attempts and recycle_after must be >= 1")
+
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -58,9 +86,8 @@ class PlanConfig:
 
     unit_frames: int = 128  # sampled frames per work unit (long videos split into time ranges)
     # native-resolution frames decoded at once, at most: a chunk costs about 3.5 times its size
-    # at the peak (decord's batch, its numpy copy, the allocator's slack); 16 MiB chunks took a
-    # 720p decode task's peak from ~1 GiB (192 MiB chunks) to ~0.4 GiB, no slower
-    # (docs/benchmarks.md, session 12)
+    # at the peak (decord's batch, its numpy copy, the allocator's slack); with 16 MiB chunks a
+    # 720p decode task peaks near 0.4 GiB (near 1 GiB with 192 MiB chunks), no slower
     decode_chunk_bytes: int = 16 * 2**20
     task_memory_bytes: int = 1024 * 2**20  # per decode task (--decode-memory-mib)
     guard: GuardConfig = GuardConfig()  # time budget, crash retries, worker recycling
@@ -124,10 +151,6 @@ CPU_BATCH, GPU_BATCH = 8, 32  # clips per forward pass unless --batch-size says 
 # the next batch's input and the last one's output rows are made while the model runs (the
 # model itself still runs one batch at a time); CPU actors have no idle core to do it on
 CPU_CALLS, GPU_CALLS = 1, 2
-# CPUs Ray reserves per plan and decode task beside CPU actors unless --cpus-per-task says
-# otherwise: a node then runs a decode task per core beside the actors, and the actors' threads,
-# at idle priority, compute on what decoding leaves (pipeline.cpu_priority, docs/benchmarks.md)
-CPU_TASK_CPUS = 0.5
 
 
 @dataclass(frozen=True)
@@ -135,17 +158,17 @@ class InferConfig:
     """Where and how the models run."""
 
     # clips per forward pass; None: 8 on CPU actors, 32 on GPU actors, where Ray Data's fixed
-    # cost per batch (~9 ms) would otherwise take a third of the time (docs/benchmarks.md, GPU)
+    # cost per batch (~9 ms) would otherwise take a third of the time
     batch_size: int | None = None
     device: str = "auto"  # auto | cpu | cuda
     # compute dtype on GPUs (autocast; CPUs always run float32): auto = bf16 where the GPU
     # has it (Ampere and later), else fp16
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    gpus_per_actor: float = 1.0  # < 1 packs several actors on a GPU (see docs/benchmarks.md)
+    gpus_per_actor: float = 1.0  # < 1 packs several actors on a GPU
     cpus_per_actor: float = 1.0
     max_actors: int | None = None  # None: one per GPU, or CPUs/2 on CPU clusters
     # torch threads per CPU actor; None: twice its CPUs, so that inference also takes the
-    # cores decode leaves idle (decode is usually the cheaper stage). See docs/benchmarks.md.
+    # cores decode leaves idle (decode is usually the cheaper stage)
     torch_threads: int | None = None
     keep_frame_features: bool = False  # write (T, D) CNN features per clip (clips.frame_features)
     calls_per_actor: int | None = None  # None: 1 on CPU actors, 2 on GPU actors (GPU_CALLS)
@@ -189,8 +212,8 @@ class InferConfig:
 
     def task_cpus_for(self, device: str) -> float:
         """CPUs per plan and decode task beside actors on `device`: --cpus-per-task, else
-        half a CPU beside CPU actors (CPU_TASK_CPUS) and one beside GPU actors."""
-        return self.cpus_per_task or (1.0 if device == "cuda" else CPU_TASK_CPUS)
+        half a CPU beside CPU actors (pipeline.cpu_priority) and one beside GPU actors."""
+        return self.cpus_per_task or (1.0 if device == "cuda" else DECODE_TASK_CPUS)
 
     def calls_for(self, device: str) -> int:
         """Ray Data calls at once per actor on `device`: --calls-per-actor, else the device's
@@ -224,7 +247,7 @@ class IndexConfig:
     run_id: str | None = None
     max_failure_fraction: float = 0.5
     progress_interval_s: float = 10.0
-    # videos per commit (pipeline.run_parts): a long run commits in parts, each a run of its
+    # videos per commit (pipeline.index.job): a long run commits in parts, each a run of its
     # own, so that a crash loses one part's work; 0 commits once, at the end
     commit_every: int = 0
 

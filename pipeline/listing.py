@@ -12,7 +12,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from pipeline import storage
-from pipeline.config import StorageConfig
+from pipeline.config import InputError, StorageConfig
 
 # The extensions Ray Data's read_videos knows.
 VIDEO_EXTENSIONS = frozenset(
@@ -44,13 +44,6 @@ VIDEO_EXTENSIONS = frozenset(
 )
 MANIFEST_EXTENSIONS = (".csv", ".parquet")
 _GLOB_CHARS = set("*?[")
-
-
-class InputError(ValueError):
-    """The input cannot be listed: missing, refused, or a manifest without a `uri` column.
-
-    An input that exists but holds no videos is not an error (a nightly prefix may be empty
-    yet): the run logs a warning and commits an empty run."""
 
 
 @dataclass(frozen=True)

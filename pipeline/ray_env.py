@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
@@ -10,72 +9,28 @@ from dataclasses import dataclass
 
 import ray
 
-from pipeline.background import in_background
 from pipeline.config import ConfigError, InferConfig
-from pipeline.gc_pause import paused_gc
+from pipeline.cpu_priority import decode_first
 
 log = logging.getLogger("reelay.ray")
 
-# Ray's own name for the autoscaler monitor process of a head node (ray_constants)
-AUTOSCALER_MONITOR = "monitor"
 
-
-def ensure_ray(preload: tuple[str, ...] = (), *, state_api: bool = False) -> None:
+def ensure_ray(*, state_api: bool = False) -> None:
     """Join the cluster the job was submitted to (RAY_ADDRESS), else start a local Ray; Ray
     Data's progress bars only on a terminal (`_configure_data_progress`).
-
-    Ray Data and the `preload` modules (what the driver needs later, e.g. its report's) are
-    imported in a thread while `ray.init` waits for Ray's processes to start: a local Ray's
-    start-up leaves a core a third idle, and the driver's imports took a core alone before.
 
     A local Ray starts without its dashboard (a second of CPU per run), which also serves the
     State API. `state_api=True` keeps it, for Ray Train: its placement-group cleaner asks the
     State API every second whether the train controller is alive, and without it logs a
     warning each time and could not clean up after a controller that died."""
-    if ray.is_initialized():
-        _configure_data_progress()
-        return
-    imports = in_background(_import_paused, ("ray.data", *preload))
-    address = os.environ.get("RAY_ADDRESS", "local")  # set by `ray job submit`, cluster users
-    try:
-        if address != "local":
+    if not ray.is_initialized():
+        if os.environ.get("RAY_ADDRESS", "local") != "local":  # `ray job submit`, clusters
             ray.init()
         else:  # a private, local Ray, on 127.0.0.1
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
             # None: Ray's default, the dashboard if it can start (a run goes on without it)
             ray.init(address="local", include_dashboard=None if state_api else False)
-    finally:
-        imports.result()
     _configure_data_progress()
-
-
-def _import_paused(modules: tuple[str, ...]) -> None:
-    """Import `modules` (collector paused: pipeline.gc_pause). Best effort: a module that
-    fails here fails again, with its own error, where the driver imports it to use it."""
-    with paused_gc():
-        for name in modules:
-            try:
-                importlib.import_module(name)
-            except Exception as e:
-                log.debug("could not import %s beside Ray's start-up: %s", name, e)
-
-
-def shutdown_ray() -> None:
-    """ray.shutdown(), 1 s sooner for a local Ray this process started.
-
-    Such a Ray's autoscaler monitor has nothing to scale. Ray stops it after the GCS, and its
-    SIGTERM handler then spends a second reporting "the autoscaler failed" to a GCS that is
-    gone; killed first, it leaves nothing behind (measured: docs/benchmarks.md). Joined
-    clusters are not touched: this process owns none of their processes."""
-    if not ray.is_initialized():
-        return
-    node = getattr(ray._private.worker, "_global_node", None)
-    if AUTOSCALER_MONITOR in (getattr(node, "all_processes", None) or {}):
-        try:
-            node._kill_process_type(AUTOSCALER_MONITOR, check_alive=False, wait=True)
-        except Exception as e:  # a Ray upgrade moved it: the plain shutdown still works
-            log.debug("could not stop the autoscaler monitor first: %s", e)
-    ray.shutdown()
 
 
 def _configure_data_progress() -> None:
@@ -150,12 +105,10 @@ def size_inference(cfg: InferConfig, cpus: int, gpus: int) -> InferenceResources
             f"--cpus-per-actor {cfg.cpus_per_actor} is more than the cluster's {cpus} CPUs"
         )
     max_actors = cfg.max_actors or max(1, int(cpus // (2 * cfg.cpus_per_actor)))
-    # Ray reserves cpus_per_actor; torch runs more threads, and decode tasks reserve half a
-    # CPU: the OS shares the cores, decoding first (the actors' threads at idle priority, which
-    # makes the overlap safe: with whole-CPU tasks they keep theirs), and inference soaks up
-    # what decoding leaves (measured: docs/benchmarks.md).
+    # Ray reserves cpus_per_actor; torch runs more threads, which take what decoding leaves
+    # (with half-CPU decode tasks, at idle priority: pipeline.cpu_priority)
     threads = cfg.torch_threads or 2 * max(1, int(cfg.cpus_per_actor))
     return InferenceResources(
         "cpu", 0.0, cfg.cpus_per_actor, threads, max_actors, cfg.batch_for("cpu"),
-        cfg.calls_for("cpu"), task_cpus, idle_priority=task_cpus < 1,
+        cfg.calls_for("cpu"), task_cpus, idle_priority=decode_first(task_cpus),
     )  # fmt: skip

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import fsspec
 import pyarrow.fs as pafs
+import s3fs
 from fsspec.implementations.local import LocalFileSystem
 
 from pipeline.config import StorageConfig
@@ -24,6 +25,19 @@ NO_OPTIONS = StorageConfig()
 
 _SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*)://", re.IGNORECASE)
 SUPPORTED_SCHEMES = ("s3", "file")
+
+
+class S3NoBucketCreation(s3fs.S3FileSystem):
+    """s3fs, except that making a folder never creates its bucket. s3fs creates a missing
+    bucket (in the default region) on `makedirs`, so a mistyped --output bucket would be
+    created instead of failing with "no such bucket"; here it raises FileNotFoundError.
+    Creating a bucket explicitly (`mkdir("bucket")`) still works."""
+
+    async def _mkdir(self, path, acl=False, create_parents=True, **kwargs):
+        _, key, _ = self.split_path(self._strip_protocol(path).rstrip("/"))
+        if key:  # a folder: its bucket must exist
+            create_parents = False
+        return await super()._mkdir(path, acl=acl, create_parents=create_parents, **kwargs)
 
 
 def scheme_of(uri: str) -> str:
@@ -61,10 +75,6 @@ def filesystem(uri: str, storage: StorageConfig = NO_OPTIONS) -> fsspec.Abstract
             "or s3://bucket/key"
         )
     if scheme == "s3":
-        # imported here: s3fs (aiobotocore, aiohttp) takes ~0.13 s, which every Ray worker of
-        # a run over local files would otherwise pay
-        from pipeline.s3 import S3NoBucketCreation
-
         return S3NoBucketCreation(**s3_options(storage.options))
     return fsspec.filesystem("file")
 
@@ -87,11 +97,13 @@ def join(uri: str, *parts: str) -> str:
 
 
 def write_whole(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
-    """Write a small file that readers see whole or not at all, never half-written.
+    """Write a small file, and the folders above it, that readers see whole or not at all:
+    the one writer of every small file (run records, markers, reports, best.pt).
 
     An S3 PUT is atomic already. A local write goes to a temporary name beside the file and is
     renamed over it: a plain rewrite truncates first, and a reader in between reads nothing.
     """
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     if not isinstance(fs, LocalFileSystem):
         fs.pipe_file(path, data)
         return

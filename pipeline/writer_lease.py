@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, replace
 
 from pipeline import schema, storage
 from pipeline.config import StorageConfig
-from pipeline.output import OutputError, unwritable
+from pipeline.runs import OutputError, unwritable
 
 log = logging.getLogger("reelay.output")
 
@@ -181,7 +181,6 @@ class WriterLease:
             )
 
     def _write(self) -> None:
-        self.fs.makedirs(self.folder, exist_ok=True)
         data = json.dumps(asdict(self.marker)).encode()
         storage.write_whole(self.fs, self.path, data)  # others() may be reading
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from pathlib import Path
@@ -78,3 +79,19 @@ def sample_corpus(tmp_path_factory) -> Path:
     from pipeline.samples import make_sample_corpus
 
     return make_sample_corpus(tmp_path_factory.mktemp("corpus"), per_class=3)
+
+
+@pytest.fixture()
+def cli(ray_local, caplog, capsys):
+    """jobs/index.py's main() in-process; returns (exit code, log text and stderr, stdout)."""
+    from jobs.index import main
+
+    def call(*argv: str) -> tuple[int, str, str]:
+        caplog.clear()
+        capsys.readouterr()
+        with caplog.at_level(logging.INFO):
+            code = main(list(argv))
+        captured = capsys.readouterr()
+        return code, caplog.text + captured.err, captured.out
+
+    return call

@@ -7,8 +7,8 @@ import numpy as np
 
 def spec_for(encoder: str = "resnet18", temporal: str = "gru", size: int = 64):
     from pipeline.config import IndexConfig, SamplingConfig
-    from pipeline.model_source import resolve_model
     from pipeline.models import ModelConfig
+    from pipeline.models.source import resolve_model
 
     cfg = IndexConfig(
         input_uri="unused",
@@ -21,8 +21,8 @@ def spec_for(encoder: str = "resnet18", temporal: str = "gru", size: int = 64):
 
 def clip_rows(n: int, frames: int, size: int, seed: int) -> dict[str, np.ndarray]:
     """A numpy batch of clip rows as the decode stage hands them on (random frames)."""
-    from pipeline.decode import UNIT_META
-    from pipeline.infer import PASS_THROUGH
+    from pipeline.models.inference import PASS_THROUGH
+    from pipeline.video.decode import UNIT_META
 
     rng = np.random.default_rng(seed)
     rows = {name: np.zeros(n, dtype=np.int64) for name in (*UNIT_META, *PASS_THROUGH)}

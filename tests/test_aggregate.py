@@ -11,7 +11,7 @@ import pytest
 
 from pipeline import schema
 from pipeline.aggregate import block_summary, merge_sums, sums_rows, videos_table
-from pipeline.infer import fixed_size_lists
+from pipeline.models.inference import fixed_size_lists
 
 LABELS = ["a", "b", "c"]
 META = {"num_frames": 300, "fps": 30.0, "duration_s": 10.0, "width": 64, "height": 48,

@@ -139,7 +139,7 @@ from benchmarks.contenders.ours import time_executions_after_start
 calls = []
 time_executions_after_start(calls)
 before_start = "ray.data" in sys.modules
-from pipeline import index
+from pipeline.index import job as index
 index.ensure_ray()  # joins the test session's Ray (RAY_ADDRESS)
 import ray
 ray.data.range(8).map_batches(lambda b: b).count()
@@ -148,8 +148,8 @@ print(json.dumps({"before_start": before_start, "calls": calls}))
 
 
 def test_ours_contender_leaves_ray_data_to_the_job_and_then_times_executions(ray_local):
-    # The job imports Ray Data beside ray.init; the contender importing it first (to wrap its
-    # methods) cost its wall time a serial second the job does not pay (docs/benchmarks.md)
+    # The job imports Ray Data when it starts Ray; the contender importing it first (to wrap
+    # its methods) would time an import that the job pays elsewhere
     env = child_env() | {"RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
     done = subprocess.run(
         [sys.executable, "-c", OURS_CONTENDER], cwd=REPO, env=env, capture_output=True,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pipeline.cpu_priority import SUPPORTED, IdlePriority
-from pipeline.infer import ClipInferencer
+from pipeline.models.inference import ClipInferencer
 from tests.inference_rows import clip_rows, spec_for
 
 pytestmark = pytest.mark.skipif(not SUPPORTED, reason="SCHED_IDLE is Linux's")

@@ -13,8 +13,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.guard import GuardBook
 from pipeline.samples import VideoSpec, write_video
+from pipeline.video.guard import GuardBook
 from tests.job_process import run_index_job
 
 FLAGS = ["--fps", "2", "--clip-frames", "4", "--image-size", "32", "--decode-timeout", "6"]

@@ -5,7 +5,7 @@ SIGKILLs the driver at that point (pipeline/faults.py). The driver joins the ses
 a job submitted to a cluster does (a private Ray of its own would cost ~9 s of start-up per
 test; tests/test_lost_workers.py kills a job with its own Ray); the rerun is in-process on the
 same Ray. Cheaper tests drive the commit protocol of
-pipeline/output.py directly (local and S3) with a simulated crash.
+pipeline/index/commit.py directly (local and S3) with a simulated crash.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import output, schema, storage
+from pipeline import schema, storage
 from pipeline.config import IndexConfig, RunMode, SamplingConfig, StorageConfig
-from pipeline.ledger import committed_runs, read_ledger
-from pipeline.output import COMMIT_PLAN, RunOutput, recover
+from pipeline.index import commit as output
+from pipeline.index.commit import COMMIT_PLAN, RunOutput, recover
+from pipeline.index.ledger import read_ledger
+from pipeline.runs import committed_runs
 from pipeline.samples import VideoSpec, write_video
 from tests.job_process import run_index_job
 
@@ -197,9 +199,9 @@ def test_rerun_with_the_same_run_id_after_a_crash_keeps_the_commit(
     The crashed run is staged by hand (its videos and ledger rows, as the job writes them), so
     the rerun finds everything done and costs no decoding."""
     from pipeline import index
-    from pipeline.ledger import ledger_table
+    from pipeline.index.ledger import ledger_table
     from pipeline.listing import list_videos
-    from pipeline.model_source import resolve_model
+    from pipeline.models.source import resolve_model
 
     out = tmp_path / "index"
     cfg = index_config(corpus, out, run_id="nightly-1")

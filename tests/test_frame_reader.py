@@ -1,4 +1,4 @@
-"""The fast frame reader (pipeline.frame_reader) on video with B-frames: the frames it returns
+"""The fast frame reader (pipeline.video.frames) on video with B-frames: the frames it returns
 are the true ones (every frame decoded in order by PyAV), its times are decord's, it decodes
 fewer frames than it is given, and it hands anything it cannot vouch for back to decord."""
 
@@ -9,9 +9,9 @@ import decord  # noqa: F401  (imported first, as in a worker: decord's FFmpeg is
 import numpy as np
 import pytest
 
-from pipeline.frame_reader import NotFastReadable, read_sampled
 from pipeline.samples import VideoSpec, render_frames
-from pipeline.video_io import open_reader, probe, read_frames_and_times, read_with_decord
+from pipeline.video.frames import NotFastReadable, read_sampled
+from pipeline.video.io import open_reader, probe, read_frames_and_times, read_with_decord
 from tests.videos import (
     BFRAME_ZOO_NAMES,
     DAMAGED_FRAME,

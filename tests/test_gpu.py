@@ -45,7 +45,7 @@ def relative_error(got: np.ndarray, want: np.ndarray) -> float:
 
 
 def test_auto_precision_is_bf16_where_the_gpu_has_it(torch):
-    from pipeline.infer import compute_dtype
+    from pipeline.models.inference import compute_dtype
 
     expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     assert compute_dtype(torch.device("cuda"), "auto") == expected
@@ -55,7 +55,7 @@ def test_auto_precision_is_bf16_where_the_gpu_has_it(torch):
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_inferencer_on_gpu_computes_what_cpu_does(torch, precision):
-    from pipeline.infer import ClipInferencer
+    from pipeline.models.inference import ClipInferencer
 
     spec = spec_for()
     rows = clip_rows(6, 8, 64, seed=1)
@@ -73,7 +73,7 @@ def test_inferencer_on_gpu_computes_what_cpu_does(torch, precision):
 
 def test_batches_of_other_shapes_after_autotuning(torch):
     """cuDNN autotunes per shape: a run's smaller last batch must still come out right."""
-    from pipeline.infer import ClipInferencer
+    from pipeline.models.inference import ClipInferencer
 
     inferencer = ClipInferencer(spec_for(), "cuda", 1, "r")
     big, small = clip_rows(8, 8, 64, seed=2), clip_rows(3, 8, 64, seed=3)

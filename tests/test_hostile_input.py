@@ -23,17 +23,17 @@ import pytest
 
 from pipeline import schema
 from pipeline.config import IndexConfig, PlanConfig, SamplingConfig
-from pipeline.guard import GuardConfig
 from pipeline.index import run
 from pipeline.samples import VideoSpec, write_video
-from pipeline.sampling import plan_clips
-from pipeline.video_io import (
+from pipeline.video.guard import GuardConfig
+from pipeline.video.io import (
     UndecodableFrames,
     probe,
     read_frames,
     read_frames_and_times,
     resize_frames,
 )
+from pipeline.video.sampling import plan_clips
 from tests.videos import (
     BROKEN_ZOO_NAMES,
     CORRUPT_PAYLOAD_NAMES,
@@ -323,7 +323,7 @@ def test_damaged_gop_frames_around_it_decode_exactly(tmp_path):
 def test_a_damaged_first_keyframe_costs_only_its_interval(tmp_path):
     """The header read decodes nothing, so a video whose first keyframe FFmpeg refuses is
     planned like any other: decoding reports the first interval's frames and keeps the rest,
-    bit for bit (the header read used to decode the first frame, and lost the whole video)."""
+    bit for bit: a header read that decoded the first frame would lose the whole video."""
     frames = render_frames(VideoSpec(seconds=4.0, seed=31))
     good = write_damaged_gop(tmp_path / "good.mp4", frames, damage=False)
     bad = write_damaged_gop(tmp_path / "bad.mp4", frames, frame=0)

@@ -22,7 +22,8 @@ import pytest
 
 from pipeline import schema, storage
 from pipeline.config import IndexConfig, RunMode, SamplingConfig
-from pipeline.ledger import committed_runs, read_ledger
+from pipeline.index.ledger import read_ledger
+from pipeline.runs import committed_runs
 from pipeline.samples import VideoSpec, write_video
 
 REPO = Path(__file__).resolve().parents[1]
@@ -210,7 +211,7 @@ def test_retry_errors_forgets_a_failure_fixed_by_a_new_file():
     """A video that failed, was replaced (new fingerprint) and then indexed is not retried.
 
     Pure ledger logic: the history broken (error, twice) -> replaced -> indexed ok."""
-    from pipeline.ledger import select_videos
+    from pipeline.index.ledger import select_videos
     from pipeline.listing import VideoEntry
 
     rows = [

@@ -36,10 +36,10 @@ from pipeline.config import (
 )
 from pipeline.index import FailureThresholdExceeded, run
 from pipeline.listing import list_videos
-from pipeline.model_source import resolve_model
-from pipeline.plan import PlanVideo
+from pipeline.models.source import resolve_model
 from pipeline.samples import VideoSpec, write_video
-from pipeline.sampling import plan_clips
+from pipeline.video.plan import PlanVideo
+from pipeline.video.sampling import plan_clips
 from pipeline.writer_lease import WriterLease
 from tests.job_process import modules_imported_by
 from tests.videos import (
@@ -355,7 +355,7 @@ def whole_runs(zoo):
 
     runs = {"whole-a": index("whole-a", 0.0)}
     with pytest.MonkeyPatch.context() as patch:  # whole-b merges its sums with a groupby
-        patch.setattr("pipeline.index_write.DRIVER_SUMS_BYTES", 0)
+        patch.setattr("pipeline.index.write.DRIVER_SUMS_BYTES", 0)
         runs["whole-b"] = index("whole-b", 1.0)
     return {
         "long": long_uri,
@@ -436,20 +436,6 @@ def test_model_version_follows_the_seed():
     assert resolve_model(base)[0].model_version == same != other
 
 
-def test_only_a_seeded_model_is_left_to_the_inference_actors():
-    """A seeded model is built where it runs (the driver never imports torch); a checkpoint
-    (its sampling) and pretrained weights (a missing file is a bad flag, told before Ray
-    starts) are read by the driver first."""
-    from pipeline.model_source import ModelRecipe
-    from pipeline.models import ModelConfig
-
-    seeded = IndexConfig(input_uri="x", output_uri="y", seed=3)
-    assert ModelRecipe.of(seeded) == ModelRecipe(seeded.model, 3)
-    assert ModelRecipe.of(IndexConfig(input_uri="x", output_uri="y", checkpoint_uri="c")) is None
-    pretrained = ModelConfig(encoder="resnet18", pretrained_weights="DEFAULT")
-    assert ModelRecipe.of(IndexConfig(input_uri="x", output_uri="y", model=pretrained)) is None
-
-
 def test_failure_threshold_raises_after_committing_the_good_videos(whole_runs):
     summary, error = whole_runs["runs"]["whole-a"]
     assert isinstance(error, FailureThresholdExceeded)
@@ -472,33 +458,19 @@ def test_failure_threshold_raises_after_committing_the_good_videos(whole_runs):
 # ---------------------------------------------------------------------------------- the CLI
 
 
-@pytest.fixture()
-def cli(ray_local, caplog):
-    """jobs/index.py's main() in-process; returns (exit code, log text, stdout)."""
-    from jobs.index import main
-
-    def call(*argv: str) -> tuple[int, str]:
-        caplog.clear()
-        with caplog.at_level(logging.INFO):
-            code = main(list(argv))
-        return code, caplog.text
-
-    return call
-
-
-def test_cli_missing_input_exits_2(cli, tmp_path: Path, capsys):
+def test_cli_missing_input_exits_2(cli, tmp_path: Path):
     missing = tmp_path / "no_such_folder"
-    code, logs = cli("--input", str(missing), "--output", str(tmp_path / "out"))
+    code, logs, out = cli("--input", str(missing), "--output", str(tmp_path / "out"))
     assert code == 2
     assert "does not exist" in logs and str(missing) in logs
-    assert "reelay index run" not in capsys.readouterr().out
+    assert "reelay index run" not in out
     assert not (tmp_path / "out" / schema.RUNS).exists()
 
 
 def test_cli_unknown_encoder_exits_2_listing_the_known_names(cli, tmp_path: Path):
     from pipeline.models import list_encoders
 
-    code, logs = cli(
+    code, logs, _ = cli(
         "--input", str(tmp_path), "--output", str(tmp_path / "out"), "--encoder", "resnet9000"
     )
     assert code == 2
@@ -507,9 +479,10 @@ def test_cli_unknown_encoder_exits_2_listing_the_known_names(cli, tmp_path: Path
         assert name in logs
 
 
-def test_flags_and_driver_modules_leave_torch_to_the_model_thread():
-    """Parsing the flags and importing the job's modules must not import torch: the driver
-    imports it in the thread that builds the model, beside Ray's start-up."""
+def test_flags_and_driver_modules_leave_torch_to_the_model():
+    """Parsing the flags and importing the job's modules must not import torch: a bad flag
+    fails at once, and the plan and decode workers that unpickle the job's functions never
+    import it."""
     code = (
         "import jobs.index as job; import pipeline.index; "
         "job.build_config(job.parse_args(['--input', 'x', '--output', 'y', "
@@ -520,7 +493,7 @@ def test_flags_and_driver_modules_leave_torch_to_the_model_thread():
 
 def test_cli_path_like_run_id_exits_2(cli, tmp_path: Path):
     (tmp_path / "in").mkdir()
-    code, logs = cli(
+    code, logs, _ = cli(
         "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--run-id", "../evil"
     )
     assert code == 2
@@ -550,7 +523,7 @@ def test_cli_bad_resource_and_model_flags_exit_2_naming_the_flag(
     cli, tmp_path: Path, flags: list[str], named: str
 ):
     (tmp_path / "in").mkdir()
-    code, logs = cli("--input", str(tmp_path / "in"), "--output", str(tmp_path / "o"), *flags)
+    code, logs, _ = cli("--input", str(tmp_path / "in"), "--output", str(tmp_path / "o"), *flags)
     assert code == 2 and named in logs
     assert not (tmp_path / "o").exists()  # a bad flag fails before anything is written
     with pytest.raises(ConfigError, match="--precision"):
@@ -566,14 +539,14 @@ def test_cli_refuses_an_output_that_another_live_run_is_writing(cli, tmp_path: P
     staged.parent.mkdir(parents=True)
     staged.write_bytes(b"staged by the live run")
     with WriterLease(str(out), "nightly", StorageConfig()):
-        code, logs = cli("--input", str(tmp_path / "in"), "--output", str(out))
+        code, logs, _ = cli("--input", str(tmp_path / "in"), "--output", str(out))
     assert code == 2
     assert "run nightly" in logs and "is writing" in logs and "--output" in logs
     assert "would index the same videos twice" in logs
     assert staged.exists()
     assert not (out / schema.RUNS).exists()
 
-    code, logs = cli("--input", str(tmp_path / "in"), "--output", str(out))  # it has ended
+    code, logs, _ = cli("--input", str(tmp_path / "in"), "--output", str(out))  # it has ended
     assert code == 0
     assert not staged.exists()  # now a crashed run's leftovers: recovery removed them
     assert not (out / schema.ACTIVE).exists()
@@ -615,7 +588,7 @@ def test_gpu_actor_sizing(ray_local, caplog):
 
 def test_cli_reusing_a_committed_run_id_exits_2_and_touches_nothing(cli, zoo):
     files = {p: p.stat().st_mtime_ns for p in zoo["out"].rglob("*") if p.is_file()}
-    code, logs = cli(
+    code, logs, _ = cli(
         "--input", zoo["good"]["h264"], "--output", str(zoo["out"]), "--run-id", "zoo-run"
     )
     assert code == 2

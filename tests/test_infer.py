@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.infer import ClipInferencer
+from pipeline.models.inference import ClipInferencer
 from tests.inference_rows import clip_rows, spec_for
 
 
@@ -99,34 +99,12 @@ def test_actor_pool_with_two_calls_per_actor_computes_what_one_call_does(ray_loc
     assert got["label"].to_pylist() == want["label"].to_pylist()
 
 
-def test_an_actor_given_a_recipe_builds_the_spec_the_driver_would_and_reports_it(ray_local, spec):
-    """A plain run's driver hands the inference actors a recipe: each builds the model, and
-    its spec (model_version: a hash of the built weights) reaches the run's RunBook, where
-    the driver takes it. It is the spec the driver resolves itself, and the rows are the same."""
-    from pipeline.guard import open_book
-    from pipeline.model_source import ModelRecipe
-    from pipeline.progress import RunBook
-
-    recipe = ModelRecipe(spec.model, spec.seed)
-    rows = padded_and_overlapping(32)
-    with open_book(RunBook) as book:
-        from_recipe = ClipInferencer(recipe, "cpu", 1, "r", progress=book)
-        built = ray_local.get(book.models_built.remote())
-    assert built == [spec]
-    got = from_recipe(rows)
-    assert got["model_version"].to_pylist() == [spec.model_version] * 3
-    assert got.equals(ClipInferencer(spec, "cpu", 1, "r")(rows))
-
-
-def test_the_driver_takes_one_spec_from_the_actors_and_refuses_two(spec):
+def test_an_actor_refuses_a_seeded_model_that_its_node_builds_differently(spec):
+    """A seeded model is rebuilt on every actor from the driver's spec; a node whose torch
+    builds other weights (a mixed cluster) must not index under the driver's model_version."""
     from dataclasses import replace
 
-    from pipeline.index_stream import built_spec
-    from pipeline.model_source import ModelRecipe
-
-    recipe = ModelRecipe(spec.model, spec.seed)
-    assert built_spec(recipe, [spec]) == spec
+    ClipInferencer(spec, "cpu", 1, "r")  # the same weights: accepted
     other = replace(spec, model_version=spec.model_version + "-other-node")
-    with pytest.raises(RuntimeError, match="built different models"):
-        built_spec(recipe, [spec, other])
-    assert built_spec(recipe, []) == spec  # no actor reported: the driver builds it
+    with pytest.raises(RuntimeError, match="differ in torch or torchvision"):
+        ClipInferencer(other, "cpu", 1, "r")

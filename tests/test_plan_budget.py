@@ -8,8 +8,8 @@ import pytest
 
 from pipeline.config import ConfigError, PlanConfig, SamplingConfig, StorageConfig
 from pipeline.listing import list_videos
-from pipeline.plan import PlanVideo
 from pipeline.samples import VideoSpec, write_video
+from pipeline.video.plan import PlanVideo
 
 MIB = 2**20
 
@@ -59,7 +59,7 @@ def test_a_budget_below_64_mib_is_refused():
 
 
 def test_small_units_are_grouped_into_tasks_big_ones_stay_alone():
-    from pipeline.plan import group_units
+    from pipeline.video.plan import group_units
 
     units = [{"sampled_frames": n, "i": i} for i, n in enumerate([20] * 10 + [128, 128, 5])]
     groups = group_units(units, max_frames=128)
@@ -74,7 +74,7 @@ def test_plan_tasks_group_units_and_pass_unplannable_videos_on(tmp_path):
     its own with its plan error (it then travels through decode and infer as an error row)."""
     import pyarrow as pa
 
-    from pipeline.plan import PlanTasks
+    from pipeline.video.plan import PlanTasks
 
     spec = VideoSpec(width=64, height=48, fps=10, seconds=12.0)
     write_video(spec, tmp_path / "a.mp4")  # 120 sampled frames: 8 units of <= 16

@@ -1,11 +1,11 @@
-"""How a long run is cut into parts (pipeline.run_parts); the parts' runs themselves are
+"""How a long run is cut into parts (pipeline.index.job); the parts' runs themselves are
 tested end to end in tests/test_exactly_once.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipeline.run_parts import count_parts, listed_per_part, part_run_ids, split_parts
+from pipeline.index.job import count_parts, listed_per_part, part_run_ids, split_parts
 
 
 @pytest.mark.parametrize(
@@ -49,7 +49,7 @@ def test_counts_per_part_add_up_to_the_run():
 
 
 def test_one_summary_for_the_parts():
-    from pipeline.index import RunSummary, combined
+    from pipeline.index.job import RunSummary, combined
 
     def part(run_id: str, processed: int, failed: int, frames: int, seconds: float, status="ok"):
         counts = {"listed": processed + failed, "skipped": 0, "processed": processed}

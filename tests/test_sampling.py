@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import ConfigError, SamplingConfig
-from pipeline.sampling import clip_windows, group_clips, plan_clips, sampled_frame_indices
+from pipeline.video.sampling import clip_windows, group_clips, plan_clips, sampled_frame_indices
 
 
 def test_sampling_at_one_fps_from_30fps_takes_every_30th_frame():

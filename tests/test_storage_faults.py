@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import time
 import uuid
 
@@ -28,10 +27,11 @@ import pytest
 from pipeline import schema, storage
 from pipeline.config import IndexConfig, SamplingConfig, StorageConfig
 from pipeline.index import run
+from pipeline.index.commit import RunOutput
 from pipeline.listing import InputError, list_videos
-from pipeline.output import OutputError, RunOutput
+from pipeline.runs import OutputError
 from pipeline.samples import VideoSpec, write_video
-from pipeline.sampling import plan_clips
+from pipeline.video.sampling import plan_clips
 from tests.s3_faults import FaultProxy
 
 SECRET = "s3cr3t-faults-never-in-messages"
@@ -193,30 +193,16 @@ def test_missing_output_bucket_fails_fast_and_is_not_created(proxy):
     assert time.monotonic() - started < FAIL_FAST_S
     assert str(info.value).startswith(f"cannot write to s3://{missing}/index: ")
     assert "bucket does not exist" in str(info.value)
-    # s3fs's makedirs would have created the bucket (pipeline.s3.S3NoBucketCreation)
+    # s3fs's makedirs would have created the bucket (pipeline.storage.S3NoBucketCreation)
     assert not bucket_exists(missing)
     assert proxy.seen(method="PUT") == []
-
-
-@pytest.fixture()
-def cli(ray_local, caplog):
-    """jobs/index.py's main() in-process; returns (exit code, log text)."""
-    from jobs.index import main
-
-    def call(*argv: str) -> tuple[int, str]:
-        caplog.clear()
-        with caplog.at_level(logging.INFO):
-            code = main(list(argv))
-        return code, caplog.text
-
-    return call
 
 
 def test_cli_exits_2_with_one_line_for_denied_and_missing_buckets(cli, proxy, s3_bucket, tmp_path):
     options = json.dumps(via(proxy).options)
     put(s3_bucket, {"raw/v.mp4": b"v"})
     proxy.add("denied", None, LIST, times=-1)
-    code, logs = cli(
+    code, logs, _ = cli(
         "--input", f"s3://{s3_bucket}/raw/", "--output", str(tmp_path / "out"),
         "--storage-options", options,
     )  # fmt: skip
@@ -226,7 +212,7 @@ def test_cli_exits_2_with_one_line_for_denied_and_missing_buckets(cli, proxy, s3
     assert not (tmp_path / "out" / schema.RUNS).exists()
     proxy.clear()
     missing = f"missing-{uuid.uuid4().hex[:10]}"
-    code, logs = cli(
+    code, logs, _ = cli(
         "--input", str(tmp_path), "--output", f"s3://{missing}/index",
         "--storage-options", options,
     )  # fmt: skip

@@ -15,7 +15,7 @@ import pytest
 
 from pipeline import schema, storage
 from pipeline.config import StorageConfig
-from pipeline.output import OutputError
+from pipeline.runs import OutputError
 from pipeline.writer_lease import STALE_S, Marker, WriterLease
 
 NO_OPTIONS = StorageConfig()

@@ -66,8 +66,8 @@ class Workload:
     def model_spec(self):
         """The job's own ModelSpec for these flags (same seeded weights, labels, version)."""
         from pipeline.config import IndexConfig
-        from pipeline.model_source import resolve_model
         from pipeline.models import ModelConfig
+        from pipeline.models.source import resolve_model
 
         cfg = IndexConfig(
             input_uri="unused",
@@ -93,8 +93,8 @@ class Forward:
     ) -> None:
         import torch
 
-        from pipeline.infer import compute_dtype
-        from pipeline.model_source import load_model
+        from pipeline.models.inference import compute_dtype
+        from pipeline.models.source import load_model
 
         torch.set_num_threads(max(1, threads))
         self.torch = torch
@@ -170,7 +170,7 @@ def steady_rate(marks: list[tuple[float, int, int]]) -> float | None:
 
 
 def sampled_indices(num_frames: int, native_fps: float, target_fps: float) -> list[int]:
-    """The frames the job samples (pipeline.sampling.sampled_frame_indices, restated here so
+    """The frames the job samples (pipeline.video.sampling.sampled_frame_indices, restated here so
     that the decode-only loop does not import pipeline.config, which imports torch)."""
     step = max(native_fps / target_fps, 1.0)
     count = int(np.floor((num_frames - 1) / step + 1e-9)) + 1
@@ -179,13 +179,13 @@ def sampled_indices(num_frames: int, native_fps: float, target_fps: float) -> li
 
 def decode_frames(path: str, fps: float, size: int) -> tuple[dict, list[int], np.ndarray]:
     """One decord reader per video for the header; the job's sampled frames read with the
-    job's reader (`pipeline.frame_reader`: B-frames nobody refers to are skipped), else with
+    job's reader (`pipeline.video.frames`: B-frames nobody refers to are skipped), else with
     decord's get_batch (it seeks to a later GOP's keyframe, else decodes forward); resized
     (centre square, PIL bilinear) as the job does. The union of the job's clips' frames is
     exactly the sampled frames (the last clip pads by repeating)."""
     import decord
 
-    from pipeline.frame_reader import NotFastReadable, read_sampled
+    from pipeline.video.frames import NotFastReadable, read_sampled
 
     reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
     num_frames, native_fps = len(reader), float(reader.get_avg_fps())

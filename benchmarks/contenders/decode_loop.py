@@ -2,7 +2,7 @@
 
 Each process takes video paths from a queue and does what the job's plan + decode stages do for
 a video, written plainly: open one decord reader, read the header, find the job's sampled
-frames, decode them with the job's frame reader (`pipeline.frame_reader`: B-frames nobody
+frames, decode them with the job's frame reader (`pipeline.video.frames`: B-frames nobody
 refers to are skipped) or, where it declines, decord's get_batch, and resize them (centre
 square, PIL bilinear). It imports neither torch nor the rest of the pipeline package.
 

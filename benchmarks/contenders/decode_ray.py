@@ -40,11 +40,11 @@ def main(argv: list[str]) -> int:
     sampler = self_sampler()
     ray = start_ray()
     from pipeline.config import IndexConfig, PlanConfig
-    from pipeline.decode import DecodeUnit
-    from pipeline.guard import GuardBook
-    from pipeline.index_stream import decode_dataset
+    from pipeline.index.stream import decode_dataset
     from pipeline.listing import list_videos
-    from pipeline.plan import PlanTasks, PlanVideo
+    from pipeline.video.decode import DecodeUnit
+    from pipeline.video.guard import GuardBook
+    from pipeline.video.plan import PlanTasks, PlanVideo
 
     cfg = IndexConfig(
         input_uri=args.input,
@@ -54,7 +54,7 @@ def main(argv: list[str]) -> int:
     )
     t0 = time.perf_counter()
     entries = list_videos(cfg.input_uri, cfg.storage)
-    book = ray.remote(num_cpus=0)(GuardBook).remote()  # as pipeline.guard.open_book
+    book = ray.remote(num_cpus=0)(GuardBook).remote()  # as pipeline.video.guard.open_book
     plan = PlanTasks(PlanVideo(cfg.sampling, cfg.plan, cfg.storage, book))
     ds = (
         decode_dataset(entries, plan, DecodeUnit(cfg.sampling, cfg.plan, cfg.storage, book=book))
@@ -79,7 +79,7 @@ def main(argv: list[str]) -> int:
         with open(args.stats, "w") as f:
             f.write(stats)
     task = op_remote_wall(stats, "DecodeUnit") or {}
-    # a task decodes several units (pipeline.plan.group_units): the time per unit (one video
+    # a task decodes several units (pipeline.video.plan.group_units): the time per unit (one video
     # here) is what compares with the loop's time per video
     per_unit = task["total"] / units if task.get("total") and units else None
     emit(sampler, contender="decode_ray", frames=frames, clips=clips, units=units,

@@ -8,8 +8,7 @@ Each batch is one ready host array, reused (as the job's actors read theirs zero
 object store). On a GPU (`--device cuda`) the loop stages each batch through pinned memory as
 the job must (its clips arrive in host memory); `--resident` keeps one batch on the GPU
 instead, for the model's own rate, and `--cast` runs a model cast to the low-precision dtype,
-not autocast. (The GPU figures of 2026-11-26 in docs/benchmarks.md were taken while the loop
-still made each batch afresh, one host copy more per batch.)
+not autocast.
 
 `python -m benchmarks.contenders.model_loop --clips N [--processes P] [--threads T]
 [--device cuda [--precision P] [--cast] [--resident]]`

@@ -31,7 +31,7 @@ from benchmarks.contenders.common import (
     start_ray,
     steady_rate,
 )
-from pipeline.infer import ClipInferencer
+from pipeline.models.inference import ClipInferencer
 
 
 def make_rows(batch: dict, clip_frames: int, size: int, columns: tuple[str, ...]) -> dict:
@@ -97,9 +97,9 @@ def main(argv: list[str]) -> int:
     if args.in_process:
         return in_process(args, w, sampler)
     ray = start_ray()
-    from pipeline.decode import UNIT_META
-    from pipeline.infer import PASS_THROUGH
+    from pipeline.models.inference import PASS_THROUGH
     from pipeline.ray_env import inference_resources
+    from pipeline.video.decode import UNIT_META
 
     # The clips are made beforehand and sit in the object store, as decoded clips do in the job
     # (made in the same pipeline, Ray Data would fuse the producer into the actor).
@@ -156,9 +156,9 @@ def in_process(args: argparse.Namespace, w: Workload, sampler) -> int:
     """One ClipInferencer called directly on ready batches: the stage without Ray."""
     import torch
 
-    from pipeline.decode import UNIT_META
-    from pipeline.infer import PASS_THROUGH
+    from pipeline.models.inference import PASS_THROUGH
     from pipeline.ray_env import size_inference
+    from pipeline.video.decode import UNIT_META
 
     cfg = infer_config(args, w)
     # the job's device and torch threads for this machine's CPUs and GPUs

@@ -42,7 +42,7 @@ def worker(wid: int, queue, results, spec, workload: Workload, out_dir: str) -> 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipeline.sampling import plan_clips
+    from pipeline.video.sampling import plan_clips
 
     sampling = workload.sampling()
     forward = Forward(spec, threads=1)

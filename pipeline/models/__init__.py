@@ -3,7 +3,7 @@
 Attributes load lazily (PEP 562), so importing ModelConfig does not import torch.
 """
 
-from importlib import import_module
+from pipeline import lazy_exports
 
 _EXPORTS = {
     "IMAGENET_MEAN": "normalization",
@@ -21,10 +21,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'pipeline.models' has no attribute {name!r}")
-    value = getattr(import_module(f"pipeline.models.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -91,7 +91,7 @@ class Checkpoint:
     def embedding_dim(self) -> int:
         """The temporal head's output size, read off the classifier's weights (a VideoModel's
         classifier is Linear(embedding, classes)) without building the model, so without
-        importing torchvision: the index job's driver reads checkpoints beside Ray's start."""
+        importing torchvision: the index job's driver only needs the checkpoint's sizes."""
         weight = self.state_dict.get("classifier.weight")
         if weight is None or weight.ndim != 2:
             raise ValueError("no classifier.weight of 2 dimensions: not a reelay VideoModel")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-# torch is imported only when a builder is needed: CPU stages that just validate a ModelConfig
-# (plan, decode, listing) stay free of torch and torchvision.
+# The registry imports nothing: the built-in builders (encoders.py, temporal.py) register
+# themselves when pipeline.models.video_model imports them to build a model, and names are
+# checked against BUILTIN_* without torch (plan, decode and listing never import it).
 Builder = Callable[..., Any]
 F = TypeVar("F", bound=Builder)
 
@@ -30,28 +30,28 @@ def _register(table: dict[str, Builder], kind: str, name: str) -> Callable[[F], 
     return wrapper
 
 
-def ensure_builtins() -> None:
-    """Import the built-in encoders and heads (this registers them)."""
-    importlib.import_module("pipeline.models.encoders")
-    importlib.import_module("pipeline.models.temporal")
+def _known(table: dict[str, Builder], builtin: frozenset[str]) -> list[str]:
+    return sorted(builtin | table.keys())
 
 
 def is_known(kind: str, name: str) -> bool:
-    """Cheap check for the built-in names; anything else consults the full registry."""
-    builtin = BUILTIN_ENCODERS if kind == "encoder" else BUILTIN_TEMPORAL
-    if name in builtin:
-        return True
-    getter = get_encoder_builder if kind == "encoder" else get_temporal_builder
-    getter(name)  # raises ValueError listing the known names
+    """Whether `name` is a built-in or registered builder; a ValueError listing the known
+    names otherwise. Needs no torch: the built-ins are known by name."""
+    table, builtin = (
+        (_ENCODERS, BUILTIN_ENCODERS) if kind == "encoder" else (_TEMPORAL, BUILTIN_TEMPORAL)
+    )
+    if name not in builtin and name not in table:
+        label = "encoder" if kind == "encoder" else "temporal head"
+        raise ValueError(f"unknown {label} '{name}'; known: {', '.join(_known(table, builtin))}")
     return True
 
 
-def _get(table: dict[str, Builder], kind: str, name: str) -> Builder:
-    ensure_builtins()
+def _get(table: dict[str, Builder], builtin: frozenset[str], kind: str, name: str) -> Builder:
     try:
         return table[name]
     except KeyError:
-        raise ValueError(f"unknown {kind} '{name}'; known: {', '.join(sorted(table))}") from None
+        known = ", ".join(_known(table, builtin))
+        raise ValueError(f"unknown {kind} '{name}'; known: {known}") from None
 
 
 def register_encoder(name: str) -> Callable[[F], F]:
@@ -65,18 +65,18 @@ def register_temporal(name: str) -> Callable[[F], F]:
 
 
 def list_encoders() -> list[str]:
-    ensure_builtins()
-    return sorted(_ENCODERS)
+    return _known(_ENCODERS, BUILTIN_ENCODERS)
 
 
 def list_temporal_heads() -> list[str]:
-    ensure_builtins()
-    return sorted(_TEMPORAL)
+    return _known(_TEMPORAL, BUILTIN_TEMPORAL)
 
 
 def get_encoder_builder(name: str) -> Builder:
-    return _get(_ENCODERS, "encoder", name)
+    """The builder of encoder `name` (the built-ins register when pipeline.models.video_model,
+    which builds models, is imported)."""
+    return _get(_ENCODERS, BUILTIN_ENCODERS, "encoder", name)
 
 
 def get_temporal_builder(name: str) -> Builder:
-    return _get(_TEMPORAL, "temporal head", name)
+    return _get(_TEMPORAL, BUILTIN_TEMPORAL, "temporal head", name)

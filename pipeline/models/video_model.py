@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+import pipeline.models.encoders  # noqa: F401 (registers the built-in encoders)
+import pipeline.models.temporal  # noqa: F401 (registers the built-in temporal heads)
 from pipeline.models.config import ModelConfig
 from pipeline.models.registry import get_encoder_builder, get_temporal_builder
 

@@ -1,7 +1,7 @@
 """Embed one new video with an index's own model, in-process (no Ray for one file).
 
 The run record holds the index job's config; the model is rebuilt from it exactly as the job's
-driver does (pipeline.model_source.resolve_model), and the file goes through the job's own
+driver does (pipeline.models.source.resolve_model), and the file goes through the job's own
 stages: PlanVideo (1) -> DecodeUnit (2) -> ClipInferencer (3) -> aggregate_video (4). So the
 embedding equals the one the index job would write for the same file.
 """
@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pyarrow as pa
 
-from pipeline import storage, tables
+from pipeline import aggregate as tables
+from pipeline import storage
 from pipeline.aggregate import aggregate_video, list_matrix
 from pipeline.config import (
     ConfigError,
@@ -94,10 +95,10 @@ def embed_file(
     uri: str, record: dict, storage_cfg: StorageConfig, device: str = "cpu"
 ) -> EmbeddedVideo:
     """Plan, decode and embed one video file (local path or s3://) with `record`'s model."""
-    from pipeline.decode import DecodeUnit
-    from pipeline.infer import ClipInferencer
-    from pipeline.model_source import resolve_model
-    from pipeline.plan import PlanVideo
+    from pipeline.models.inference import ClipInferencer
+    from pipeline.models.source import resolve_model
+    from pipeline.video.decode import DecodeUnit
+    from pipeline.video.plan import PlanVideo
 
     cfg = index_config(record, uri, storage_cfg)
     try:

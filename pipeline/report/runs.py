@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 
 from pipeline import schema, storage
 from pipeline.config import StorageConfig
-from pipeline.ledger import committed_runs
 from pipeline.report.errors import ReportError
+from pipeline.runs import committed_runs
 
 VIDEO_COLUMNS = ("video_uri", "status", "label", "score")
 ERROR_COLUMNS = ("video_uri", "stage", "error_type", "message")

@@ -19,8 +19,6 @@ class ReportFolder:
     def write(self, name: str, data: bytes | str) -> str:
         """Write one file, replacing it whole (never half-written); returns its URI."""
         fs = storage.filesystem(self.uri, self.storage)
-        folder = storage.strip_scheme(self.uri)
-        fs.makedirs(folder, exist_ok=True)
         content = data.encode() if isinstance(data, str) else data
-        storage.write_whole(fs, f"{folder.rstrip('/')}/{name}", content)
+        storage.write_whole(fs, storage.strip_scheme(self.uri_of(name)), content)
         return self.uri_of(name)

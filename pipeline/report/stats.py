@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pyarrow.compute as pc
 
-# Stage order of pipeline/index.py's Stopwatch; unknown stages follow in record order.
+# Stage order of pipeline/index/job.py's Stopwatch; unknown stages follow in record order.
 STAGES = ("list", "start", "plan", "decode_infer", "write", "commit")
 STAGE_NAMES = {"start": "model + Ray start-up", "decode_infer": "plan + decode + infer"}
 TREND_RUNS = 30  # runs shown in the trend, the reported one last

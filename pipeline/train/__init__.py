@@ -4,7 +4,7 @@ Attributes load lazily (PEP 562): the plan/decode workers unpickle pipeline.trai
 that must not import torch (see pipeline.models).
 """
 
-from importlib import import_module
+from pipeline import lazy_exports
 
 _EXPORTS = {
     "OptimConfig": "config",
@@ -17,10 +17,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'pipeline.train' has no attribute {name!r}")
-    value = getattr(import_module(f"pipeline.train.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

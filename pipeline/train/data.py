@@ -21,11 +21,11 @@ import pyarrow.compute as pc
 import ray
 
 from pipeline.config import PlanConfig, SamplingConfig, StorageConfig
-from pipeline.decode import DecodeUnit
 from pipeline.listing import InputError
-from pipeline.plan import PlanVideo
-from pipeline.rows import ERROR_FIELDS
+from pipeline.schema import ERROR_FIELDS
 from pipeline.train.inputs import LabeledVideo
+from pipeline.video.decode import DecodeUnit
+from pipeline.video.plan import PlanVideo
 
 log = logging.getLogger("reelay.train")
 
@@ -76,7 +76,7 @@ def decode_split(
 
     Videos are put in a seeded random order first and Ray Data keeps that order, so the
     materialized rows are mixed across classes and the same for the same seed. `book` is the
-    stage's crash and time-budget accounting (`pipeline.guard.open_book`): one actor for
+    stage's crash and time-budget accounting (`pipeline.video.guard.open_book`): one actor for
     every split, plan and decode alike (their keys say which), or None.
     """
     index = {name: i for i, name in enumerate(labels)}

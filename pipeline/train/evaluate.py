@@ -11,7 +11,7 @@ import numpy as np
 import ray
 
 from pipeline.config import StorageConfig
-from pipeline.infer import read_only_tensor
+from pipeline.models.inference import read_only_tensor
 from pipeline.train.data import LABEL
 from pipeline.train.metrics import Evaluation
 
@@ -24,7 +24,7 @@ class ClipPredictor:
     ):
         import torch
 
-        from pipeline.model_source import read_checkpoint
+        from pipeline.models.source import read_checkpoint
         from pipeline.train.forward import ModelInput, wrap
 
         torch.set_num_threads(max(1, threads))

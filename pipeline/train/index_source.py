@@ -1,10 +1,10 @@
 """Where --features-from's frame features come from: committed index runs of ONE model.
 
-Only committed runs are read (pipeline.query.catalog: `_runs/*.json` and the files each lists).
+Only committed runs are read (pipeline.runs: `_runs/*.json` and the files each lists).
 The runs that kept frame features (`jobs/index.py --keep-frame-features`) are grouped by
 model_version and sampling; the group of the newest committed run is used, and any other group
 is named in the log and the run record, never mixed in. The index run's model is rebuilt as the
-index job built it (pipeline.model_source.resolve_model with the run record's config: its
+index job built it (pipeline.models.source.resolve_model with the run record's config: its
 ModelConfig and seed, or its --checkpoint) and must reproduce the record's model_version; its
 encoder is the encoder of the trained model.
 """
@@ -21,10 +21,9 @@ import pyarrow.parquet as pq
 from pipeline import schema, storage
 from pipeline.config import ConfigError, IndexConfig, SamplingConfig, StorageConfig
 from pipeline.listing import InputError
-from pipeline.model_source import ModelSpec, load_model, resolve_model
 from pipeline.models import ModelConfig
-from pipeline.query.catalog import Run, load_catalog
-from pipeline.query.errors import QueryError
+from pipeline.models.source import ModelSpec, load_model, resolve_model
+from pipeline.runs import Run, read_runs
 
 log = logging.getLogger("reelay.train")
 
@@ -55,7 +54,7 @@ def _group(run: Run) -> tuple[str, str]:
 
 def select_runs(runs: Sequence[Run]) -> FeatureRuns:
     """Runs with features of the newest committed run's model and sampling (runs come oldest
-    commit first, as the catalog orders them); the others are set apart, not mixed in."""
+    commit first, as pipeline.runs orders them); the others are set apart, not mixed in."""
     with_features = [r for r in runs if keeps_features(r)]
     without = tuple(r for r in runs if not keeps_features(r))
     if not with_features:
@@ -110,20 +109,27 @@ class FeatureSource:
 def find_features(index_uri: str, storage_cfg: StorageConfig) -> FeatureSource:
     """Read the index output's committed runs and pick the features to train on (fail fast)."""
     where = f"--features-from {storage.redact(index_uri)}"
+    if not storage.is_remote(index_uri):
+        index_uri = storage.strip_scheme(index_uri)  # absolute, as the runs' files are named
     try:
-        catalog = load_catalog(index_uri, storage_cfg)
-    except QueryError as e:
+        committed = read_runs(index_uri, storage_cfg)
+    except (ValueError, OSError) as e:  # a bad scheme or record, a refused read
         raise InputError(f"{where}: {e}") from e
-    runs = select_runs(catalog.runs)
+    if not committed:
+        raise InputError(
+            f"{where}: no index there: no committed run (no {schema.RUNS}/*.json); "
+            "point at the --output of jobs/index.py"
+        )
+    runs = select_runs(committed)
     if not runs.used:
-        ids = ", ".join(r.run_id for r in catalog.runs)
+        ids = ", ".join(r.run_id for r in committed)
         raise InputError(
             f"{where}: no committed run kept per-frame features (no clips.frame_features "
             f"column; runs {ids}); {AGAIN}"
         )
     newest = runs.used[-1]
-    spec = index_model(newest, catalog.output_uri, storage_cfg)
-    shape = _feature_shape(runs.used, catalog.output_uri, storage_cfg, where)
+    spec = index_model(newest, index_uri, storage_cfg)
+    shape = _feature_shape(runs.used, index_uri, storage_cfg, where)
     sampling = SamplingConfig.from_dict(newest.record["sampling"])
     if shape[0] != sampling.clip_frames:
         raise InputError(
@@ -146,7 +152,7 @@ def find_features(index_uri: str, storage_cfg: StorageConfig) -> FeatureSource:
             where,
             runs.describe_others(),
         )
-    return FeatureSource(catalog.output_uri, runs, spec, sampling, shape)
+    return FeatureSource(index_uri, runs, spec, sampling, shape)
 
 
 def index_model(run: Run, index_uri: str, storage_cfg: StorageConfig) -> ModelSpec:

@@ -16,7 +16,6 @@ and stages 3-4 run the temporal head and classifier only (forward.py).
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,16 +24,14 @@ import pyarrow as pa
 
 from pipeline import storage
 from pipeline.config import ConfigError
-from pipeline.guard import open_book
-from pipeline.model_source import read_checkpoint
-from pipeline.output import new_run_id
+from pipeline.models.source import read_checkpoint
 from pipeline.ray_env import ensure_ray
+from pipeline.runs import Stopwatch, new_run_id
 from pipeline.train import output as names
 from pipeline.train.config import TrainConfig
 from pipeline.train.data import FRAMES, ClipSplit, check_decoded, decode_split
 from pipeline.train.evaluate import evaluate_checkpoint
 from pipeline.train.features import FEATURES, feature_splits
-from pipeline.train.figures import confusion_png
 from pipeline.train.index_source import check_encoder, encoder_state
 from pipeline.train.inputs import LabeledData, list_labeled
 from pipeline.train.loop_spec import LoopSpec
@@ -42,13 +39,12 @@ from pipeline.train.metrics import Evaluation
 from pipeline.train.mode import TrainMode, train_mode
 from pipeline.train.output import TrainOutput
 from pipeline.train.split import TRAIN, VAL
+from pipeline.video.guard import open_book
 from pipeline.writer_lease import WriterLease
 
 log = logging.getLogger("reelay.train")
 
 SHUFFLE_BUFFER_BYTES = 256 * 2**20  # per worker
-# imported beside Ray's start-up (start_ray), not at the job's import: torch alone takes seconds
-TRAIN_MODULES = ("ray.train.torch", "pipeline.train.loop", "pipeline.train.checkpoints")
 
 
 @dataclass
@@ -77,11 +73,8 @@ class TrainSummary:
 def start_ray() -> None:
     """Ray as a training run needs it (`ensure_ray`): a local Ray keeps the State API, which
     Ray Train's placement-group cleaner polls. A caller that starts Ray before `run` (to read
-    the cluster's CPUs, say) starts it here, or `run` would find it started without one.
-
-    The training loop's modules (torch, Ray Train) are imported while Ray starts: the driver
-    needs them only once its clips are decoded."""
-    ensure_ray(TRAIN_MODULES, state_api=True)
+    the cluster's CPUs, say) starts it here, or `run` would find it started without one."""
+    ensure_ray(state_api=True)
 
 
 def run(cfg: TrainConfig) -> TrainSummary:
@@ -98,15 +91,8 @@ def run(cfg: TrainConfig) -> TrainSummary:
 
 def _run(cfg: TrainConfig, started: datetime) -> TrainSummary:
     """`run`, holding the output."""
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 3)
-        clock = now
-
+    watch = Stopwatch()
+    lap, timings = watch.lap, watch.timings
     out = TrainOutput(cfg.output_uri, cfg.storage)
     # 0. list (driver): labeled videos, split; every label problem fails here
     data = list_labeled(cfg.data_uri, cfg.storage, cfg.val_fraction, cfg.seed)
@@ -170,7 +156,7 @@ def _run(cfg: TrainConfig, started: datetime) -> TrainSummary:
     lap("train")
 
     # 4. evaluate (Ray Data actor): best.pt, rebuilt exactly as the index job loads it
-    from pipeline.train.checkpoints import MODEL_FILE  # torch: loaded beside Ray's start
+    from pipeline.train.checkpoints import MODEL_FILE  # torch: not at the job's import
 
     with best_ckpt.as_directory() as folder:
         best_bytes = (Path(folder) / MODEL_FILE).read_bytes()
@@ -366,7 +352,7 @@ def _write_reports(
     out.write_table(names.PER_CLASS, evaluation.per_class_table())
     out.write_table(names.CONFUSION, evaluation.confusion_table())
     out.write_json(names.EVALUATION, {"best_epoch": best_epoch, **evaluation.to_dict()})
-    title = f"val clips, best epoch {best_epoch}: accuracy {evaluation.accuracy:.3f}"
-    out.write_bytes(
-        names.CONFUSION_PNG, confusion_png(evaluation.confusion, evaluation.labels, title)
-    )
+    from pipeline.report.training_figures import confusion_png  # matplotlib: here only
+
+    figure = confusion_png(list(evaluation.labels), evaluation.confusion, evaluation.accuracy)
+    out.write_bytes(names.CONFUSION_PNG, figure)

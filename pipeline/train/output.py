@@ -64,10 +64,8 @@ class TrainOutput:
         return self.fs.exists(self.path(name))
 
     def write_bytes(self, name: str, data: bytes) -> None:
-        fs = self.fs
-        fs.makedirs(self.path(), exist_ok=True)
         # whole or not at all: a rerun replaces best.pt while an index run may be loading it
-        storage.write_whole(fs, self.path(name), data)
+        storage.write_whole(self.fs, self.path(name), data)
 
     def read_bytes(self, name: str) -> bytes:
         with self.fs.open(self.path(name), "rb") as f:

@@ -15,7 +15,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import PlanConfig
-from pipeline.guard import GuardConfig
 from pipeline.query.catalog import Run, load_catalog
 from pipeline.query.embed_file import from_dict
 from pipeline.query.errors import QueryError, one_line
@@ -28,6 +27,7 @@ from pipeline.query.vectors import (
     search,
     unit_rows,
 )
+from pipeline.video.guard import GuardConfig
 
 
 def fsl(matrix: np.ndarray) -> pa.FixedSizeListArray:

@@ -22,7 +22,7 @@ from pipeline import index
 from pipeline.config import IndexConfig, InferConfig, SamplingConfig
 from pipeline.listing import InputError
 from pipeline.models import ModelConfig, build_model, load_checkpoint
-from pipeline.query.catalog import Run
+from pipeline.runs import Run
 from pipeline.train import OptimConfig, TrainConfig, WorkersConfig, run
 from pipeline.train.features import video_key
 from pipeline.train.index_source import select_runs

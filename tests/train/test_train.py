@@ -17,7 +17,7 @@ from pipeline import schema
 from pipeline.config import ConfigError, IndexConfig, SamplingConfig, StorageConfig
 from pipeline.listing import InputError
 from pipeline.models import ModelConfig, load_checkpoint
-from pipeline.output import OutputError
+from pipeline.runs import OutputError
 from pipeline.train import OptimConfig, TrainConfig, run
 from pipeline.writer_lease import WriterLease
 

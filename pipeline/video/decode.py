@@ -18,15 +18,15 @@ import numpy as np
 from pipeline import storage
 from pipeline.config import PlanConfig, SamplingConfig, StorageConfig
 from pipeline.faults import crash_point
-from pipeline.guard import guarded
-from pipeline.rows import ERROR_FIELDS, error_fields, no_error
-from pipeline.sampling import plan_clips
-from pipeline.video_io import (
+from pipeline.schema import ERROR_FIELDS, error_fields, no_error
+from pipeline.video.guard import guarded
+from pipeline.video.io import (
     DecodedFrames,
     UndecodableFrames,
     VideoInfo,
     read_frames_and_times,
 )
+from pipeline.video.sampling import plan_clips
 
 UNIT_META = (
     "video_uri",
@@ -67,7 +67,7 @@ class DecodeUnit:
     plan: PlanConfig
     storage: StorageConfig
     progress: Any = None  # the run's RunBook actor (its ProgressTracker methods), or None
-    book: Any = None  # the run's book actor (a pipeline.guard.GuardBook), or None: unguarded
+    book: Any = None  # the run's book actor (a pipeline.video.guard.GuardBook), or None: unguarded
 
     def __call__(self, unit: dict) -> list[dict]:
         start = time.perf_counter()

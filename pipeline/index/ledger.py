@@ -7,7 +7,6 @@ the tables. Incremental runs read it to skip what is already done.
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -16,16 +15,7 @@ import pyarrow.parquet as pq
 from pipeline import schema, storage
 from pipeline.config import StorageConfig
 from pipeline.listing import VideoEntry
-
-
-def committed_runs(output_uri: str, storage_cfg: StorageConfig) -> list[dict]:
-    """The run records under `_runs/`, oldest first."""
-    fs = storage.filesystem(output_uri, storage_cfg)
-    root = storage.strip_scheme(storage.join(output_uri, schema.RUNS))
-    if not fs.exists(root):
-        return []
-    records = [json.loads(fs.cat_file(p)) for p in fs.glob(f"{root}/*.json")]
-    return sorted(records, key=lambda r: (r.get("started_at", ""), r["run_id"]))
+from pipeline.runs import committed_runs
 
 
 def read_ledger(output_uri: str, storage_cfg: StorageConfig) -> pa.Table:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import frame_reader
+from pipeline.video import frames as frame_reader
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 from dataclasses import dataclass
-from datetime import datetime
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -27,28 +25,12 @@ import pyarrow.parquet as pq
 from pipeline import schema, storage
 from pipeline.config import StorageConfig
 from pipeline.faults import crash_point
+from pipeline.runs import unwritable
 
 log = logging.getLogger("reelay.output")
 
 TABLES = (schema.VIDEOS, schema.CLIPS, schema.ERRORS, schema.LEDGER)
 COMMIT_PLAN = "_commit.json"
-
-
-class OutputError(ValueError):
-    """The output location cannot be written (missing bucket, no permission)."""
-
-
-def unwritable(output_uri: str, error: OSError) -> OutputError:
-    """The one-line error of a write to `output_uri` that the storage refused."""
-    return OutputError(
-        f"cannot write to {storage.redact(output_uri)}: {storage.redact(str(error))}; "
-        "check that the bucket exists and the credentials may write there"
-    )
-
-
-def new_run_id(now: datetime) -> str:
-    """A run's id: its UTC start time, then a random suffix (two runs in one second differ)."""
-    return now.strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
 
 
 def parquet_args() -> dict:
@@ -140,7 +122,6 @@ class RunOutput:
             moves += [(src, self.final_name(table, i)) for i, src in enumerate(files)]
         files = [storage.with_scheme(dst, self.output_uri) for _, dst in moves]
         plan = {"record": {**record, "files": files}, "moves": moves}
-        fs.makedirs(self.staging(), exist_ok=True)
         data = json.dumps(plan, indent=1, default=str).encode()  # recover() reads it
         storage.write_whole(fs, f"{self.staging()}/{COMMIT_PLAN}", data)
         return plan
@@ -163,7 +144,6 @@ class RunOutput:
                 )
             if i == 0:
                 crash_point("commit_first_move")
-        fs.makedirs(_parent(self.record_path()), exist_ok=True)
         data = json.dumps(plan["record"], indent=2, default=str).encode()
         storage.write_whole(fs, self.record_path(), data)  # the commit point
         crash_point("commit_before_cleanup")

@@ -9,7 +9,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
-from pipeline import schema, storage, tables
+from pipeline import aggregate as tables
+from pipeline import schema, storage
 from pipeline.aggregate import (
     SUM_COUNT,
     WORK_COUNTS,
@@ -19,10 +20,10 @@ from pipeline.aggregate import (
     sums_rows,
     videos_table,
 )
-from pipeline.ledger import ledger_table
+from pipeline.index.commit import RunOutput, parquet_args
+from pipeline.index.ledger import ledger_table
 from pipeline.listing import VideoEntry
-from pipeline.model_source import ModelSpec
-from pipeline.output import RunOutput, parquet_args
+from pipeline.models.source import ModelSpec
 
 CLIP_FILE_BYTES = 256 * 2**20  # in memory; clips files then hold ~100k rows (zstd, 512-d)
 DRIVER_SUMS_BYTES = 2**30  # per-video sums merged on the driver up to this size (float64)

@@ -8,9 +8,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from pipeline.cli import configure_logging
-from pipeline.config import IndexConfig
-from pipeline.samples import VideoSpec, make_sample_corpus
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
+
+from pipeline.cli import configure_logging  # noqa: E402
+from pipeline.config import IndexConfig  # noqa: E402
+from pipeline.samples import VideoSpec, make_sample_corpus  # noqa: E402
 
 SHOW_SQL = """\
 SELECT regexp_extract(video_uri, '[^/]+$') AS video, status, num_frames, fps, num_clips,

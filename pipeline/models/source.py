@@ -1,11 +1,10 @@
 """Where the index job's model comes from: a training checkpoint, or a seeded/pretrained build.
 
-A `ModelSpec` (labels, model_version, embedding size) is resolved once: by the driver when it
-needs the model before the pipeline (a checkpoint's sampling, pretrained weights' file checked
-before Ray starts, the ledger of an incremental run, a dry run), and otherwise, for a seeded
-model, by the index job's inference actors from a `ModelRecipe`, so that such a run's driver never
-imports torch. A checkpoint's spec is read without building the model. torch is imported by the
-functions that build or read a model, not by this module.
+The driver resolves a `ModelSpec` (labels, model_version, embedding size) once, before Ray
+starts, so that a bad checkpoint or missing weights fail as a bad flag; each inference actor
+rebuilds the model from it (`load_model`) and checks that it built the same weights. A
+checkpoint's spec is read without building the model. torch is imported by the functions that
+build or read a model, not by this module.
 """
 
 from __future__ import annotations
@@ -38,24 +37,6 @@ class ModelSpec:
     checkpoint_uri: str | None = None
     seed: int = 0
     storage: StorageConfig = StorageConfig()
-
-
-@dataclass(frozen=True)
-class ModelRecipe:
-    """A seeded or pretrained build (no checkpoint), not built yet: `build_recipe` makes the
-    model and its `ModelSpec` wherever it runs. Its sampling is the flags' own."""
-
-    model: ModelConfig
-    seed: int = 0
-
-    @classmethod
-    def of(cls, cfg: IndexConfig) -> ModelRecipe | None:
-        """The recipe of a seeded run; None where the driver must read files to know the
-        model: a checkpoint (its sampling), pretrained weights (a missing file is a bad flag,
-        told before Ray starts, not an inference actor's failure)."""
-        if cfg.checkpoint_uri or cfg.model.pretrained_weights:
-            return None
-        return cls(cfg.model, cfg.seed)
 
 
 def resolve_checkpoint_uri(uri: str, storage_cfg: StorageConfig) -> str:
@@ -102,30 +83,25 @@ def resolve_model(cfg: IndexConfig) -> tuple[ModelSpec, SamplingConfig]:
             storage=cfg.storage,
         )
         return spec, sampling
-    _, spec = build_recipe(ModelRecipe(cfg.model, cfg.seed))
+    try:
+        model, labels = _build_untrained(cfg.model, cfg.seed)
+    except RuntimeError as e:  # pretrained weights not in the local cache
+        if not cfg.model.pretrained_weights:
+            raise
+        raise ConfigError(f"--weights {cfg.model.pretrained_weights}: {e}") from e
+    config = replace(cfg.model, num_classes=len(labels))
+    version = _untrained_version(model, config, labels, cfg.seed)
+    spec = ModelSpec(config, tuple(labels), version, model.temporal.out_dim, seed=cfg.seed)
     return spec, cfg.sampling
 
 
-def build_recipe(recipe: ModelRecipe):
-    """The recipe's model (eval mode) and its spec: model_version hashes the built weights."""
-    try:
-        model, labels = _build_untrained(recipe.model, recipe.seed)
-    except RuntimeError as e:  # pretrained weights not in the local cache
-        if not recipe.model.pretrained_weights:
-            raise
-        raise ConfigError(f"--weights {recipe.model.pretrained_weights}: {e}") from e
+def _untrained_version(model, config: ModelConfig, labels: list[str], seed: int) -> str:
+    """A seeded or pretrained model's version: how it was made, and a hash of its weights."""
     from pipeline.models import model_version
 
-    config = _effective_config(recipe.model, labels)
-    kind = "pretrained" if recipe.model.pretrained_weights else "seeded"
-    version = f"{kind}-{recipe.model.encoder}-{recipe.model.temporal}-s{recipe.seed}-"
-    version += model_version(model, config, labels)
-    dim = model.temporal.out_dim
-    return model, ModelSpec(config, tuple(labels), version, dim, seed=recipe.seed)
-
-
-def _effective_config(model: ModelConfig, labels: list[str]) -> ModelConfig:
-    return replace(model, num_classes=len(labels))
+    kind = "pretrained" if config.pretrained_weights else "seeded"
+    prefix = f"{kind}-{config.encoder}-{config.temporal}-s{seed}-"
+    return prefix + model_version(model, config, labels)
 
 
 def _build_untrained(model_cfg: ModelConfig, seed: int):
@@ -152,5 +128,12 @@ def load_model(spec: ModelSpec):
                 "the run; rerun the job"
             )
         return ckpt.build_model()
-    model, _ = _build_untrained(spec.model, spec.seed)
+    model, labels = _build_untrained(spec.model, spec.seed)
+    built = _untrained_version(model, spec.model, labels, spec.seed)
+    if built != spec.model_version:
+        raise RuntimeError(
+            f"this node built model {built} from the flags that gave {spec.model_version} on "
+            "the driver: the cluster's nodes differ in torch or torchvision; install the same "
+            "versions everywhere, or index with a --checkpoint"
+        )
     return model

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import ray
 
-from pipeline.guard import GuardBook
+from pipeline.video.guard import GuardBook
 
 log = logging.getLogger("reelay.progress")
 SLOWEST_KEPT = 20
@@ -80,21 +80,11 @@ class ProgressTracker:
 
 class RunBook(GuardBook, ProgressTracker):
     """A run's one bookkeeping actor: the decode guard's record (GuardBook) and the progress
-    counters (ProgressTracker). One actor process instead of two: each starts while the
-    pipeline ramps up, which cost 0.6 s of a 21 s run on 2 cores (docs/benchmarks.md)."""
+    counters (ProgressTracker), in one small actor process rather than two."""
 
     def __init__(self) -> None:
         GuardBook.__init__(self)
         ProgressTracker.__init__(self)
-        self.models: dict[str, object] = {}  # model_version -> the ModelSpec an actor built
-
-    def model_built(self, spec) -> None:
-        """An inference actor built its model from a recipe (pipeline.model_source): the spec
-        it resolved, which the driver takes for the run's tables."""
-        self.models.setdefault(spec.model_version, spec)
-
-    def models_built(self) -> list:
-        return list(self.models.values())
 
 
 @dataclass

@@ -10,14 +10,12 @@ import warnings
 
 import numpy as np
 import pyarrow as pa
-import ray
 
 from pipeline import schema
 from pipeline.cpu_priority import IdlePriority
 from pipeline.faults import crash_point
-from pipeline.gc_pause import paused_gc
-from pipeline.model_source import ModelRecipe, ModelSpec, build_recipe, load_model
-from pipeline.rows import ERROR_FIELDS
+from pipeline.models.source import ModelSpec, load_model
+from pipeline.schema import ERROR_FIELDS
 
 PASS_THROUGH = (
     "video_uri",
@@ -69,14 +67,11 @@ def compute_dtype(device, precision: str):
 
 
 class ClipInferencer:
-    """Ray Data callable class: a numpy batch of clip rows -> an Arrow table of results.
-
-    `spec` is a resolved ModelSpec, or a ModelRecipe that this actor builds and resolves
-    itself; it then reports the spec to `progress` (the run's RunBook: `model_built`)."""
+    """Ray Data callable class: a numpy batch of clip rows -> an Arrow table of results."""
 
     def __init__(
         self,
-        spec: ModelSpec | ModelRecipe,
+        spec: ModelSpec,
         device: str,
         threads: int,
         run_id: str,
@@ -89,11 +84,8 @@ class ClipInferencer:
         # on CPU actors, the threads that compute yield their cores to decoding once the
         # model is built (pipeline.cpu_priority); the build itself keeps its priority
         self.priority = IdlePriority(idle_priority and device == "cpu")
-        from_recipe = isinstance(spec, ModelRecipe)
         with self.priority.started():
-            model, spec = self._build(spec, threads)
-        if progress is not None and from_recipe:  # waited for: the driver asks
-            ray.get(progress.model_built.remote(spec))  # after the results, from another process
+            model = self._build(spec, threads)
         torch = self.torch
         self.device = torch.device(device)
         self.dtype = compute_dtype(self.device, precision)
@@ -102,8 +94,8 @@ class ClipInferencer:
             # cuDNN picks its fastest kernels, once per batch shape (full batches, and the
             # partial ones Ray Data cuts: at most one shape per size up to the batch size)
             torch.backends.cudnn.benchmark = True
-        # channels_last on every device: oneDNN's CPU convolutions ran 1.3-2.9x faster with it
-        # here (resnet18, small_cnn, mobilenet; docs/benchmarks.md), cuDNN's tensor cores want it
+        # channels_last on every device: oneDNN's CPU convolutions run faster with it (resnet18,
+        # small_cnn, mobilenet), and cuDNN's tensor cores want it
         self.model = model.to(self.device).to(memory_format=torch.channels_last)
         self.labels = np.asarray(spec.labels, dtype=object)
         self.mean = torch.tensor(spec.mean, device=self.device).view(1, 3, 1, 1)
@@ -113,25 +105,19 @@ class ClipInferencer:
         self.keep_frame_features = keep_frame_features
         self.topk = min(topk, len(spec.labels))
 
-    def _build(self, spec: ModelSpec | ModelRecipe, threads: int):
-        """torch's import and the model's build (collector paused: pipeline.gc_pause), then
-        a first forward pass on the CPU (which starts torch's threads): the sizes of the
-        embeddings, for null rows, learnt before cuDNN could autotune this shape. Returns
-        the model and its resolved spec."""
-        with paused_gc():
-            import torch
+    def _build(self, spec: ModelSpec, threads: int):
+        """The model, then a first forward pass on the CPU (which starts torch's threads): the
+        sizes of the embeddings, for null rows, learnt before cuDNN could autotune this shape."""
+        import torch
 
-            torch.set_num_threads(max(1, threads))
-            if isinstance(spec, ModelRecipe):
-                model, spec = build_recipe(spec)
-            else:
-                model = load_model(spec)
+        torch.set_num_threads(max(1, threads))
+        model = load_model(spec)
         self.torch = torch
         with torch.inference_mode():
             probe = torch.zeros(1, 1, 3, 32, 32)
             self.dim = int(model(probe)[0].shape[1])
             self.frame_dim = int(model.encode_frames(probe).shape[2])
-        return model, spec
+        return model
 
     def _to_device(self, frames: np.ndarray):
         """uint8 frames -> a tensor on the device. On a GPU: one host copy into a pinned buffer

@@ -6,21 +6,19 @@ overlap the header reads, and the driver never holds a whole corpus's work units
 from __future__ import annotations
 
 import logging
-from contextlib import ExitStack
 from dataclasses import asdict
 
 import ray
 
-from pipeline.config import IndexConfig
-from pipeline.decode import DecodeUnit, DecodeUnits
-from pipeline.gc_pause import paused_gc
-from pipeline.guard import open_book
-from pipeline.infer import ClipInferencer
+from pipeline.config import IndexConfig, SamplingConfig
+from pipeline.index.progress import ProgressLog
 from pipeline.listing import VideoEntry
-from pipeline.model_source import ModelRecipe, ModelSpec, build_recipe
-from pipeline.plan import PlanTasks, PlanVideo
-from pipeline.progress import ProgressLog, RunBook
+from pipeline.models.inference import ClipInferencer
+from pipeline.models.source import ModelSpec
 from pipeline.ray_env import InferenceResources, cluster_cpus, inference_resources
+from pipeline.video.decode import DecodeUnit, DecodeUnits
+from pipeline.video.guard import open_book
+from pipeline.video.plan import PlanTasks, PlanVideo
 
 log = logging.getLogger("reelay.index")
 
@@ -50,36 +48,25 @@ def plan_tasks(entries: list) -> int:
     return max(1, min(len(entries), 4 * cluster_cpus(), 4096))
 
 
-def start_book(cfg: IndexConfig, actors: ExitStack):
-    """The run's one bookkeeping actor (crash and time-budget accounting of header reads and
-    decoding, and the progress counters), started as soon as Ray is: the first plan task
-    waits for it, and its process would otherwise start with the pipeline's. None for a dry
-    run, which plans under a book of its own."""
-    return None if cfg.mode.dry_run else actors.enter_context(open_book(RunBook))
-
-
 def decode_and_infer(
     entries: list[VideoEntry],
     cfg: IndexConfig,
-    sampling,
-    spec: ModelSpec | ModelRecipe,
+    sampling: SamplingConfig,
+    spec: ModelSpec,
     run_id: str,
     book,
-) -> tuple[ray.data.MaterializedDataset, dict, InferenceResources, ModelSpec]:
+) -> tuple[ray.data.MaterializedDataset, dict, InferenceResources]:
     """Stages 1 to 3 as one streaming Ray Data pipeline; the result holds no frames. `book`
-    is the run's RunBook (`start_book`).
+    is the run's RunBook: the decode guard's record and the progress counters.
 
-    Also returns the progress seen on the way (a timeline and the slowest videos to decode),
-    the inference actors the run was sized for, and the model's spec: `spec` itself, or the
-    one the actors resolved from a recipe."""
+    Also returns the progress seen on the way (a timeline and the slowest videos to decode)
+    and the inference actors the run was sized for."""
     resources = inference_resources(cfg.infer)
     with ProgressLog(book, len(entries), cfg.progress_interval_s) as progress:
         results = streaming_dataset(
             entries, cfg, sampling, spec, run_id, resources, book
         ).materialize()
-        slowest, readers, built = ray.get(
-            [book.slowest.remote(), book.reader_counts.remote(), book.models_built.remote()]
-        )
+        slowest, readers = ray.get([book.slowest.remote(), book.reader_counts.remote()])
     return (
         results,
         {
@@ -88,32 +75,14 @@ def decode_and_infer(
             "readers": readers,
         },
         resources,
-        spec if isinstance(spec, ModelSpec) else built_spec(spec, built),
     )
-
-
-def built_spec(recipe: ModelRecipe, built: list[ModelSpec]) -> ModelSpec:
-    """The spec the inference actors resolved from `recipe`; every actor must have built the
-    same weights (a seeded build differs across torch versions, so across mixed nodes)."""
-    versions = sorted({s.model_version for s in built})
-    if len(versions) > 1:
-        raise RuntimeError(
-            f"the inference actors built different models from one recipe ({', '.join(versions)}"
-            "): the cluster's nodes differ in torch or torchvision; install the same versions "
-            "everywhere, or index with a --checkpoint"
-        )
-    if built:
-        return built[0]
-    log.warning("no inference actor reported its model; resolving it on the driver")
-    with paused_gc():
-        return build_recipe(recipe)[1]
 
 
 def streaming_dataset(
     entries,
     cfg: IndexConfig,
-    sampling,
-    spec: ModelSpec | ModelRecipe,
+    sampling: SamplingConfig,
+    spec: ModelSpec,
     run_id: str,
     resources: InferenceResources,
     book,

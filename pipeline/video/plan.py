@@ -15,10 +15,10 @@ import pyarrow as pa
 from pipeline import storage
 from pipeline.config import PlanConfig, SamplingConfig, StorageConfig
 from pipeline.faults import crash_point
-from pipeline.guard import guarded
-from pipeline.rows import error_fields, no_error
-from pipeline.sampling import group_clips, plan_clips
-from pipeline.video_io import VideoInfo, probe
+from pipeline.schema import error_fields, no_error
+from pipeline.video.guard import guarded
+from pipeline.video.io import VideoInfo, probe
+from pipeline.video.sampling import group_clips, plan_clips
 
 VIDEO_META_DEFAULTS = {
     "num_frames": 0,
@@ -58,7 +58,7 @@ class PlanVideo:
     sampling: SamplingConfig
     plan: PlanConfig
     storage: StorageConfig
-    book: Any = None  # the run's book actor (a pipeline.guard.GuardBook), or None: unguarded
+    book: Any = None  # the run's book actor (a pipeline.video.guard.GuardBook), or None: unguarded
 
     def __call__(self, row: dict) -> list[dict]:
         base = {

@@ -24,10 +24,9 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
-from pipeline.config_error import ConfigError
+from pipeline.config import GuardConfig
 
 log = logging.getLogger("reelay.guard")
 
@@ -43,19 +42,6 @@ class DecodeTimeout(TimeoutError):
 
 class DecoderCrashed(RuntimeError):
     """The process decoding a video died (native crash or out of memory), too many times."""
-
-
-@dataclass(frozen=True)
-class GuardConfig:
-    timeout_s: float = 600.0  # per guarded call (one work unit, or one header read)
-    attempts: int = 2  # worker deaths tolerated before the video is an error
-    recycle_after: int = 200  # tasks per worker process before it is replaced
-
-    def __post_init__(self) -> None:
-        if self.timeout_s <= 0:
-            raise ConfigError(f"--decode-timeout must be > 0 seconds (got {self.timeout_s:g})")
-        if self.attempts < 1 or self.recycle_after < 1:
-            raise ValueError("attempts and recycle_after must be >= 1")
 
 
 class GuardBook:
