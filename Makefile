@@ -16,17 +16,17 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --no-cache-dir -c constraints.txt -e '.[dev]' > $(VENV)/pip.log 2>&1 || (tail -40 $(VENV)/pip.log; exit 1)
-	$(PY) -c "import torch, torchvision, ray, decord, av, s3fs, duckdb, moto, pytest"
+	$(PY) -c "import torch, torchvision, ray, decord, av, s3fs, duckdb, moto, pytest, xdist"
 	touch $(STAMP)
 
 demo: setup
 	$(PY) jobs/demo.py --workdir $(DEMO_DIR)
 
 test: setup
-	$(PY) -m pytest -m "not slow and not gpu" -q --durations=15
+	$(PY) -m pytest -m "not slow and not gpu" -q -n 2 --dist loadscope --durations=15
 
 test-all: setup
-	$(PY) -m pytest -m "not gpu" -q --durations=25
+	$(PY) -m pytest -m "not gpu" -q -n 2 --dist loadscope --durations=25
 
 # needs a CUDA GPU (tests/test_gpu.py); never part of make test or CI
 test-gpu: setup

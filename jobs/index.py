@@ -14,23 +14,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
 
 from pipeline.cli import (  # noqa: E402,E501
-    JOB_USAGE_ERRORS,
     add_model_flags,
     add_sampling_flags,
-    configure_logging,
     model_config,
-    run_tool,
+    run_job,
     sampling_config,
 )
 from pipeline.config import (  # noqa: E402
     PRECISIONS,
+    GuardConfig,
     IndexConfig,
     InferConfig,
     PlanConfig,
     RunMode,
     StorageConfig,
 )
-from pipeline.video.guard import GuardConfig  # noqa: E402
 
 EXIT_THRESHOLD = 3
 
@@ -206,8 +204,7 @@ def build_config(args: argparse.Namespace) -> IndexConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    configure_logging()
-    return run_tool("reelay index", lambda: _main(argv), JOB_USAGE_ERRORS)
+    return run_job("reelay index", _main, argv)
 
 
 def _main(argv: list[str] | None) -> int:

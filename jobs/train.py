@@ -17,12 +17,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
 
 from pipeline.cli import (  # noqa: E402
-    JOB_USAGE_ERRORS,
     add_model_flags,
     add_sampling_flags,
-    configure_logging,
     model_config,
-    run_tool,
+    run_job,
     sampling_config,
 )
 from pipeline.config import PlanConfig, StorageConfig  # noqa: E402
@@ -142,8 +140,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    configure_logging()
-    return run_tool("reelay train", lambda: _main(argv), JOB_USAGE_ERRORS)
+    return run_job("reelay train", _main, argv)
 
 
 def _main(argv: list[str] | None) -> int:

@@ -124,6 +124,12 @@ def _redacted(message: str) -> str:
         return "(message withheld: it could not be checked for credentials)"
 
 
+def run_job(prog: str, body: Callable[[list[str] | None], int], argv: list[str] | None) -> int:
+    """The index and training jobs: logging to stderr, then `body(argv)` under `run_tool`."""
+    configure_logging()
+    return run_tool(prog, lambda: body(argv), JOB_USAGE_ERRORS)
+
+
 def run_tool(prog: str, body: Callable[[], int], usage_errors: tuple[type, ...] = ()) -> int:
     """Run a tool's body; `usage_errors` (and UsageError) become exit 2 with their message."""
 

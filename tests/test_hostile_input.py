@@ -22,10 +22,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import schema
-from pipeline.config import IndexConfig, PlanConfig, SamplingConfig
+from pipeline.config import GuardConfig, IndexConfig, PlanConfig, SamplingConfig
 from pipeline.index import run
 from pipeline.samples import VideoSpec, write_video
-from pipeline.video.guard import GuardConfig
 from pipeline.video.io import (
     UndecodableFrames,
     probe,

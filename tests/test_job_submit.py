@@ -15,6 +15,7 @@ Isolation from every other Ray on this machine (the session's `ray_local`, other
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -46,10 +47,14 @@ EXCLUDES = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free ports: each socket stays bound until all are chosen, or the system may
+    hand the same port out twice (Ray refuses a port given to two of its components)."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(n)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
 
 
 # ---------------------------------------------------------------------------------- processes
@@ -97,8 +102,7 @@ class RayHead:
 
     def __init__(self) -> None:
         self.temp_dir = Path(tempfile.mkdtemp(prefix="rj-", dir="/tmp"))
-        self.dashboard_port = free_port()
-        self.gcs_port = free_port()
+        (self.dashboard_port, self.gcs_port, *self.other_ports) = free_ports(7)
         self.address = f"http://127.0.0.1:{self.dashboard_port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
         env |= {
@@ -123,11 +127,11 @@ class RayHead:
             "--include-dashboard=true",
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={self.dashboard_port}",
-            f"--ray-client-server-port={free_port()}",
-            f"--dashboard-agent-listen-port={free_port()}",
-            f"--dashboard-agent-grpc-port={free_port()}",
-            f"--runtime-env-agent-port={free_port()}",
-            f"--metrics-export-port={free_port()}",
+            f"--ray-client-server-port={self.other_ports[0]}",
+            f"--dashboard-agent-listen-port={self.other_ports[1]}",
+            f"--dashboard-agent-grpc-port={self.other_ports[2]}",
+            f"--runtime-env-agent-port={self.other_ports[3]}",
+            f"--metrics-export-port={self.other_ports[4]}",
             f"--temp-dir={self.temp_dir}",
             "--disable-usage-stats",
         ]

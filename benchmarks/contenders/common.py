@@ -13,6 +13,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
+from multiprocessing import get_context
 
 import numpy as np
 
@@ -257,3 +258,27 @@ def start_ray():
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(address="local", include_dashboard=False)
     return ray
+
+
+def run_processes(target, worker_args: list[tuple], work: list | None = None) -> list:
+    """One spawned process per `worker_args` entry (never forked: torch may be loaded here),
+    each called as `target(*args, [work queue,] results queue)` and putting one result on the
+    results queue; returns the results once every process has ended. `work`, when given, is
+    shared through a queue, one None per process after it to say that it is empty."""
+    ctx = get_context("spawn")
+    results = ctx.Queue()
+    queue = None
+    if work is not None:
+        queue = ctx.Queue()
+        for item in [*work, *[None] * len(worker_args)]:
+            queue.put(item)
+    shared = (queue,) if queue is not None else ()
+    procs = [ctx.Process(target=target, args=(*args, *shared, results)) for args in worker_args]
+    for proc in procs:
+        proc.start()
+    done = [results.get() for _ in procs]
+    for proc in procs:
+        proc.join()
+    if any(proc.exitcode != 0 for proc in procs):
+        raise RuntimeError("a worker process failed")
+    return done

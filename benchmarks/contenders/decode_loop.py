@@ -15,12 +15,18 @@ import argparse
 import os
 import sys
 import time
-from multiprocessing import get_context
 
-from benchmarks.contenders.common import Workload, decode_frames, emit, self_sampler, video_paths
+from benchmarks.contenders.common import (
+    Workload,
+    decode_frames,
+    emit,
+    run_processes,
+    self_sampler,
+    video_paths,
+)
 
 
-def worker(queue, results, workload: Workload) -> None:
+def worker(workload: Workload, queue, results) -> None:
     frames = videos = 0
     busy = 0.0  # seconds spent decoding, for the per-video time (steady state)
     while (path := queue.get()) is not None:
@@ -41,18 +47,7 @@ def main(argv: list[str]) -> int:
     w = Workload.from_args(args)
     sampler = self_sampler()
     t0 = time.perf_counter()
-    ctx = get_context("spawn")
-    queue, results = ctx.Queue(), ctx.Queue()
-    for path in video_paths(args.input):
-        queue.put(path)
-    for _ in range(args.processes):
-        queue.put(None)
-    procs = [ctx.Process(target=worker, args=(queue, results, w)) for _ in range(args.processes)]
-    for proc in procs:
-        proc.start()
-    done = [results.get() for _ in procs]
-    for proc in procs:
-        proc.join()
+    done = run_processes(worker, [(w,)] * args.processes, work=video_paths(args.input))
     seconds = time.perf_counter() - t0
     videos = sum(d[1] for d in done)
     emit(sampler, contender="decode_loop", frames=sum(d[0] for d in done),

@@ -20,11 +20,17 @@ import argparse
 import os
 import sys
 import time
-from multiprocessing import get_context
 
 import numpy as np
 
-from benchmarks.contenders.common import Forward, Workload, emit, self_sampler, steady_rate
+from benchmarks.contenders.common import (
+    Forward,
+    Workload,
+    emit,
+    run_processes,
+    self_sampler,
+    steady_rate,
+)
 
 
 def worker(n_clips: int, spec, w: Workload, threads: int, gpu: dict, results) -> None:
@@ -75,17 +81,9 @@ def main(argv: list[str]) -> int:
         worker(args.clips, spec, w, args.threads, gpu, results)
         done = [results.get()]
     else:
-        ctx = get_context("spawn")
-        results = ctx.Queue()
         shares = [args.clips // args.processes + (i < args.clips % args.processes)
                   for i in range(args.processes)]  # fmt: skip
-        procs = [ctx.Process(target=worker, args=(s, spec, w, args.threads, gpu, results))
-                 for s in shares]  # fmt: skip
-        for proc in procs:
-            proc.start()
-        done = [results.get() for _ in procs]
-        for proc in procs:
-            proc.join()
+        done = run_processes(worker, [(s, spec, w, args.threads, gpu) for s in shares])
     seconds = time.perf_counter() - t0
     n = sum(d[0] for d in done)
     batches = sum(d[1] for d in done)

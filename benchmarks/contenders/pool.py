@@ -16,7 +16,6 @@ import argparse
 import os
 import sys
 import time
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from benchmarks.contenders.common import (
     Workload,
     decode_frames,
     emit,
+    run_processes,
     self_sampler,
     video_paths,
 )
@@ -38,7 +38,7 @@ def _fixed_size(values: np.ndarray):
     return pa.FixedSizeListArray.from_arrays(flat, values.shape[1])
 
 
-def worker(wid: int, queue, results, spec, workload: Workload, out_dir: str) -> None:
+def worker(wid: int, spec, workload: Workload, out_dir: str, queue, results) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -134,26 +134,10 @@ def main(argv: list[str]) -> int:
     out = Path(args.output)
     for table in ("clips", "videos"):
         (out / table).mkdir(parents=True, exist_ok=True)
-    ctx = get_context("spawn")  # torch in the parent: never fork it
-    queue, results = ctx.Queue(), ctx.Queue()
     paths = video_paths(args.input)
-    for path in paths:
-        queue.put(path)
-    for _ in range(args.processes):
-        queue.put(None)
-    procs = [
-        ctx.Process(target=worker, args=(i, queue, results, spec, workload, str(out)))
-        for i in range(args.processes)
-    ]
-    for proc in procs:
-        proc.start()
-    done = [results.get() for _ in procs]
-    for proc in procs:
-        proc.join()
+    worker_args = [(i, spec, workload, str(out)) for i in range(args.processes)]
+    done = run_processes(worker, worker_args, work=paths)
     seconds = time.perf_counter() - t0
-    if any(proc.exitcode != 0 for proc in procs):
-        print("a worker failed", file=sys.stderr)
-        return 1
     emit(
         sampler,
         contender="pool",

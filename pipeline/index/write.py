@@ -9,12 +9,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
-from pipeline import aggregate as tables
 from pipeline import schema, storage
 from pipeline.aggregate import (
     SUM_COUNT,
     WORK_COUNTS,
     block_summary,
+    clip_rows,
+    errors_table,
+    failed_rows,
     failed_video_rows,
     merge_sums,
     sums_rows,
@@ -42,9 +44,7 @@ def write_tables(results, entries: list[VideoEntry], out: RunOutput, spec: Model
     sums, failures, totals = None, [], dict.fromkeys(WORK_COUNTS, 0)
     if results is not None:
         rows_per_task = result_rows_per_task(results)
-        clips = results.map_batches(
-            tables.clip_rows, batch_format="pyarrow", batch_size=rows_per_task
-        )
+        clips = results.map_batches(clip_rows, batch_format="pyarrow", batch_size=rows_per_task)
         clips.write_parquet(
             out.staging(schema.CLIPS),
             filesystem=storage.arrow_filesystem(out.output_uri, out.storage),
@@ -66,7 +66,7 @@ def write_tables(results, entries: list[VideoEntry], out: RunOutput, spec: Model
     if videos:
         out.write_table_parts(schema.VIDEOS, pa.concat_tables(videos).sort_by("video_uri"))
     # an errors file even when empty: plain readers of errors/ then always find the table
-    out.write_small_table(schema.ERRORS, tables.errors_table(failures, out.run_id), "errors")
+    out.write_small_table(schema.ERRORS, errors_table(failures, out.run_id), "errors")
     failed = {f["video_uri"] for f in failures}
     if entries:
         out.write_small_table(
@@ -100,10 +100,10 @@ def summarize(
         if table is None:
             return None, [], dict.fromkeys(WORK_COUNTS, 0)
         totals = {name: int(pc.sum(table[name]).as_py() or 0) for name in WORK_COUNTS}
-        return merge_sums(sums_rows(table)), tables.failed_rows(table).to_pylist(), totals
+        return merge_sums(sums_rows(table)), failed_rows(table).to_pylist(), totals
     summary = summary.materialize()
     totals = {name: int(summary.sum(name) or 0) for name in WORK_COUNTS}
-    failed = summary.map_batches(tables.failed_rows, batch_format="pyarrow").take_all()
+    failed = summary.map_batches(failed_rows, batch_format="pyarrow").take_all()
     merged = (
         summary.map_batches(sums_rows, batch_format="pyarrow")
         .groupby("video_uri", num_partitions=max(1, min(64, num_videos // 20_000 + 1)))

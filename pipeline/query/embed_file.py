@@ -15,9 +15,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pyarrow as pa
 
-from pipeline import aggregate as tables
 from pipeline import storage
-from pipeline.aggregate import aggregate_video, list_matrix
+from pipeline.aggregate import aggregate_video, clip_rows, list_matrix
 from pipeline.config import (
     ConfigError,
     IndexConfig,
@@ -140,7 +139,7 @@ def embed_file(
         run_id=QUERY_RUN_ID,
         indexed_at=datetime.now(UTC),
     )
-    return EmbeddedVideo(entry.uri, spec.model_version, tables.clip_rows(results), video)
+    return EmbeddedVideo(entry.uri, spec.model_version, clip_rows(results), video)
 
 
 def _entry(uri: str, storage_cfg: StorageConfig):

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import PlanConfig
+from pipeline.config import GuardConfig, PlanConfig
 from pipeline.query.catalog import Run, load_catalog
 from pipeline.query.embed_file import from_dict
 from pipeline.query.errors import QueryError, one_line
@@ -27,7 +27,6 @@ from pipeline.query.vectors import (
     search,
     unit_rows,
 )
-from pipeline.video.guard import GuardConfig
 
 
 def fsl(matrix: np.ndarray) -> pa.FixedSizeListArray:

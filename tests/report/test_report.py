@@ -285,7 +285,7 @@ def test_cli_rebuilds_any_run_and_fails_cleanly(index, tmp_path, capsys) -> None
 
 
 def write_training_output(folder: Path, epochs: int = 3) -> Path:
-    """A training output as pipeline/train/run.py writes it (same helpers and file names)."""
+    """A training output as pipeline/train/job.py writes it (same helpers and file names)."""
     from pipeline.config import StorageConfig
     from pipeline.train.metrics import Evaluation
     from pipeline.train.output import TrainOutput
