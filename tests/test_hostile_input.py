@@ -102,7 +102,7 @@ EXPECTED_OK: dict[str, tuple[int, int, int]] = {
     ),
 }
 # Corrupt frame data: decodable or not depending on where the damage falls; either way the
-# outcome must be one of these messages (FFmpeg's words, through video_io).
+# outcome must be one of these messages (FFmpeg's words, through pipeline.video.io).
 CORRUPT_MESSAGE = re.compile(
     r"Invalid data found when processing input|the decoder stopped on frame data it could not "
     r"decode|truncated file|ends before its first video frame"

@@ -1,6 +1,7 @@
 """Contender "decode_ray": the job's stages 1 and 2 (plan + decode) on Ray Data, model = identity.
 
-The job's own streaming plan and decode tasks (`index_stream.decode_dataset`: PlanTasks, then
+The job's own streaming plan and decode tasks (`pipeline.index.stream.decode_dataset`:
+PlanTasks, then
 DecodeUnit tasks with num_cpus=1, as in the job), then an identity actor (num_cpus=0, so it
 takes no core from decoding) that drops the frames, where the job has its inference actors:
 frames still go through the object store as in the job.

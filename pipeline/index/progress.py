@@ -35,7 +35,8 @@ class ProgressTracker:
             "videos_done": 0,
         }
         self.decode_seconds: dict[str, float] = {}
-        self.readers: dict[str, int] = {}  # units per reader (video_io.DecodedFrames.reader)
+        # units per reader (pipeline.video.io.DecodedFrames.reader)
+        self.readers: dict[str, int] = {}
 
     def planned(self, clips_per_video: dict[str, int]) -> None:
         for uri, n in clips_per_video.items():

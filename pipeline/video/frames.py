@@ -1,4 +1,5 @@
-"""Sampled frames through PyAV, decoding only the frames they depend on: video_io's fast path.
+"""Sampled frames through PyAV, decoding only the frames they depend on: the fast path of
+pipeline.video.io.
 
 To reach a frame, decord decodes every frame from the keyframe before it. In video with
 B-frames most of those are frames no other frame refers to (about two in three with x264's
@@ -13,8 +14,8 @@ decord's older FFmpeg reads other packet durations (tests/test_frame_reader.py, 
 B-frame files). It never judges a file: whatever it cannot vouch for (a frame count other
 than the probe's, a packet without a timestamp, a display rotation, a decoding error, a
 wanted frame that did not come out) raises
-NotFastReadable, and video_io reads the request with decord, whose salvage of damaged data is
-the one error path.
+NotFastReadable, and pipeline.video.io reads the request with decord, whose salvage of damaged
+data is the one error path.
 """
 
 from __future__ import annotations
