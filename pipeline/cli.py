@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable
 
 from pipeline.config import ConfigError, InputError, OutputError, SamplingConfig
@@ -115,23 +116,34 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def _redacted(message: str) -> str:
-    message = " ".join(message.split())
+    return _redacted_lines(" ".join(message.split()))
+
+
+def _redacted_lines(text: str) -> str:
     try:
         from pipeline.storage import redact
 
-        return redact(message)
+        return redact(text)
     except Exception:  # noqa: BLE001 (the import itself may be what failed)
         return "(message withheld: it could not be checked for credentials)"
 
 
 def run_job(prog: str, body: Callable[[list[str] | None], int], argv: list[str] | None) -> int:
-    """The index and training jobs: logging to stderr, then `body(argv)` under `run_tool`."""
+    """The index and training jobs: logging to stderr, then `body(argv)` under `run_tool`. An
+    unexpected failure's traceback goes to their log too: a cluster job is read afterwards."""
     configure_logging()
-    return run_tool(prog, lambda: body(argv), JOB_USAGE_ERRORS)
+    return run_tool(prog, lambda: body(argv), JOB_USAGE_ERRORS, log_traceback=True)
 
 
-def run_tool(prog: str, body: Callable[[], int], usage_errors: tuple[type, ...] = ()) -> int:
-    """Run a tool's body; `usage_errors` (and UsageError) become exit 2 with their message."""
+def run_tool(
+    prog: str,
+    body: Callable[[], int],
+    usage_errors: tuple[type, ...] = (),
+    log_traceback: bool = False,
+) -> int:
+    """Run a tool's body; `usage_errors` (and UsageError) become exit 2 with their message.
+    `log_traceback`: an unexpected failure's traceback is logged (credentials redacted) before
+    its one line."""
 
     def fail(message: str, code: int) -> int:
         print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
@@ -149,4 +161,8 @@ def run_tool(prog: str, body: Callable[[], int], usage_errors: tuple[type, ...] 
     except Exception as e:  # never a traceback for the user; REELAY_DEBUG=1 shows it
         if os.environ.get("REELAY_DEBUG"):
             raise
+        if log_traceback:
+            logging.getLogger("reelay").error(
+                "%s", _redacted_lines("".join(traceback.format_exception(e)))
+            )
         return fail(f"unexpected {type(e).__name__}: {_redacted(str(e))}", EXIT_FAILURE)

@@ -83,17 +83,6 @@ def test_manifest_without_uri_column_fails_fast(tmp_path: Path) -> None:
         list_labeled(str(manifest), NO_OPTIONS, 0.2, 0)
 
 
-def test_unknown_label_in_val_fails_fast(sample_corpus: Path, tmp_path: Path) -> None:
-    rows = read_rows(sample_corpus / "manifest.csv")
-    for r in rows:
-        r["uri"] = str(sample_corpus / r["uri"])
-        if r["split"] == "val" and r["label"] == "left":
-            r["label"] = "sideways"
-    manifest = write_manifest(tmp_path / "m.csv", rows, ["uri", "label", "split"])
-    with pytest.raises(InputError, match=r"val split has labels with no training videos.*sideways"):
-        list_labeled(str(manifest), NO_OPTIONS, 0.2, 0)
-
-
 def test_empty_class_folder_fails_fast(sample_corpus: Path, tmp_path: Path) -> None:
     root = tmp_path / "data"
     shutil.copytree(sample_corpus, root)
@@ -102,27 +91,44 @@ def test_empty_class_folder_fails_fast(sample_corpus: Path, tmp_path: Path) -> N
         list_labeled(str(root), NO_OPTIONS, 0.2, 0)
 
 
-def test_single_class_fails_fast(sample_corpus: Path, tmp_path: Path) -> None:
-    rows = [r for r in read_rows(sample_corpus / "manifest.csv") if r["label"] == "left"]
+def absolute_rows(sample_corpus: Path) -> list[dict]:
+    """The sample corpus's manifest rows, with absolute URIs."""
+    rows = read_rows(sample_corpus / "manifest.csv")
     for r in rows:
         r["uri"] = str(sample_corpus / r["uri"])
-    manifest = write_manifest(tmp_path / "m.csv", rows, ["uri", "label", "split"])
-    with pytest.raises(InputError, match="at least 2 classes"):
-        list_labeled(str(manifest), NO_OPTIONS, 0.2, 0)
+    return rows
 
 
-def test_row_without_label_fails_fast(sample_corpus: Path, tmp_path: Path) -> None:
-    rows = read_rows(sample_corpus / "manifest.csv")
+def rename_a_val_class(rows: list[dict]) -> list[dict]:
+    for r in rows:
+        if r["split"] == "val" and r["label"] == "left":
+            r["label"] = "sideways"
+    return rows
+
+
+def blank_the_first_label(rows: list[dict]) -> list[dict]:
     rows[0]["label"] = ""
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (rename_a_val_class, r"val split has labels with no training videos.*sideways"),
+        (lambda rows: [r for r in rows if r["label"] == "left"], "at least 2 classes"),
+        (blank_the_first_label, "row 2: .* has no label"),
+    ],
+    ids=["unknown_label_in_val", "single_class", "row_without_label"],
+)
+def test_bad_manifest_fails_fast(sample_corpus: Path, tmp_path: Path, edit, message) -> None:
+    rows = edit(absolute_rows(sample_corpus))
     manifest = write_manifest(tmp_path / "m.csv", rows, ["uri", "label", "split"])
-    with pytest.raises(InputError, match="row 2: .* has no label"):
+    with pytest.raises(InputError, match=message):
         list_labeled(str(manifest), NO_OPTIONS, 0.2, 0)
 
 
 def test_other_splits_are_ignored(sample_corpus: Path, tmp_path: Path) -> None:
-    rows = read_rows(sample_corpus / "manifest.csv")
-    for r in rows:
-        r["uri"] = str(sample_corpus / r["uri"])
+    rows = absolute_rows(sample_corpus)
     rows[0]["split"] = "test"
     manifest = write_manifest(tmp_path / "m.csv", rows, ["uri", "label", "split"])
     data = list_labeled(str(manifest), NO_OPTIONS, 0.2, 0)
