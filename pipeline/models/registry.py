@@ -34,24 +34,26 @@ def _known(table: dict[str, Builder], builtin: frozenset[str]) -> list[str]:
     return sorted(builtin | table.keys())
 
 
+def _unknown(kind: str, name: str, table: dict[str, Builder], builtin: frozenset[str]):
+    return ValueError(f"unknown {kind} '{name}'; known: {', '.join(_known(table, builtin))}")
+
+
 def is_known(kind: str, name: str) -> bool:
     """Whether `name` is a built-in or registered builder; a ValueError listing the known
     names otherwise. Needs no torch: the built-ins are known by name."""
-    table, builtin = (
-        (_ENCODERS, BUILTIN_ENCODERS) if kind == "encoder" else (_TEMPORAL, BUILTIN_TEMPORAL)
-    )
+    if kind == "encoder":
+        table, builtin, label = _ENCODERS, BUILTIN_ENCODERS, "encoder"
+    else:
+        table, builtin, label = _TEMPORAL, BUILTIN_TEMPORAL, "temporal head"
     if name not in builtin and name not in table:
-        label = "encoder" if kind == "encoder" else "temporal head"
-        raise ValueError(f"unknown {label} '{name}'; known: {', '.join(_known(table, builtin))}")
+        raise _unknown(label, name, table, builtin)
     return True
 
 
 def _get(table: dict[str, Builder], builtin: frozenset[str], kind: str, name: str) -> Builder:
-    try:
-        return table[name]
-    except KeyError:
-        known = ", ".join(_known(table, builtin))
-        raise ValueError(f"unknown {kind} '{name}'; known: {known}") from None
+    if name not in table:
+        raise _unknown(kind, name, table, builtin)
+    return table[name]
 
 
 def register_encoder(name: str) -> Callable[[F], F]:
