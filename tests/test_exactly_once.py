@@ -3,7 +3,7 @@
 The end-to-end tests run `jobs/index.py` in a subprocess with `REELAY_CRASH_AT=<point>`, which
 SIGKILLs the driver at that point (pipeline/faults.py). The driver joins the session's Ray, as
 a job submitted to a cluster does (a private Ray of its own would cost ~9 s of start-up per
-test; tests/test_lost_workers.py kills a job with its own Ray); the rerun is in-process on the
+test; tests/test_worker_faults.py kills a job with its own Ray); the rerun is in-process on the
 same Ray. Cheaper tests drive the commit protocol of
 pipeline/index/commit.py directly (local and S3) with a simulated crash.
 """

@@ -336,7 +336,11 @@ def test_a_damaged_first_keyframe_costs_only_its_interval(tmp_path):
         assert not decoded[wanted < 10].any() and decoded[wanted >= 10].all()
         assert np.array_equal(got.frames[decoded], expected.frames[decoded])
         assert got.frame_size == (160, 96)
-        assert re.match(r"Invalid data found when processing input", got.failures[0].reason)
+        # FFmpeg's own words, or decord's when its decoder thread died before saying them
+        assert re.match(
+            r"Invalid data found when processing input|the decoder stopped on frame data",
+            got.failures[0].reason,
+        )
 
 
 def test_nothing_hung_or_crashed(hostile):
