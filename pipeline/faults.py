@@ -1,7 +1,9 @@
 """Fault injection for the robustness tests, off unless REELAY_CRASH_AT / REELAY_HANG_AT are set.
 
 REELAY_CRASH_AT=<point> SIGKILLs the process at a named point; `<point>:<text>` only when the
-subject (e.g. a video URI) contains <text>. REELAY_HANG_AT works alike but sleeps forever.
+subject (e.g. a video URI) contains <text>. REELAY_HANG_AT works alike but sleeps forever
+(with REELAY_FAULT_DIR set, it leaves a `hanging-<point>-<pid>` file there first, so that a
+test knows when to strike).
 REELAY_CRASH_ONCE_AT works like REELAY_CRASH_AT but only the first time across all processes
 (a marker file in REELAY_FAULT_DIR records it): a lost worker or actor that the run must
 survive, as a preempted node would be.
@@ -28,8 +30,12 @@ def crash_point(name: str, subject: str = "") -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     if _matches("REELAY_CRASH_ONCE_AT", name, subject) and _first_time(name):
         os.kill(os.getpid(), signal.SIGKILL)
-    while _matches("REELAY_HANG_AT", name, subject):
-        time.sleep(1)
+    if _matches("REELAY_HANG_AT", name, subject):
+        folder = os.environ.get("REELAY_FAULT_DIR")
+        if folder:
+            open(os.path.join(folder, f"hanging-{name}-{os.getpid()}"), "w").close()
+        while True:
+            time.sleep(1)
 
 
 def _first_time(name: str) -> bool:

@@ -66,6 +66,11 @@ class InferenceResources:
         )
 
 
+def this_node() -> str:
+    """The Ray node this process runs on ("" outside Ray): the run record's work per node."""
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+
+
 def cluster_cpus() -> int:
     return int(ray.cluster_resources().get("CPU", 1))
 

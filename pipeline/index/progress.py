@@ -37,6 +37,7 @@ class ProgressTracker:
         self.decode_seconds: dict[str, float] = {}
         # units per reader (pipeline.video.io.DecodedFrames.reader)
         self.readers: dict[str, int] = {}
+        self.nodes: dict[str, dict] = {}  # Ray node id -> what its workers did (`node_work`)
 
     def planned(self, clips_per_video: dict[str, int]) -> None:
         for uri, n in clips_per_video.items():
@@ -45,20 +46,46 @@ class ProgressTracker:
             self._count_down(uri, -n)
 
     def decoded(
-        self, uri: str, frames: int, seconds: float, failed: bool, reader: str | None = None
-    ) -> None:
+        self, uri: str, frames: int, seconds: float, failed: bool, reader: str | None = None,
+        node: str = "",
+    ) -> None:  # fmt: skip
         self.counts["decoded_frames"] += frames
         self.counts["decoded_units"] += 1
         self.counts["failed_units"] += int(failed)
         self.decode_seconds[uri] = self.decode_seconds.get(uri, 0.0) + seconds
         if reader is not None:
             self.readers[reader] = self.readers.get(reader, 0) + 1
+        work = self._node(node)
+        work["decoded_units"] += 1
+        work["decoded_frames"] += frames
+        work["decode_s"] += seconds
 
-    def inferred(self, clips_by_video: dict[str, int], frames: int) -> None:
+    def inferred(
+        self, clips_by_video: dict[str, int], frames: int, node: str = "", seconds: float = 0.0
+    ) -> None:
         self.counts["inferred_frames"] += frames
         for uri, n in clips_by_video.items():
             self.counts["inferred_clips"] += n
             self._count_down(uri, n)
+        work = self._node(node)
+        work["inferred_clips"] += sum(clips_by_video.values())
+        work["infer_s"] += seconds
+
+    def _node(self, node: str) -> dict:
+        return self.nodes.setdefault(
+            node,
+            {"decoded_units": 0, "decoded_frames": 0, "decode_s": 0.0, "inferred_clips": 0,
+             "infer_s": 0.0},
+        )  # fmt: skip
+
+    def node_work(self) -> dict[str, dict]:
+        """Per Ray node: decode units, frames and seconds, inferred clips and seconds. Work
+        a lost node did before it went is counted where it was done, and again where it was
+        retried: this is work done, not the index's contents."""
+        return {
+            node: {k: round(v, 3) if isinstance(v, float) else v for k, v in work.items()}
+            for node, work in self.nodes.items()
+        }
 
     def _count_down(self, uri: str, clips: int) -> None:
         """A video is done when its inferred clips reach its planned ones (either may come

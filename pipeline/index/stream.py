@@ -66,16 +66,37 @@ def decode_and_infer(
         results = streaming_dataset(
             entries, cfg, sampling, spec, run_id, resources, book
         ).materialize()
-        slowest, readers = ray.get([book.slowest.remote(), book.reader_counts.remote()])
+        slowest, readers, nodes = ray.get(
+            [book.slowest.remote(), book.reader_counts.remote(), book.node_work.remote()]
+        )
     return (
         results,
         {
             "timeline": progress.timeline,
             "slowest_videos": [{"video_uri": u, "decode_s": round(s, 3)} for u, s in slowest],
             "readers": readers,
+            "nodes": work_per_node(nodes),
         },
         resources,
     )
+
+
+def work_per_node(work: dict[str, dict]) -> list[dict]:
+    """The book's work per node id as rows, with each node's address and whether it was still
+    alive at the end of the pipeline (a lost node's work was done again elsewhere)."""
+    known = {n["NodeID"]: n for n in ray.nodes()}
+    rows = []
+    for node_id, counts in sorted(work.items()):
+        node = known.get(node_id, {})
+        rows.append(
+            {
+                "node_id": node_id,
+                "address": node.get("NodeManagerAddress", ""),
+                "alive": bool(node.get("Alive", False)),
+                **counts,
+            }
+        )
+    return rows
 
 
 def streaming_dataset(

@@ -6,6 +6,7 @@ copies); otherwise torch uses the actor's CPUs. Frames are dropped here.
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
@@ -15,6 +16,7 @@ from pipeline import schema
 from pipeline.cpu_priority import IdlePriority
 from pipeline.faults import crash_point
 from pipeline.models.source import ModelSpec, load_model
+from pipeline.ray_env import this_node
 from pipeline.schema import ERROR_FIELDS
 
 PASS_THROUGH = (
@@ -102,6 +104,7 @@ class ClipInferencer:
         self.std = torch.tensor(spec.std, device=self.device).view(1, 3, 1, 1)
         self.model_version, self.run_id = spec.model_version, run_id
         self.progress = progress  # the run's RunBook actor (ProgressTracker methods), or None
+        self.node = this_node()
         self.keep_frame_features = keep_frame_features
         self.topk = min(topk, len(spec.labels))
 
@@ -179,7 +182,9 @@ class ClipInferencer:
         feats = np.zeros((n, frames.shape[1], self.frame_dim), np.float32)
         if ok.any():
             frames = frames if ok.all() else frames[ok]  # a batch of 8 clips is ~20 MB at 224 px
+            started = time.perf_counter()
             emb[ok], probs[ok], kept = self._forward(frames, frame_keys(batch, ok))
+            seconds = time.perf_counter() - started
             if kept is not None:
                 feats[ok] = kept
             if self.progress is not None:
@@ -187,6 +192,8 @@ class ClipInferencer:
                 self.progress.inferred.remote(
                     dict(zip(uris.tolist(), counts.tolist(), strict=True)),
                     int(frames.shape[0] * frames.shape[1]),
+                    self.node,
+                    seconds,
                 )
         order = np.argsort(-probs, axis=1)[:, : self.topk]  # (N, k)
         top_scores = np.take_along_axis(probs, order, axis=1)

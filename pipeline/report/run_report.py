@@ -162,7 +162,7 @@ def run_page(inputs: RunInputs) -> html.Page:
         tiles=tiles,
         subtitle=subtitle,
         figures=run_figures_of(inputs),
-        tables=[slowest_table(record), errors_table(inputs)],
+        tables=[nodes_table(record), slowest_table(record), errors_table(inputs)],
         details=[
             ("run_id", h.run_id),
             ("status", h.status),
@@ -176,6 +176,41 @@ def run_page(inputs: RunInputs) -> html.Page:
             ("schema_version", str(record.get("schema_version", "?"))),
         ],
         notes=notes,
+    )
+
+
+def nodes_table(record: dict) -> html.Table:
+    nodes = record.get("progress", {}).get("nodes", []) or []
+    rows = [
+        [
+            n["node_id"][:12],
+            n.get("address", ""),
+            f"{n['decoded_units']:,}",
+            stats.format_duration(n["decode_s"]),
+            f"{n['inferred_clips']:,}",
+            stats.format_duration(n["infer_s"]),
+            "" if n.get("alive", True) else "lost",
+        ]
+        for n in nodes
+    ]
+    return html.Table(
+        "Work per node",
+        [
+            "node",
+            "address",
+            "decode units",
+            "decode time",
+            "clips inferred",
+            "inference time",
+            "state",
+        ],  # fmt: skip
+        rows,
+        caption=(
+            "What each Ray node's decode tasks and inference actors did (seconds summed over "
+            "its workers). A node lost during the run counts the work it did before it went; "
+            "that work was done again elsewhere."
+        ),
+        empty="no per-node figures in the run record",
     )
 
 

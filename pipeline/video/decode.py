@@ -18,6 +18,7 @@ import numpy as np
 from pipeline import storage
 from pipeline.config import PlanConfig, SamplingConfig, StorageConfig
 from pipeline.faults import crash_point
+from pipeline.ray_env import this_node
 from pipeline.schema import ERROR_FIELDS, error_fields, no_error
 from pipeline.video.guard import guarded
 from pipeline.video.io import (
@@ -76,8 +77,9 @@ class DecodeUnit:
             failed = any(row["error_stage"] for row in rows)
             frames = 0 if rows[0]["error_stage"] else unit["sampled_frames"]
             self.progress.decoded.remote(
-                unit["video_uri"], frames, time.perf_counter() - start, failed, reader
-            )
+                unit["video_uri"], frames, time.perf_counter() - start, failed, reader,
+                this_node(),
+            )  # fmt: skip
         return rows
 
     def _rows(self, unit: dict) -> tuple[list[dict], str | None]:

@@ -75,11 +75,14 @@ def open_book(book_class: type = GuardBook) -> Iterator[Any]:
     """An actor of `book_class` (GuardBook or a class that extends it) for one run, None when
     Ray is not initialized; killed at the end."""
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     if not ray.is_initialized():
         yield None
         return
-    book = ray.remote(num_cpus=0, max_restarts=-1)(book_class).remote()
+    # on the driver's node: a lost worker node must not take the run's record with it
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    book = ray.remote(num_cpus=0, max_restarts=-1, scheduling_strategy=here)(book_class).remote()
     try:
         yield book
     finally:
