@@ -104,7 +104,9 @@ def _kill_all(tree: dict[int, int], timeout_s: float = 10) -> list[int]:
 class RayNode:
     """One node (`ray start --block`) of a private cluster, torn down by pid."""
 
-    def __init__(self, env: dict[str, str], head_gcs_port: int | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], head_gcs_port: int | None = None, cpus: int = NODE_CPUS
+    ) -> None:
         """`env`: the node's environment, which its worker processes inherit."""
         self.head = head_gcs_port is None
         self.temp_dir = Path(tempfile.mkdtemp(prefix="rj-", dir="/tmp"))
@@ -115,7 +117,7 @@ class RayNode:
         self.env = env
         self.log_path = self.temp_dir / "node.log"
         common = [
-            f"--num-cpus={NODE_CPUS}",
+            f"--num-cpus={cpus}",
             f"--object-store-memory={NODE_OBJECT_STORE_BYTES}",
             f"--node-manager-port={ports[2]}",
             f"--object-manager-port={ports[3]}",
@@ -208,8 +210,11 @@ class RayCluster:
         """The address a driver's RAY_ADDRESS takes."""
         return f"127.0.0.1:{self.head.gcs_port}"
 
-    def start(self, workers: int = 1, timeout_s: float = 180.0) -> RayCluster:
-        self.head = RayNode(self.env)
+    def start(
+        self, workers: int = 1, head_cpus: int = NODE_CPUS, timeout_s: float = 180.0
+    ) -> RayCluster:
+        """`head_cpus=0`: a head that runs no tasks, as on clusters where it only schedules."""
+        self.head = RayNode(self.env, cpus=head_cpus)
         deadline = time.monotonic() + timeout_s
         while not self._answers("/api/version"):
             self._check_time(self.head, deadline, "the dashboard did not answer")
