@@ -91,6 +91,19 @@ def test_is_video():
     assert not is_video("x/mp4") and not is_video("a.mp4.tmp") and not is_video("a.csv")
 
 
+def test_inventory_manifest_gives_size_and_etag_without_a_request_per_video(tree: Path):
+    """An S3 Inventory's columns: the entries carry them as listed (the files need not even be
+    reachable from the driver), and an ETag fingerprint as a listing of the prefix gives."""
+    manifest = tree / "inventory.parquet"
+    rows = {"uri": ["s3://b/x.mp4", "a.mp4", "", None], "size": [7, 9, 0, 0],
+            "etag": ['"abc"', "def", "x", "y"]}  # fmt: skip
+    pq.write_table(pa.table(rows), manifest)
+    assert list_videos(str(manifest)) == [
+        VideoEntry(str(tree / "a.mp4"), 9, "etag:def"),  # not a.mp4's real size
+        VideoEntry("s3://b/x.mp4", 7, "etag:abc"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("pattern", "names"),
     [
