@@ -16,7 +16,7 @@ and stages 3-4 run the temporal head and classifier only (forward.py).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,7 +34,7 @@ from pipeline.train.evaluate import evaluate_checkpoint
 from pipeline.train.features import FEATURES, feature_splits
 from pipeline.train.index_source import check_encoder, encoder_state
 from pipeline.train.inputs import LabeledData, list_labeled
-from pipeline.train.loop_spec import LoopSpec
+from pipeline.train.loop_spec import Attempts, LoopSpec
 from pipeline.train.metrics import Evaluation
 from pipeline.train.mode import TrainMode, train_mode
 from pipeline.train.output import TrainOutput
@@ -146,7 +146,7 @@ def _run(cfg: TrainConfig, started: datetime) -> TrainSummary:
     encoder = encoder_state(mode.source.spec) if mode.source is not None else None
     spec = _loop_spec(cfg, mode, data, counts, encoder)
     try:
-        result = _fit(cfg, spec, out, splits)
+        result, restarts = _fit(cfg, spec, out, splits)
     except Exception as e:
         error = storage.redact(f"{type(e).__name__}: {e}")[:2000]
         out.write_json(names.RUN_RECORD, {**record, "status": "failed", "error": error})
@@ -201,6 +201,7 @@ def _run(cfg: TrainConfig, started: datetime) -> TrainSummary:
             "best_val_accuracy": evaluation.accuracy,
             "model_version": best.model_version,
             "epochs": len(history),
+            "restarts": restarts,
             "timings_s": timings,
             "history": history,
         },
@@ -300,6 +301,7 @@ def _loop_spec(
 def _fit(cfg: TrainConfig, spec: LoopSpec, out: TrainOutput, splits: dict[str, ClipSplit]):
     import ray.train
     from ray.train.torch import TorchTrainer
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from pipeline.train.loop import train_loop_per_worker
 
@@ -307,9 +309,12 @@ def _fit(cfg: TrainConfig, spec: LoopSpec, out: TrainOutput, splits: dict[str, C
     resources = {"CPU": cfg.workers.cpus_per_worker}
     if cfg.workers.use_gpu:
         resources["GPU"] = 1
+    # on the driver's node, so that it outlives any worker group
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    attempts = ray.remote(num_cpus=0, scheduling_strategy=here)(Attempts).remote()
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"spec": spec},
+        train_loop_config={"spec": replace(spec, attempts=attempts)},
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.workers.num_workers,
             use_gpu=cfg.workers.use_gpu,
@@ -332,9 +337,11 @@ def _fit(cfg: TrainConfig, spec: LoopSpec, out: TrainOutput, splits: dict[str, C
         dataset_config=ray.train.DataConfig(datasets_to_split=[TRAIN]),
     )
     result = trainer.fit()
+    started_after = ray.get(attempts.starts.remote())
+    ray.kill(attempts)
     if result.error is not None:
         raise RuntimeError(f"training failed: {result.error}") from result.error
-    return result
+    return result, [{"from_epoch": epoch} for epoch in started_after[1:]]
 
 
 def _best(result) -> tuple:

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pipeline.faults import crash_point
 from pipeline.models import ModelConfig, build_model
 from pipeline.train.checkpoints import TrainState, read_epoch_checkpoint, write_epoch_checkpoint
 from pipeline.train.forward import ModelInput, trainable, video_model, wrap
@@ -118,6 +119,9 @@ def train_loop_per_worker(config: dict) -> list[dict]:
         _check_resumable(ckpt.model, tuple(ckpt.labels), spec)
         model.load_state_dict(ckpt.state_dict)
         start_epoch, history, optim_state = state.epoch, state.history, state.optimizer
+    attempt = 0
+    if spec.attempts is not None and rank == 0:
+        attempt = ray.get(spec.attempts.begin.remote(start_epoch))
     # channels_last, as in inference: oneDNN's and cuDNN's fast convolution layout (a memory
     # layout only: weights, checkpoints and model versions are the same)
     model = model.to(memory_format=torch.channels_last)
@@ -131,6 +135,7 @@ def train_loop_per_worker(config: dict) -> list[dict]:
     train_shard = ray.train.get_dataset_shard(TRAIN_SPLIT)
 
     for epoch in range(start_epoch + 1, spec.epochs + 1):  # 1-based
+        crash_point("train_epoch", f"{epoch}")
         torch.manual_seed(spec.seed * 100_003 + epoch * 101 + rank)  # dropout, per worker
         t0 = time.perf_counter()
         batches = train_shard.iter_torch_batches(
@@ -158,6 +163,7 @@ def train_loop_per_worker(config: dict) -> list[dict]:
         )
         val = evaluate(_unwrap(model), val_batches, to_input)
         metrics |= {
+            "attempt": attempt,  # > 0: a worker group restarted after a failure
             "val_loss": val.mean_loss,
             "val_accuracy": val.accuracy,
             "val_clips": val.count,

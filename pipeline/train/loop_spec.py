@@ -30,7 +30,25 @@ class LoopSpec:
     report_extra: dict  # constant metrics added to every report (e.g. skipped videos)
     inputs: str = FRAMES  # FRAMES (decoded clips) or FEATURES (stored frame features)
     encoder: Any = None  # FEATURES: ObjectRef of the index run's encoder state dict
+    attempts: Any = None  # an Attempts actor (the driver's), or None
 
     @property
     def normalization(self) -> dict[str, list[float]]:
         return {"mean": list(self.mean), "std": list(self.std)}
+
+
+class Attempts:
+    """The worker group's starts, each with the epoch it started after (0: from scratch). Ray
+    Train restarts a failed group from its latest checkpoint (--max-failures); the run record
+    and the metrics say that it happened and from where."""
+
+    def __init__(self) -> None:
+        self.started_after: list[int] = []
+
+    def begin(self, start_epoch: int) -> int:
+        """Record a start; returns its attempt number (0: the first)."""
+        self.started_after.append(start_epoch)
+        return len(self.started_after) - 1
+
+    def starts(self) -> list[int]:
+        return list(self.started_after)
