@@ -3,7 +3,7 @@
 Clip rows with every column the job's decode stage emits (frames: fixed random uint8) come from
 a cheap producer task and go through the object store into the job's inference actors, sized by
 the job's own `inference_resources` from `--cpus-per-actor` / `--max-actors`, with
-`--batch-size` clips per call, exactly as `decode_and_infer` does.
+`--batch-size` clips per call, exactly as `index_stream` does.
 
 On a GPU machine the actors take `--gpus-per-actor` of a GPU each, as the job's do;
 `--in-process` calls one `ClipInferencer` in this process instead (no Ray, no object store),

@@ -3,7 +3,7 @@
 `python -m benchmarks.contenders.ours --input DIR --output DIR [job flags...]`: runs the job's
 own `main()` with the given flags, then reads the run record `_runs/<run_id>.json` for the frame
 count and the stage timings, and prints one JSON line. With `--stats FILE`, it also saves Ray
-Data's `ds.stats()` of the decode+infer dataset (captured by wrapping `decode_and_infer`; the
+Data's `ds.stats()` of the decode+infer dataset (captured by wrapping `index_stream`; the
 job's code is not changed).
 
 It also times every Ray Data execution the job starts (materialize, take_all, count, unique,
@@ -98,15 +98,14 @@ def main(argv: list[str]) -> int:
     if stats_path:
         from pipeline.index import job as index
 
-        original = index.decode_and_infer
+        original = index.index_stream
 
-        def decode_and_infer(*args, **kwargs):
+        def index_stream(*args, **kwargs):
             result = original(*args, **kwargs)
-            parts = result if isinstance(result, tuple) else (result,)
-            captured.update(ds=next((p for p in parts if hasattr(p, "stats")), None))
+            captured.update(ds=result[0].dataset)  # Staged: the executed pipeline
             return result
 
-        index.decode_and_infer = decode_and_infer
+        index.index_stream = index_stream
 
     executions: list[dict] = []
     time_executions_after_start(executions)

@@ -6,11 +6,12 @@ Stages (row ratios), in the order `run` takes them:
   1. plan    (CPU tasks)    1 video -> N work units (time ranges of <= unit_frames samples)
   2. decode  (CPU tasks)    1 unit -> N clips with frames (T, S, S, 3) uint8
   3. infer   (actors)       1 clip -> 1 row: embedding, label, scores; frames dropped
-  4. write   (tasks+driver) clips; per-video sums merged into videos; errors, ledger
+  4. write   (tasks+driver) clips and per-video sums staged as they come; the sums merged
+                            into videos; errors, ledger
   5. commit  (driver)       the run record makes the staged tables visible, once
-Stages 1-3 are one streaming Ray Data pipeline (stream.py). A long run commits in parts of at
-most --commit-every videos, each a run of its own (`<run-id>-001`, ...): a crash then costs one
-part, and the object store holds one part's results, not the whole corpus's.
+Stages 1-3 and the staging half of 4 are one streaming Ray Data pipeline (stream.py). A long
+run commits in parts of at most --commit-every videos, each a run of its own (`<run-id>-001`,
+...): a crash then costs one part, not the whole corpus.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pipeline.faults import crash_point
 from pipeline.index.commit import RunOutput, recover
 from pipeline.index.ledger import read_ledger, select_videos
 from pipeline.index.progress import RunBook
-from pipeline.index.stream import decode_and_infer, plan_units
+from pipeline.index.stream import index_stream, plan_units
 from pipeline.index.write import write_tables
 from pipeline.listing import VIDEO_EXTENSIONS, VideoEntry, list_videos
 from pipeline.models.source import ModelSpec, resolve_model
@@ -167,18 +168,17 @@ def index_part(
     (listed, skipped) videos (`listed_per_part`)."""
     run_id = out.run_id
     out.clear_staging()  # a crashed earlier attempt of this run_id must not leave duplicates
-    results, progress, inference = None, {}, None
+    staged, progress, inference = None, {}, None
     if entries:
-        # 1. plan + 2. decode (CPU tasks) + 3. infer (actors): one streaming pipeline; its
-        # results are materialized without frames. The run's bookkeeping actor lives as long.
+        # 1. plan + 2. decode (CPU tasks) + 3. infer (actors) + 4a. clips and per-video sums
+        # into staging (CPU tasks): one streaming pipeline; only file names come back. The
+        # run's bookkeeping actor lives as long.
         with open_book(RunBook) as book:
-            results, progress, inference = decode_and_infer(
-                entries, cfg, sampling, spec, run_id, book
-            )
+            staged, progress, inference = index_stream(entries, cfg, sampling, spec, out, book)
     watch.lap("decode_infer")
 
-    # 4. write: clips, videos, errors, ledger into staging
-    written = write_tables(results, entries, out, spec)
+    # 4b. write: videos (from the per-video sums), errors, ledger into staging
+    written = write_tables(staged, entries, out, spec)
     crash_point("after_staging", run_id)
     watch.lap("write")
 

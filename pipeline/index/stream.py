@@ -1,7 +1,8 @@
-"""Stages 1 to 3 of the index job as one streaming Ray Data pipeline: plan (CPU tasks, 1 video
--> work units grouped into decode tasks), decode (CPU tasks, 1 unit -> clips with frames) and
-infer (an actor pool, 1 clip -> 1 row without frames). Decoding and the actors' start-up
-overlap the header reads, and the driver never holds a whole corpus's work units."""
+"""Stages 1 to 4a of the index job as one streaming Ray Data pipeline: plan (CPU tasks, 1 video
+-> work units grouped into decode tasks), decode (CPU tasks, 1 unit -> clips with frames),
+infer (an actor pool, 1 clip -> 1 row without frames) and stage (CPU tasks: clips and per-video
+sums into staging files). Decoding and the actors' start-up overlap the header reads, and
+neither the driver nor the object store holds a whole corpus's work units or results."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from dataclasses import asdict
 import ray
 
 from pipeline.config import IndexConfig, SamplingConfig
+from pipeline.index.commit import RunOutput
 from pipeline.index.progress import ProgressLog
+from pipeline.index.write import Staged, result_rows_per_task, stage_results
 from pipeline.listing import VideoEntry
 from pipeline.models.inference import ClipInferencer
 from pipeline.models.source import ModelSpec
@@ -48,29 +51,30 @@ def plan_tasks(entries: list) -> int:
     return max(1, min(len(entries), 4 * cluster_cpus(), 4096))
 
 
-def decode_and_infer(
+def index_stream(
     entries: list[VideoEntry],
     cfg: IndexConfig,
     sampling: SamplingConfig,
     spec: ModelSpec,
-    run_id: str,
+    out: RunOutput,
     book,
-) -> tuple[ray.data.MaterializedDataset, dict, InferenceResources]:
-    """Stages 1 to 3 as one streaming Ray Data pipeline; the result holds no frames. `book`
-    is the run's RunBook: the decode guard's record and the progress counters.
+) -> tuple[Staged, dict, InferenceResources]:
+    """Stages 1 to 4a as one streaming Ray Data pipeline: plan, decode, infer, and the clips
+    and per-video sums into staging files as they come. `book` is the run's RunBook: the
+    decode guard's record and the progress counters.
 
-    Also returns the progress seen on the way (a timeline and the slowest videos to decode)
-    and the inference actors the run was sized for."""
+    Also returns the progress seen on the way (a timeline, the slowest videos to decode, the
+    work per node) and the inference actors the run was sized for."""
     resources = inference_resources(cfg.infer)
+    rows = result_rows_per_task(spec, sampling.clip_frames, cfg.infer.keep_frame_features)
     with ProgressLog(book, len(entries), cfg.progress_interval_s) as progress:
-        results = streaming_dataset(
-            entries, cfg, sampling, spec, run_id, resources, book
-        ).materialize()
+        results = streaming_dataset(entries, cfg, sampling, spec, out.run_id, resources, book)
+        staged = stage_results(results, out, rows, resources.task_cpus)
         slowest, readers, nodes = ray.get(
             [book.slowest.remote(), book.reader_counts.remote(), book.node_work.remote()]
         )
     return (
-        results,
+        staged,
         {
             "timeline": progress.timeline,
             "slowest_videos": [{"video_uri": u, "decode_s": round(s, 3)} for u, s in slowest],

@@ -1,12 +1,16 @@
-"""Stage 4 of the index job: the run's tables into staging (clips by Ray Data tasks; videos,
-errors and the ledger from per-video sums the driver merges), ready for the commit."""
+"""Stage 4 of the index job: the run's tables into staging, ready for the commit. Clips and
+per-video sums are written by the streaming pipeline's last stage as results come (4a); the
+videos, errors and the ledger then from the sums the driver merges (4b)."""
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import ray
 
 from pipeline import schema, storage
@@ -22,36 +26,107 @@ from pipeline.aggregate import (
     sums_rows,
     videos_table,
 )
-from pipeline.index.commit import RunOutput, parquet_args
+from pipeline.index.commit import RunOutput, parquet_args, with_version
 from pipeline.index.ledger import ledger_table
 from pipeline.listing import VideoEntry
 from pipeline.models.source import ModelSpec
 
-CLIP_FILE_BYTES = 256 * 2**20  # in memory; clips files then hold ~100k rows (zstd, 512-d)
 DRIVER_SUMS_BYTES = 2**30  # per-video sums merged on the driver up to this size (float64)
-# clip results per write and summary task, in bytes: the results come in inference batches (8
-# clips each on CPU actors), and a Ray task per batch cost more than its rows' work
+# clip results per staging task, in bytes: the results come in inference batches (8 clips each
+# on CPU actors), and a Ray task and a file per batch cost more than their rows' work; clips
+# files then hold ~25k rows (512-d)
 RESULT_TASK_BYTES = 64 * 2**20
+SUMS = "_sums"  # staging folder of the per-video sums (read back by the driver, never committed)
 
 
-def write_tables(results, entries: list[VideoEntry], out: RunOutput, spec: ModelSpec) -> dict:
-    """Stage 4: the run's tables into staging. Returns counts and the failed video URIs.
+@dataclass(frozen=True)
+class Staged:
+    """What the staging stage left: the clips and sums files the driver received names of
+    (files of attempts Ray retried are not among them), and the executed dataset (its stats)."""
 
-    Two passes over the (materialized, frame-free) results: the clips table, written by Ray
-    Data tasks; and one summary row per video and block (clips counted, embeddings and scores
-    summed) plus one per failed unit, which the driver merges into the videos table."""
+    clips_files: frozenset[str]
+    sums_files: tuple[str, ...]
+    dataset: ray.data.Dataset
+
+
+@dataclass(frozen=True)
+class StageResults:
+    """Ray Data batch function, the pipeline's last stage: a batch of clip results -> its good
+    clips into one staging file of the clips table, and its block summary (per-video sums,
+    failed units) into one sums file; returns a row naming both files.
+
+    Files get fresh names per attempt: a task Ray retries (its node lost after it wrote) leaves
+    files no returned row names, which `drop_orphans` removes before the commit."""
+
+    out: RunOutput
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        fs = self.out.fs
+        name = f"{uuid.uuid4().hex}.parquet"
+        clips = clip_rows(table)
+        clips_file = ""
+        if clips.num_rows:
+            clips_file = f"{self.out.staging(schema.CLIPS)}/{name}"
+            write_parquet(fs, clips_file, clips)
+        sums_file = f"{self.out.staging(SUMS)}/{name}"
+        write_parquet(fs, sums_file, block_summary(table))
+        return pa.table({"clips_file": [clips_file], "sums_file": [sums_file]})
+
+
+def write_parquet(fs, path: str, table: pa.Table) -> None:
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    with fs.open(path, "wb") as f:
+        pq.write_table(with_version(table), f, **parquet_args())
+
+
+def stage_results(results: ray.data.Dataset, out: RunOutput, rows: int, task_cpus: float) -> Staged:
+    """Stage 4a, at the end of the streaming pipeline: results into staging files as they come,
+    `rows` clip results per file (`result_rows_per_task`), `task_cpus` per task. Only file
+    names come back to the driver, so neither the object store nor the driver holds a
+    corpus's results."""
+    staged = results.map_batches(
+        StageResults(out), batch_size=rows, batch_format="pyarrow", num_cpus=task_cpus
+    )
+    named = staged.take_all()
+    drop_orphans(out, {r["clips_file"] for r in named} | {r["sums_file"] for r in named})
+    return Staged(
+        frozenset(r["clips_file"] for r in named if r["clips_file"]),
+        tuple(sorted(r["sums_file"] for r in named)),
+        staged,
+    )
+
+
+def drop_orphans(out: RunOutput, named: set[str]) -> None:
+    """Remove staged clips and sums files that no returned row names (see StageResults)."""
+    fs = out.fs
+    for folder in (out.staging(schema.CLIPS), out.staging(SUMS)):
+        if fs.exists(folder):
+            for path in fs.find(folder):
+                if path not in named and storage.strip_scheme(path) not in named:
+                    fs.rm(path)
+
+
+def result_rows_per_task(spec: ModelSpec, clip_frames: int, keep_frame_features: bool) -> int:
+    """Clip results per staging task: about RESULT_TASK_BYTES of them, from the width of a
+    row (embedding, scores, metadata; per-frame features, if kept, taken as wide as the
+    embedding for each frame)."""
+    row = 4 * (spec.embedding_dim + 3 * len(spec.labels)) + 512
+    if keep_frame_features:
+        row += 4 * spec.embedding_dim * clip_frames
+    return max(64, RESULT_TASK_BYTES // row)
+
+
+def write_tables(
+    staged: Staged | None, entries: list[VideoEntry], out: RunOutput, spec: ModelSpec
+) -> dict:
+    """Stage 4b: videos (from the per-video sums), errors and the ledger into staging, beside
+    the clips the pipeline staged. Returns counts and the failed video URIs."""
     indexed_at = datetime.now(UTC)
     sums, failures, totals = None, [], dict.fromkeys(WORK_COUNTS, 0)
-    if results is not None:
-        rows_per_task = result_rows_per_task(results)
-        clips = results.map_batches(clip_rows, batch_format="pyarrow", batch_size=rows_per_task)
-        clips.write_parquet(
-            out.staging(schema.CLIPS),
-            filesystem=storage.arrow_filesystem(out.output_uri, out.storage),
-            min_bytes_per_file=CLIP_FILE_BYTES,
-            **parquet_args(),
-        )
-        sums, failures, totals = summarize(results, len(entries), spec, rows_per_task)
+    if staged is not None:
+        sums, failures, totals = summarize(staged, len(entries), spec, out)
+        if out.fs.exists(out.staging(SUMS)):  # read: never committed
+            out.fs.rm(out.staging(SUMS), recursive=True)
     labelled = dict(model_version=spec.model_version, run_id=out.run_id, indexed_at=indexed_at)
     ok_uris = set(sums["video_uri"].to_pylist()) if sums is not None else set()
     videos = []
@@ -76,32 +151,28 @@ def write_tables(results, entries: list[VideoEntry], out: RunOutput, spec: Model
     return {"failed": failed, "clips": num_clips, "errors": len(failures), **totals}
 
 
-def result_rows_per_task(results: ray.data.MaterializedDataset) -> int:
-    """Clip results per write and summary task: about RESULT_TASK_BYTES of them (a row with
-    per-frame features kept is tens of times wider), from the blocks' metadata."""
-    rows = results.count()
-    return max(1, RESULT_TASK_BYTES // max(1, results.size_bytes() // max(1, rows)))
-
-
 def summarize(
-    results, num_videos: int, spec: ModelSpec, rows_per_task: int
+    staged: Staged, num_videos: int, spec: ModelSpec, out: RunOutput
 ) -> tuple[pa.Table | None, list, dict]:
     """Per-video sums (one row per video), the failed units' error rows, and the run's
-    planned frames and work units, from the results.
+    planned frames and work units, from the staged sums files.
 
-    Results are summed in Ray tasks of `rows_per_task` rows (`result_rows_per_task`). The
-    driver merges the sums when they fit in DRIVER_SUMS_BYTES (no shuffle: a groupby costs
+    The driver merges the sums when they fit in DRIVER_SUMS_BYTES (no shuffle: a groupby costs
     seconds even on small runs); beyond that, a Ray Data groupby merges them and only the
     merged rows come back."""
-    summary = results.map_batches(block_summary, batch_format="pyarrow", batch_size=rows_per_task)
     width = spec.embedding_dim + len(spec.labels)
     if num_videos * width * 8 <= DRIVER_SUMS_BYTES:
-        table = collect(summary)
-        if table is None:
+        contents = out.fs.cat(list(staged.sums_files))  # concurrent reads on object stores
+        tables = [pq.read_table(pa.BufferReader(contents[p])) for p in staged.sums_files]
+        tables = [t for t in tables if t.num_rows]
+        if not tables:
             return None, [], dict.fromkeys(WORK_COUNTS, 0)
+        table = pa.concat_tables(tables)
         totals = {name: int(pc.sum(table[name]).as_py() or 0) for name in WORK_COUNTS}
         return merge_sums(sums_rows(table)), failed_rows(table).to_pylist(), totals
-    summary = summary.materialize()
+    summary = ray.data.read_parquet(
+        list(staged.sums_files), filesystem=storage.arrow_filesystem(out.output_uri, out.storage)
+    ).materialize()
     totals = {name: int(summary.sum(name) or 0) for name in WORK_COUNTS}
     failed = summary.map_batches(failed_rows, batch_format="pyarrow").take_all()
     merged = (
@@ -109,10 +180,5 @@ def summarize(
         .groupby("video_uri", num_partitions=max(1, min(64, num_videos // 20_000 + 1)))
         .map_groups(merge_sums, batch_format="pyarrow")
     )
-    return collect(merged), failed, totals
-
-
-def collect(ds: ray.data.Dataset) -> pa.Table | None:
-    """A dataset's blocks as one Arrow table on the driver (None when it has no rows)."""
-    blocks = [b for b in ray.get(ds.to_arrow_refs()) if b.num_rows]
-    return pa.concat_tables(blocks) if blocks else None
+    blocks = [b for b in ray.get(merged.to_arrow_refs()) if b.num_rows]
+    return (pa.concat_tables(blocks) if blocks else None), failed, totals
