@@ -105,7 +105,11 @@ class RayNode:
     """One node (`ray start --block`) of a private cluster, torn down by pid."""
 
     def __init__(
-        self, env: dict[str, str], head_gcs_port: int | None = None, cpus: int = NODE_CPUS
+        self,
+        env: dict[str, str],
+        head_gcs_port: int | None = None,
+        cpus: int = NODE_CPUS,
+        object_store_bytes: int = NODE_OBJECT_STORE_BYTES,
     ) -> None:
         """`env`: the node's environment, which its worker processes inherit."""
         self.head = head_gcs_port is None
@@ -118,7 +122,7 @@ class RayNode:
         self.log_path = self.temp_dir / "node.log"
         common = [
             f"--num-cpus={cpus}",
-            f"--object-store-memory={NODE_OBJECT_STORE_BYTES}",
+            f"--object-store-memory={object_store_bytes}",
             f"--node-manager-port={ports[2]}",
             f"--object-manager-port={ports[3]}",
             f"--dashboard-agent-listen-port={ports[4]}",
@@ -158,6 +162,19 @@ class RayNode:
                 continue
             names.add(Path(argv0.decode(errors="replace")).name)
         return names
+
+    def rss_bytes(self) -> int:
+        """Resident memory of every process the node started, summed (its raylet, object store
+        and workers)."""
+        total = 0
+        for pid in _tree(self.proc.pid):
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            except OSError:
+                continue
+        return total
 
     def kill(self) -> None:
         """A preempted machine: SIGKILL to everything the node started, at once."""
@@ -222,10 +239,17 @@ class RayCluster:
             self.add_worker(deadline - time.monotonic())
         return self
 
-    def add_worker(self, timeout_s: float = 120.0, env: dict[str, str] | None = None) -> RayNode:
+    def add_worker(
+        self,
+        timeout_s: float = 120.0,
+        env: dict[str, str] | None = None,
+        object_store_bytes: int = NODE_OBJECT_STORE_BYTES,
+    ) -> RayNode:
         """A worker node joins (its workers see `env` besides the cluster's); returns once the
         head counts every node alive."""
-        node = RayNode(self.env | (env or {}), head_gcs_port=self.head.gcs_port)
+        node = RayNode(
+            self.env | (env or {}), self.head.gcs_port, object_store_bytes=object_store_bytes
+        )
         self.workers.append(node)
         deadline = time.monotonic() + timeout_s
         while len(self.alive_nodes()) < 1 + len(self.workers):

@@ -10,6 +10,8 @@ clusters where it only schedules); of its two worker nodes, the doomed one's pro
 REELAY_HANG_AT (pipeline/faults.py), so its decode tasks and inference actors stop at their
 first video and mark it: the node is killed while it holds work (decode units, an inference
 batch, or both), every time.
+
+And a node whose object store is smaller than the corpus's decoded frames (make test-all).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.samples import VideoSpec, write_video
-from tests.job_process import run_index_job
+from tests.job_process import run_index_job, run_python
 from tests.ray_cluster import RayCluster
 
 VIDEOS = 12
@@ -108,3 +110,49 @@ def test_the_record_names_the_lost_node_and_its_work(node_lost_run):
     assert lost not in nodes or not nodes[lost]["alive"], nodes
     survivors = [n for n in nodes.values() if n["alive"]]
     assert sum(n["decoded_units"] for n in survivors) >= record["counts"]["units"]
+
+
+@pytest.mark.slow
+def test_an_object_store_smaller_than_the_decoded_frames(tmp_path):
+    """A worker node with a 100 MB object store and a corpus of 113 MB of decoded frames (3000
+    frames at 112 px): Ray Data's backpressure carries the run through, the driver's and the
+    node's memory stay bounded, and every clip is indexed once."""
+    from benchmarks.driver_scale import PEAK_AT_EXIT
+
+    store = 100 * 2**20
+    for i in range(30):
+        spec = VideoSpec(width=64, height=48, fps=10, seconds=20.0, seed=i)
+        write_video(spec, tmp_path / "in" / f"v{i:02d}.mp4")
+    cluster = RayCluster()
+    try:
+        cluster.start(workers=0, head_cpus=0)
+        node = cluster.add_worker(object_store_bytes=store)
+        peaks, done = [], threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.5):
+                peaks.append(node.rss_bytes())
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        args = [
+            "-c", PEAK_AT_EXIT, "jobs/index.py", "--input", str(tmp_path / "in"),
+            "--output", str(tmp_path / "out"), "--fps", "5", "--clip-frames", "8",
+            "--image-size", "112", "--encoder", "small_cnn",
+        ]  # fmt: skip
+        code, log = run_python(args, {"RAY_ADDRESS": cluster.address}, tmp_path / "job.log", 400)
+        done.set()
+        sampler.join()
+    finally:
+        cluster.stop()
+    assert code == 0, log[-4000:]
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "out" / "_runs").glob("*.json")]
+    assert record["counts"]["sampled_frames"] * 112 * 112 * 3 > store  # more than fits
+    clips = pq.read_table(tmp_path / "out" / "clips", columns=["video_uri", "clip_index"])
+    assert clips.num_rows == record["counts"]["clips"] == 30 * 13
+    assert len(set(zip(*clips.to_pydict().values(), strict=True))) == clips.num_rows
+    driver_mib = json.loads(log.strip().splitlines()[-1])["peak_rss_mib"]
+    node_mib = max(peaks) / 2**20
+    print(f"driver peak {driver_mib:.0f} MiB, worker node peak {node_mib:.0f} MiB")
+    assert driver_mib < 1500, driver_mib
+    assert node_mib < 4000, node_mib
