@@ -156,3 +156,32 @@ def test_an_object_store_smaller_than_the_decoded_frames(tmp_path):
     print(f"driver peak {driver_mib:.0f} MiB, worker node peak {node_mib:.0f} MiB")
     assert driver_mib < 1500, driver_mib
     assert node_mib < 4000, node_mib
+
+
+@pytest.mark.slow
+def test_head_lost_mid_commit_then_a_new_cluster_completes_the_index(tmp_path):
+    """The driver SIGKILLed in the middle of its commit (one file published, no record) and
+    the whole cluster gone with it, as when the head node dies; an --incremental run on a new
+    cluster finishes the crashed commit and leaves every video and clip once."""
+    corpus, out = tmp_path / "in", tmp_path / "out"
+    for i in range(6):
+        spec = VideoSpec(width=64, height=48, fps=10, seconds=4.0, seed=90 + i)
+        write_video(spec, corpus / f"h{i}.mp4")
+    args = ["--input", str(corpus), "--output", str(out), "--incremental", *FLAGS]
+    codes = []
+    for faults in ({"REELAY_CRASH_AT": "commit_first_move"}, {}):
+        cluster = RayCluster()
+        try:
+            cluster.start(workers=1, head_cpus=0)
+            env = {"RAY_ADDRESS": cluster.address, **faults}
+            codes.append(run_index_job(args, env, tmp_path / f"job{len(codes)}.log")[0])
+        finally:
+            cluster.stop()  # the head goes, and all the cluster's state with it
+    assert codes == [-9, 0], codes
+    videos = pq.read_table(out / "videos").to_pylist()
+    assert Counter(Path(v["video_uri"]).stem for v in videos) == Counter(f"h{i}" for i in range(6))
+    clips = pq.read_table(out / "clips").to_pylist()
+    assert len(clips) == 6 * CLIPS_PER_VIDEO
+    assert len({(c["video_uri"], c["clip_index"]) for c in clips}) == len(clips)
+    records = [json.loads(p.read_text()) for p in (out / "_runs").glob("*.json")]
+    assert sorted(r["counts"]["processed"] for r in records) == [0, 6]  # rolled forward
