@@ -1,7 +1,8 @@
 """Index a video corpus into Parquet: `python jobs/index.py --input URI --output URI [options]`.
 
 Exit codes: 0 success, 2 bad usage or input, 3 more failures than --max-failure-fraction,
-1 an unexpected failure. Errors are one line on stderr; REELAY_DEBUG=1 adds the traceback.
+4 no progress for --stall-timeout seconds, 1 an unexpected failure. Errors are one line on
+stderr; REELAY_DEBUG=1 adds the traceback.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pipeline.config import (  # noqa: E402
 )
 
 EXIT_THRESHOLD = 3
+EXIT_STALLED = 4
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -127,6 +129,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--incremental run takes the rest; 0 commits once, at the end",
     )
     p.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=1800.0,
+        metavar="SECONDS",
+        help="stop the run (exit 4) when its work makes no progress this long, e.g. when the "
+        "cluster lost the nodes it needs and none replace them; nothing of it is committed and "
+        "the next --incremental run takes its videos; 0 waits for ever",
+    )
+    p.add_argument(
         "--keep-frame-features",
         action="store_true",
         help="also write each clip's per-frame CNN features (clips.frame_features, (T, D)): "
@@ -200,6 +211,7 @@ def build_config(args: argparse.Namespace) -> IndexConfig:
         run_id=args.run_id,
         max_failure_fraction=args.max_failure_fraction,
         commit_every=args.commit_every,
+        stall_timeout_s=args.stall_timeout,
     )
 
 
@@ -218,6 +230,9 @@ def _main(argv: list[str] | None) -> int:
         print(f"reelay index: error: {e}", file=sys.stderr, flush=True)
         print(e.summary.line(), flush=True)
         return EXIT_THRESHOLD
+    except index.RunStalled as e:
+        print(f"reelay index: error: {e}", file=sys.stderr, flush=True)
+        return EXIT_STALLED
     if summary.status == "dry_run":
         print(format_plan(summary.plan), flush=True)
         print(json.dumps(summary.plan), flush=True)

@@ -247,6 +247,9 @@ class IndexConfig:
     run_id: str | None = None
     max_failure_fraction: float = 0.5
     progress_interval_s: float = 10.0
+    # a run whose work makes no progress this long stops (RunStalled, exit 4) instead of
+    # waiting for ever on a cluster that lost the nodes it needs; 0 waits for ever
+    stall_timeout_s: float = 1800.0
     # videos per commit (pipeline.index.job): a long run commits in parts, each a run of its
     # own, so that a crash loses one part's work; 0 commits once, at the end
     commit_every: int = 0
@@ -265,6 +268,12 @@ class IndexConfig:
             )
         if not 0.0 <= self.max_failure_fraction <= 1.0:
             raise ConfigError("--max-failure-fraction must be between 0 and 1")
+        if self.stall_timeout_s and self.stall_timeout_s <= self.plan.guard.timeout_s:
+            raise ConfigError(
+                f"--stall-timeout {self.stall_timeout_s:g} must be longer than --decode-timeout "
+                f"{self.plan.guard.timeout_s:g} (one work unit may take that long), or 0 to "
+                "wait for ever"
+            )
         if self.commit_every < 0:
             raise ConfigError(
                 f"--commit-every must be >= 0 (got {self.commit_every}): videos per commit, "

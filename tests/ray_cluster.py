@@ -233,8 +233,8 @@ class RayCluster:
         """`head_cpus=0`: a head that runs no tasks, as on clusters where it only schedules."""
         self.head = RayNode(self.env, cpus=head_cpus)
         deadline = time.monotonic() + timeout_s
-        while not self._answers("/api/version"):
-            self._check_time(self.head, deadline, "the dashboard did not answer")
+        while not self.alive_nodes():  # the dashboard's state API lists the head
+            self._check_time(self.head, deadline, "the dashboard did not list the head")
         for _ in range(workers):
             self.add_worker(deadline - time.monotonic())
         return self

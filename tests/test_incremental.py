@@ -381,7 +381,7 @@ esac
 
 @pytest.mark.parametrize(
     ("scenario", "expected"),
-    [("ok", 0), ("2", 2), ("3", 3), ("1", 1), ("lost", 1), ("unreachable", 1)],
+    [("ok", 0), ("2", 2), ("3", 3), ("4", 5), ("1", 1), ("lost", 1), ("unreachable", 1)],
 )
 def test_nightly_script_submits_incremental_and_maps_exit_codes(tmp_path, scenario, expected):
     """nightly.sh against a stand-in `ray`: the submitted command, the log, the exit code."""

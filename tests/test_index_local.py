@@ -517,6 +517,7 @@ def test_cli_path_like_run_id_exits_2(cli, tmp_path: Path):
         (["--num-classes", "0"], "--num-classes"),
         (["--temporal", "attention", "--hidden-dim", "250"], "--hidden-dim must be a multiple"),
         (["--commit-every", "-1"], "--commit-every"),
+        (["--stall-timeout", "60", "--decode-timeout", "60"], "--stall-timeout 60 must be"),
     ],
 )
 def test_cli_bad_resource_and_model_flags_exit_2_naming_the_flag(

@@ -185,3 +185,56 @@ def test_head_lost_mid_commit_then_a_new_cluster_completes_the_index(tmp_path):
     assert len({(c["video_uri"], c["clip_index"]) for c in clips}) == len(clips)
     records = [json.loads(p.read_text()) for p in (out / "_runs").glob("*.json")]
     assert sorted(r["counts"]["processed"] for r in records) == [0, 6]  # rolled forward
+
+
+@pytest.mark.slow
+def test_a_cluster_left_without_workers_stops_by_itself_and_the_next_run_completes(tmp_path):
+    """The only worker node dies holding work and nothing replaces it: the run stops after
+    --stall-timeout with exit 4 and a message naming the lost node, never a hang; once a node
+    joins, an --incremental run indexes every video, once."""
+    corpus, out, marks = tmp_path / "in", tmp_path / "out", tmp_path / "marks"
+    marks.mkdir()
+    for i in range(6):
+        spec = VideoSpec(width=64, height=48, fps=10, seconds=4.0, seed=110 + i)
+        write_video(spec, corpus / f"s{i}.mp4")
+    args = ["--input", str(corpus), "--output", str(out), "--incremental", *FLAGS]
+    stall = ["--decode-timeout", "5", "--stall-timeout", "15"]
+    cluster = RayCluster()
+    try:
+        cluster.start(workers=0, head_cpus=0)
+        before = {n["node_id"] for n in cluster.alive_nodes()}
+        doomed = cluster.add_worker(
+            env={"REELAY_HANG_AT": "decode,infer", "REELAY_FAULT_DIR": str(marks)}
+        )
+        (lost_id,) = {n["node_id"] for n in cluster.alive_nodes()} - before
+        env = {"RAY_ADDRESS": cluster.address}
+        outcome: dict = {}
+
+        def job() -> None:
+            started = time.monotonic()
+            outcome["code"], outcome["log"] = run_index_job(
+                [*args, *stall], env, tmp_path / "stalled.log", timeout_s=240
+            )
+            outcome["seconds"] = time.monotonic() - started
+
+        runner = threading.Thread(target=job)
+        runner.start()
+        deadline = time.monotonic() + 120
+        while not list(marks.glob("hanging-*")) and runner.is_alive():
+            assert time.monotonic() < deadline, "no work reached the doomed node"
+            time.sleep(0.2)
+        cluster.kill(doomed)
+        runner.join(timeout=240)
+        assert not runner.is_alive(), "the run hung after losing its only worker node"
+        cluster.add_worker()
+        code, log = run_index_job(args, env, tmp_path / "rerun.log")
+    finally:
+        cluster.stop()
+    assert outcome["code"] == 4, outcome["log"][-4000:]
+    assert "no progress for 15 s" in outcome["log"] and lost_id[:12] in outcome["log"]
+    assert outcome["seconds"] < 120, outcome["seconds"]
+    assert code == 0, log[-4000:]
+    videos = pq.read_table(out / "videos").to_pylist()
+    assert sorted(Path(v["video_uri"]).stem for v in videos) == [f"s{i}" for i in range(6)]
+    clips = pq.read_table(out / "clips").to_pylist()
+    assert len({(c["video_uri"], c["clip_index"]) for c in clips}) == len(clips) == 12

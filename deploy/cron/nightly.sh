@@ -23,6 +23,8 @@
 #   3  more videos failed than --max-failure-fraction (jobs/index.py exit 3): the good ones are
 #      committed; look at errors/, then rerun with --retry-errors
 #   4  another run still holds the lock (yesterday's run is still going): nothing was submitted
+#   5  no progress for --stall-timeout seconds (jobs/index.py exit 4): the cluster lost the
+#      nodes the run needs; nothing committed; the next run takes its videos
 set -euo pipefail
 
 : "${REELAY_INPUT:?set REELAY_INPUT to the input URI}"
@@ -88,5 +90,6 @@ code="$(grep -oE 'failed with exit code [0-9]+' <<<"$status_text" | grep -oE '[0
 case "$code" in
     2) say "job $submission_id: bad usage or input (exit 2); see $log"; exit 2 ;;
     3) say "job $submission_id: failures over the threshold (exit 3); good videos committed; see $log"; exit 3 ;;
+    4) say "job $submission_id: no progress, the cluster lost the nodes it needs (exit 4); see $log"; exit 5 ;;
     *) say "job $submission_id failed (driver exit code: ${code:-none}); rerun is safe; see $log"; exit 1 ;;
 esac

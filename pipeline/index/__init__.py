@@ -8,6 +8,11 @@ bookkeeping actor and progress log.
 
 from pipeline import lazy_exports
 
-_EXPORTS = {"FailureThresholdExceeded": "job", "RunSummary": "job", "run": "job"}
+_EXPORTS = {
+    "FailureThresholdExceeded": "job",
+    "RunStalled": "progress",
+    "RunSummary": "job",
+    "run": "job",
+}
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -4,6 +4,7 @@ the report). Plain lines, readable in `ray job logs`."""
 
 from __future__ import annotations
 
+import _thread
 import logging
 import threading
 import time
@@ -15,6 +16,8 @@ from pipeline.video.guard import GuardBook
 
 log = logging.getLogger("reelay.progress")
 SLOWEST_KEPT = 20
+# counters whose standing still means the run's work stands still
+STALL_KEYS = ("planned_videos", "decoded_units", "inferred_clips", "failed_units")
 READER_REASONS_KEPT = 10
 
 
@@ -115,16 +118,24 @@ class RunBook(GuardBook, ProgressTracker):
         ProgressTracker.__init__(self)
 
 
+class RunStalled(RuntimeError):
+    """The run's work made no progress for --stall-timeout seconds (nothing is committed)."""
+
+
 @dataclass
 class ProgressLog:
-    """Driver thread: every `interval_s`, one log line and one timeline sample."""
+    """Driver thread: every `interval_s`, one log line and one timeline sample; every second,
+    a look at whether the work still moves. With no progress for `stall_timeout_s` (0: never)
+    it interrupts the driver's main thread, which `stalled_error` then explains."""
 
     tracker: ray.actor.ActorHandle
     total_videos: int
     interval_s: float = 10.0
+    stall_timeout_s: float = 0.0
 
     def __post_init__(self) -> None:
         self.timeline: list[dict] = []
+        self.stalled = False
         self._stop = threading.Event()
         self._start = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name="reelay-progress", daemon=True)
@@ -139,14 +150,51 @@ class ProgressLog:
         self.sample(final=True)
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self.sample()
+        logged = moved = time.monotonic()
+        last = None
+        while not self._stop.wait(1.0):
+            now = time.monotonic()
+            if now - logged >= self.interval_s:
+                counts, logged = self.sample(), now
+            else:
+                counts = self.snapshot()
+            work = tuple(counts.get(k) for k in STALL_KEYS) if counts else last
+            if work != last:
+                last, moved = work, now
+            elif self.stall_timeout_s and now - moved > self.stall_timeout_s:
+                self.stalled = True
+                _thread.interrupt_main()  # the main thread waits inside Ray Data
+                return
 
-    def sample(self, final: bool = False) -> dict:
+    def snapshot(self) -> dict:
         try:
-            counts = ray.get(self.tracker.snapshot.remote(), timeout=10)
+            return ray.get(self.tracker.snapshot.remote(), timeout=10)
         except Exception as e:  # progress is advisory: never fail the run for it
             log.debug("progress snapshot failed: %s", e)
+            return {}
+
+    def stalled_error(self) -> RunStalled:
+        """What a stalled run says: how long, what was done, which nodes the cluster lost."""
+        nodes = ray.nodes()
+        lost = [
+            f"{n['NodeID'][:12]} ({n.get('NodeManagerAddress', '?')})"
+            for n in nodes
+            if not n.get("Alive")
+        ]
+        alive = ray.cluster_resources()
+        done = self.timeline[-1] if self.timeline else {}
+        return RunStalled(
+            f"no progress for {self.stall_timeout_s:g} s "
+            f"({done.get('videos_done', 0)} of {self.total_videos} videos done); "
+            f"nodes lost: {', '.join(lost) or 'none'}; the cluster now has "
+            f"{alive.get('CPU', 0):g} CPUs and {alive.get('GPU', 0):g} GPUs. Nothing of this "
+            "run is committed: rerun with --incremental once the cluster has the capacity "
+            "(or raise --stall-timeout if the work is just slow to start)"
+        )
+
+    def sample(self, final: bool = False) -> dict:
+        counts = self.snapshot()
+        if not counts:
             return {}
         t = time.monotonic() - self._start
         counts["t_s"] = round(t, 2)

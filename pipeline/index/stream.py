@@ -67,12 +67,18 @@ def index_stream(
     work per node) and the inference actors the run was sized for."""
     resources = inference_resources(cfg.infer)
     rows = result_rows_per_task(spec, sampling.clip_frames, cfg.infer.keep_frame_features)
-    with ProgressLog(book, len(entries), cfg.progress_interval_s) as progress:
-        results = streaming_dataset(entries, cfg, sampling, spec, out.run_id, resources, book)
-        staged = stage_results(results, out, rows, resources.task_cpus)
-        slowest, readers, nodes = ray.get(
-            [book.slowest.remote(), book.reader_counts.remote(), book.node_work.remote()]
-        )
+    progress = ProgressLog(book, len(entries), cfg.progress_interval_s, cfg.stall_timeout_s)
+    try:
+        with progress:
+            results = streaming_dataset(entries, cfg, sampling, spec, out.run_id, resources, book)
+            staged = stage_results(results, out, rows, resources.task_cpus)
+    except KeyboardInterrupt:
+        if progress.stalled:
+            raise progress.stalled_error() from None
+        raise
+    slowest, readers, nodes = ray.get(
+        [book.slowest.remote(), book.reader_counts.remote(), book.node_work.remote()]
+    )
     return (
         staged,
         {
