@@ -4,6 +4,8 @@ REELAY_CRASH_AT=<point> SIGKILLs the process at a named point; `<point>:<text>` 
 subject (e.g. a video URI) contains <text>. REELAY_HANG_AT works alike but sleeps forever
 (with REELAY_FAULT_DIR set, it leaves a `hanging-<point>-<pid>` file there first, so that a
 test knows when to strike).
+REELAY_DELAY_AT=<point> sleeps REELAY_DELAY_S seconds (default 1) at each matching point: a
+slow node, when only that node's processes see it.
 REELAY_CRASH_ONCE_AT works like REELAY_CRASH_AT but only the first time across all processes
 (a marker file in REELAY_FAULT_DIR records it): a lost worker or actor that the run must
 survive, as a preempted node would be.
@@ -30,6 +32,8 @@ def crash_point(name: str, subject: str = "") -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     if _matches("REELAY_CRASH_ONCE_AT", name, subject) and _first_time(name):
         os.kill(os.getpid(), signal.SIGKILL)
+    if _matches("REELAY_DELAY_AT", name, subject):
+        time.sleep(float(os.environ.get("REELAY_DELAY_S", "1")))
     if _matches("REELAY_HANG_AT", name, subject):
         folder = os.environ.get("REELAY_FAULT_DIR")
         if folder:
