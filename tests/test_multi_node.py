@@ -27,11 +27,51 @@ import pytest
 
 from pipeline.samples import VideoSpec, write_video
 from tests.job_process import run_index_job, run_python
-from tests.ray_cluster import RayCluster
+from tests.ray_cluster import RayCluster, RayNode
 
 VIDEOS = 12
 CLIPS_PER_VIDEO = 2  # 4 s at --fps 2, clips of 4 frames
 FLAGS = ["--fps", "2", "--clip-frames", "4", "--image-size", "32", "--batch-size", "2"]
+
+
+def add_doomed_node(cluster: RayCluster, marks: Path) -> tuple[RayNode, str]:
+    """A worker node whose decode tasks and inference actors hang at their first video, each
+    leaving a marker in `marks`: it will die holding work. Returns the node and its id."""
+    before = {n["node_id"] for n in cluster.alive_nodes()}
+    doomed = cluster.add_worker(
+        env={"REELAY_HANG_AT": "decode,infer", "REELAY_FAULT_DIR": str(marks)}
+    )
+    (node_id,) = {n["node_id"] for n in cluster.alive_nodes()} - before
+    return doomed, node_id
+
+
+def run_losing(
+    cluster: RayCluster, doomed: RayNode, marks: Path, args: list[str], log: Path, then=None
+) -> dict:
+    """The index job with `args` on `cluster`; `doomed` is killed once it holds work, then
+    `then()` runs. Returns the job's code, log and seconds, and what the node held."""
+    outcome: dict = {}
+
+    def job() -> None:
+        started = time.monotonic()
+        outcome["code"], outcome["log"] = run_index_job(
+            args, {"RAY_ADDRESS": cluster.address}, log, timeout_s=240
+        )
+        outcome["seconds"] = time.monotonic() - started
+
+    runner = threading.Thread(target=job)
+    runner.start()
+    deadline = time.monotonic() + 120
+    while not list(marks.glob("hanging-*")) and runner.is_alive():
+        assert time.monotonic() < deadline, "no work reached the doomed node"
+        time.sleep(0.2)
+    outcome["held"] = sorted(p.name.rsplit("-", 1)[0] for p in marks.glob("hanging-*"))
+    cluster.kill(doomed)
+    if then is not None:
+        then()
+    runner.join(timeout=300)
+    assert not runner.is_alive(), "the run hung after losing a node"
+    return outcome
 
 
 @pytest.fixture(
@@ -49,35 +89,19 @@ def node_lost_run(request, tmp_path_factory):
         spec = VideoSpec(width=64, height=48, fps=10, seconds=4.0, seed=70 + i)
         write_video(spec, corpus / f"v{i:02d}.mp4")
     cluster = RayCluster()
-    outcome: dict = {}
     try:
         cluster.start(workers=1, head_cpus=0)
-        before = {n["node_id"] for n in cluster.alive_nodes()}
-        doomed = cluster.add_worker(
-            env={"REELAY_HANG_AT": "decode,infer", "REELAY_FAULT_DIR": str(marks)}
-        )
-        (lost_id,) = {n["node_id"] for n in cluster.alive_nodes()} - before
+        doomed, lost_id = add_doomed_node(cluster, marks)
 
-        def job() -> None:
-            args = ["--input", str(corpus), "--output", str(out), *FLAGS]
-            outcome["code"], outcome["log"] = run_index_job(
-                args, {"RAY_ADDRESS": cluster.address}, root / "job.log", timeout_s=240
-            )
-
-        runner = threading.Thread(target=job)
-        runner.start()
-        deadline = time.monotonic() + 120
-        while not list(marks.glob("hanging-*")) and runner.is_alive():
-            assert time.monotonic() < deadline, "no work reached the doomed node"
-            time.sleep(0.2)
-        held = sorted(p.name.rsplit("-", 1)[0] for p in marks.glob("hanging-*"))
-        cluster.kill(doomed)
-        if request.param:
+        def replace() -> None:
             time.sleep(3)
-            cluster.add_worker()  # the replacement
-        runner.join(timeout=300)
-        assert not runner.is_alive(), "the run hung after losing a node"
-        outcome |= {"out": out, "lost": lost_id, "held": held}
+            cluster.add_worker()  # the autoscaler's replacement
+
+        args = ["--input", str(corpus), "--output", str(out), *FLAGS]
+        outcome = run_losing(
+            cluster, doomed, marks, args, root / "job.log", replace if request.param else None
+        )
+        outcome |= {"out": out, "lost": lost_id}
         yield outcome
     finally:
         cluster.stop()
@@ -202,32 +226,10 @@ def test_a_cluster_left_without_workers_stops_by_itself_and_the_next_run_complet
     cluster = RayCluster()
     try:
         cluster.start(workers=0, head_cpus=0)
-        before = {n["node_id"] for n in cluster.alive_nodes()}
-        doomed = cluster.add_worker(
-            env={"REELAY_HANG_AT": "decode,infer", "REELAY_FAULT_DIR": str(marks)}
-        )
-        (lost_id,) = {n["node_id"] for n in cluster.alive_nodes()} - before
-        env = {"RAY_ADDRESS": cluster.address}
-        outcome: dict = {}
-
-        def job() -> None:
-            started = time.monotonic()
-            outcome["code"], outcome["log"] = run_index_job(
-                [*args, *stall], env, tmp_path / "stalled.log", timeout_s=240
-            )
-            outcome["seconds"] = time.monotonic() - started
-
-        runner = threading.Thread(target=job)
-        runner.start()
-        deadline = time.monotonic() + 120
-        while not list(marks.glob("hanging-*")) and runner.is_alive():
-            assert time.monotonic() < deadline, "no work reached the doomed node"
-            time.sleep(0.2)
-        cluster.kill(doomed)
-        runner.join(timeout=240)
-        assert not runner.is_alive(), "the run hung after losing its only worker node"
+        doomed, lost_id = add_doomed_node(cluster, marks)
+        outcome = run_losing(cluster, doomed, marks, [*args, *stall], tmp_path / "stalled.log")
         cluster.add_worker()
-        code, log = run_index_job(args, env, tmp_path / "rerun.log")
+        code, log = run_index_job(args, {"RAY_ADDRESS": cluster.address}, tmp_path / "rerun.log")
     finally:
         cluster.stop()
     assert outcome["code"] == 4, outcome["log"][-4000:]
