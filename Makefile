@@ -13,11 +13,11 @@ setup: $(STAMP)
 
 # --no-cache-dir: the install is ~6.5 GB (PyTorch's CUDA build and its NVIDIA libraries); a
 # copy of every downloaded wheel in pip's cache would add ~3 GB more to a fresh machine's disk.
-# --no-compile: Python compiles what it imports on first use; compiling all of torch's and
-# Ray's files up front took ~50 s of a ~2 min install on 2 cores
+# pip compiles every file it installs (~50 s of the install): keep that, since machines that
+# set PYTHONDONTWRITEBYTECODE=1 would otherwise compile torch again in every process
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --no-cache-dir --no-compile -c constraints.txt -e '.[dev]' > $(VENV)/pip.log 2>&1 || (tail -40 $(VENV)/pip.log; exit 1)
+	$(PY) -m pip install -q --no-cache-dir -c constraints.txt -e '.[dev]' > $(VENV)/pip.log 2>&1 || (tail -40 $(VENV)/pip.log; exit 1)
 	$(PY) -c "import torch, torchvision, ray, decord, av, s3fs, duckdb, moto, pytest, xdist"
 	touch $(STAMP)
 
