@@ -39,9 +39,10 @@ def parquet_args() -> dict:
 
 
 def with_version(table: pa.Table) -> pa.Table:
-    meta = dict(table.schema.metadata or {})
-    meta[b"reelay.schema_version"] = str(schema.SCHEMA_VERSION).encode()
-    return table.replace_schema_metadata(meta)
+    """`table` with the schema version in its footer metadata (schema.VERSION_METADATA)."""
+    return table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), **schema.VERSION_METADATA}
+    )
 
 
 def _parent(path: str) -> str:
