@@ -240,3 +240,50 @@ def test_a_cluster_left_without_workers_stops_by_itself_and_the_next_run_complet
     assert sorted(Path(v["video_uri"]).stem for v in videos) == [f"s{i}" for i in range(6)]
     clips = pq.read_table(out / "clips").to_pylist()
     assert len({(c["video_uri"], c["clip_index"]) for c in clips}) == len(clips) == 12
+
+
+@pytest.mark.slow
+def test_training_survives_losing_a_worker_node(sample_corpus, tmp_path):
+    """jobs/train.py --max-failures on a cluster: the node its two workers run on dies in epoch
+    2 (they hang there; 10 s later the node is SIGKILLed), a fresh node joins, and Ray Train
+    restarts the worker group there from epoch 1's checkpoint: all epochs, the restart
+    recorded."""
+    out, marks = tmp_path / "out", tmp_path / "marks"
+    marks.mkdir()
+    args = [
+        "jobs/train.py", "--data", str(sample_corpus / "manifest.csv"), "--output", str(out),
+        "--epochs", "3", "--fps", "5", "--clip-frames", "8", "--image-size", "32",
+        "--encoder", "small_cnn", "--temporal", "gru", "--hidden-dim", "32",
+        "--batch-size", "4", "--num-workers", "2", "--max-failures", "1",
+    ]  # fmt: skip
+    cluster = RayCluster()
+    outcome: dict = {}
+    try:
+        cluster.start(workers=0, head_cpus=0)  # the workers can only go to the doomed node
+        doomed = cluster.add_worker(
+            env={"REELAY_HANG_AT": "train_epoch:2", "REELAY_FAULT_DIR": str(marks)}
+        )
+
+        def train() -> None:
+            outcome["code"], outcome["log"] = run_python(
+                args, {"RAY_ADDRESS": cluster.address}, tmp_path / "train.log", timeout_s=400
+            )
+
+        runner = threading.Thread(target=train)
+        runner.start()
+        deadline = time.monotonic() + 300
+        while not list(marks.glob("hanging-*")) and runner.is_alive():
+            assert time.monotonic() < deadline, "no training worker reached epoch 2 there"
+            time.sleep(0.5)
+        assert list(marks.glob("hanging-*")), outcome.get("log", "")[-3000:]
+        time.sleep(10)  # Ray Train's controller takes epoch 1's checkpoint in when it polls
+        cluster.kill(doomed)
+        cluster.add_worker()
+        runner.join(timeout=400)
+        assert not runner.is_alive(), "training hung after losing a node"
+    finally:
+        cluster.stop()
+    assert outcome["code"] == 0, outcome["log"][-4000:]
+    record = json.loads((out / "train_run.json").read_text())
+    assert record["epochs"] == 3 and record["status"] == "done"
+    assert record["restarts"] == [{"from_epoch": 1}], record["restarts"]
