@@ -286,10 +286,10 @@ def test_damaged_gop_costs_only_its_clips(hostile):
             assert c.clip_index in indexed or c.clip_index in named, (c, errors)
     bad = sorted(f for c in damaged for f in c.frame_indices if first <= f < end)
     assert {(e["stage"], e["error_type"]) for e in errors} == {("decode", "UndecodableFrames")}
-    assert any(
+    assert any(  # FFmpeg's words, or decord's when its decoder thread died before saying them
         re.search(
-            rf"^cannot decode frames {bad[0]}-{bad[-1]} of 40: Invalid data found when "
-            r"processing input.*; clip 2 not indexed$",
+            rf"^cannot decode frames {bad[0]}-{bad[-1]} of 40: (Invalid data found when "
+            r"processing input|the decoder stopped on frame data).*; clip 2 not indexed$",
             e["message"],
         )
         for e in errors
