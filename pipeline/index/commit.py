@@ -79,12 +79,14 @@ class RunOutput:
     def record_path(self) -> str:
         return self._path(schema.RUNS, f"{self.run_id}.json")
 
-    def write_small_table(self, table_name: str, table: pa.Table, part: str) -> None:
-        """Write a driver-side table (errors, failed videos, ledger) into staging."""
+    def write_small_table(self, table_name: str, table: pa.Table, part: str) -> str:
+        """Write a table that fits in memory into staging (the driver's errors, videos and
+        ledger; a staging task's batch of clips); returns its path."""
         path = f"{self.staging(table_name)}/{part}.parquet"
         self.fs.makedirs(_parent(path), exist_ok=True)
         with self.fs.open(path, "wb") as f:
             pq.write_table(with_version(table), f, **parquet_args())
+        return path
 
     def write_table_parts(self, table_name: str, table: pa.Table, rows_per_file: int = 100_000):
         """Write a driver-side table into staging, in files of at most `rows_per_file` rows."""

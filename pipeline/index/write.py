@@ -26,7 +26,7 @@ from pipeline.aggregate import (
     sums_rows,
     videos_table,
 )
-from pipeline.index.commit import RunOutput, parquet_args, with_version
+from pipeline.index.commit import RunOutput
 from pipeline.index.ledger import ledger_table
 from pipeline.listing import VideoEntry
 from pipeline.models.source import ModelSpec
@@ -41,10 +41,9 @@ SUMS = "_sums"  # staging folder of the per-video sums (read back by the driver,
 
 @dataclass(frozen=True)
 class Staged:
-    """What the staging stage left: the clips and sums files the driver received names of
-    (files of attempts Ray retried are not among them), and the executed dataset (its stats)."""
+    """What the staging stage left: the sums files the driver received names of (files of
+    attempts Ray retried are not among them), and the executed dataset (its stats)."""
 
-    clips_files: frozenset[str]
     sums_files: tuple[str, ...]
     dataset: ray.data.Dataset
 
@@ -61,22 +60,11 @@ class StageResults:
     out: RunOutput
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        fs = self.out.fs
-        name = f"{uuid.uuid4().hex}.parquet"
+        name = uuid.uuid4().hex
         clips = clip_rows(table)
-        clips_file = ""
-        if clips.num_rows:
-            clips_file = f"{self.out.staging(schema.CLIPS)}/{name}"
-            write_parquet(fs, clips_file, clips)
-        sums_file = f"{self.out.staging(SUMS)}/{name}"
-        write_parquet(fs, sums_file, block_summary(table))
+        clips_file = self.out.write_small_table(schema.CLIPS, clips, name) if clips.num_rows else ""
+        sums_file = self.out.write_small_table(SUMS, block_summary(table), name)
         return pa.table({"clips_file": [clips_file], "sums_file": [sums_file]})
-
-
-def write_parquet(fs, path: str, table: pa.Table) -> None:
-    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    with fs.open(path, "wb") as f:
-        pq.write_table(with_version(table), f, **parquet_args())
 
 
 def stage_results(results: ray.data.Dataset, out: RunOutput, rows: int, task_cpus: float) -> Staged:
@@ -89,11 +77,7 @@ def stage_results(results: ray.data.Dataset, out: RunOutput, rows: int, task_cpu
     )
     named = staged.take_all()
     drop_orphans(out, {r["clips_file"] for r in named} | {r["sums_file"] for r in named})
-    return Staged(
-        frozenset(r["clips_file"] for r in named if r["clips_file"]),
-        tuple(sorted(r["sums_file"] for r in named)),
-        staged,
-    )
+    return Staged(tuple(sorted(r["sums_file"] for r in named)), staged)
 
 
 def drop_orphans(out: RunOutput, named: set[str]) -> None:
@@ -102,7 +86,7 @@ def drop_orphans(out: RunOutput, named: set[str]) -> None:
     for folder in (out.staging(schema.CLIPS), out.staging(SUMS)):
         if fs.exists(folder):
             for path in fs.find(folder):
-                if path not in named and storage.strip_scheme(path) not in named:
+                if path not in named:  # both are paths without a scheme (RunOutput.staging)
                     fs.rm(path)
 
 
