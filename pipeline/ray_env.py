@@ -71,6 +71,16 @@ def this_node() -> str:
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
 
+def actor_beside_driver(actor_class: type, **options):
+    """An instance of `actor_class` as an actor on this process's node, taking no CPU: the
+    bookkeeping of a run (the decode guard's record, training's attempts) must live as long as
+    its driver, not go with a worker node."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(this_node(), soft=False)
+    return ray.remote(num_cpus=0, scheduling_strategy=here, **options)(actor_class).remote()
+
+
 def cluster_cpus() -> int:
     return int(ray.cluster_resources().get("CPU", 1))
 

@@ -25,7 +25,7 @@ import pyarrow as pa
 from pipeline import storage
 from pipeline.config import ConfigError
 from pipeline.models.source import read_checkpoint
-from pipeline.ray_env import ensure_ray
+from pipeline.ray_env import actor_beside_driver, ensure_ray
 from pipeline.runs import Stopwatch, new_run_id
 from pipeline.train import output as names
 from pipeline.train.config import TrainConfig
@@ -301,7 +301,6 @@ def _loop_spec(
 def _fit(cfg: TrainConfig, spec: LoopSpec, out: TrainOutput, splits: dict[str, ClipSplit]):
     import ray.train
     from ray.train.torch import TorchTrainer
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from pipeline.train.loop import train_loop_per_worker
 
@@ -309,9 +308,7 @@ def _fit(cfg: TrainConfig, spec: LoopSpec, out: TrainOutput, splits: dict[str, C
     resources = {"CPU": cfg.workers.cpus_per_worker}
     if cfg.workers.use_gpu:
         resources["GPU"] = 1
-    # on the driver's node, so that it outlives any worker group
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    attempts = ray.remote(num_cpus=0, scheduling_strategy=here)(Attempts).remote()
+    attempts = actor_beside_driver(Attempts)  # outlives any worker group
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"spec": replace(spec, attempts=attempts)},
@@ -336,9 +333,11 @@ def _fit(cfg: TrainConfig, spec: LoopSpec, out: TrainOutput, splits: dict[str, C
         # val is not split: rank 0 evaluates every val clip, so keep-best sees exact numbers
         dataset_config=ray.train.DataConfig(datasets_to_split=[TRAIN]),
     )
-    result = trainer.fit()
-    started_after = ray.get(attempts.starts.remote())
-    ray.kill(attempts)
+    try:
+        result = trainer.fit()
+        started_after = ray.get(attempts.starts.remote())
+    finally:
+        ray.kill(attempts)
     if result.error is not None:
         raise RuntimeError(f"training failed: {result.error}") from result.error
     return result, [{"from_epoch": epoch} for epoch in started_after[1:]]

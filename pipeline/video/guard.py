@@ -75,14 +75,13 @@ def open_book(book_class: type = GuardBook) -> Iterator[Any]:
     """An actor of `book_class` (GuardBook or a class that extends it) for one run, None when
     Ray is not initialized; killed at the end."""
     import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from pipeline.ray_env import actor_beside_driver
 
     if not ray.is_initialized():
         yield None
         return
-    # on the driver's node: a lost worker node must not take the run's record with it
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    book = ray.remote(num_cpus=0, max_restarts=-1, scheduling_strategy=here)(book_class).remote()
+    book = actor_beside_driver(book_class, max_restarts=-1)
     try:
         yield book
     finally:
