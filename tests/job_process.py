@@ -95,3 +95,14 @@ def run_python(
             stop_job_processes(proc.pid, f"REELAY_TEST_MARKER={marker}")
             shutil.rmtree(ray_tmp, ignore_errors=True)
     return code, log_path.read_text(errors="replace")
+
+
+def small_training(corpus: Path, out: Path, *extra: str) -> list[str]:
+    """`jobs/train.py` on the sample corpus, 3 epochs of a tiny model at 32 px: the command
+    of the training fault tests."""
+    return [
+        "jobs/train.py", "--data", str(corpus / "manifest.csv"), "--output", str(out),
+        "--epochs", "3", "--fps", "5", "--clip-frames", "8", "--image-size", "32",
+        "--encoder", "small_cnn", "--temporal", "gru", "--hidden-dim", "32",
+        "--batch-size", "4", *extra,
+    ]  # fmt: skip

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.samples import VideoSpec, write_video
-from tests.job_process import run_index_job, run_python
+from tests.job_process import run_index_job, run_python, small_training
 from tests.ray_cluster import RayCluster, RayNode
 
 VIDEOS = 12
@@ -46,30 +46,41 @@ def add_doomed_node(cluster: RayCluster, marks: Path) -> tuple[RayNode, str]:
 
 
 def run_losing(
-    cluster: RayCluster, doomed: RayNode, marks: Path, args: list[str], log: Path, then=None
+    cluster: RayCluster,
+    doomed: RayNode,
+    marks: Path,
+    command: list[str],
+    log: Path,
+    then=None,
+    settle_s: float = 0.0,
+    reach_s: float = 120,
+    timeout_s: float = 240,
 ) -> dict:
-    """The index job with `args` on `cluster`; `doomed` is killed once it holds work, then
-    `then()` runs. Returns the job's code, log and seconds, and what the node held."""
+    """`python *command` on `cluster` (stopped after `timeout_s`); `doomed` is killed
+    `settle_s` seconds after it holds work (which it must within `reach_s`), then `then()`
+    runs. Returns the run's code, log and seconds, and what the node held."""
     outcome: dict = {}
 
     def job() -> None:
         started = time.monotonic()
-        outcome["code"], outcome["log"] = run_index_job(
-            args, {"RAY_ADDRESS": cluster.address}, log, timeout_s=240
+        outcome["code"], outcome["log"] = run_python(
+            command, {"RAY_ADDRESS": cluster.address}, log, timeout_s=timeout_s
         )
         outcome["seconds"] = time.monotonic() - started
 
     runner = threading.Thread(target=job)
     runner.start()
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + reach_s
     while not list(marks.glob("hanging-*")) and runner.is_alive():
         assert time.monotonic() < deadline, "no work reached the doomed node"
         time.sleep(0.2)
     outcome["held"] = sorted(p.name.rsplit("-", 1)[0] for p in marks.glob("hanging-*"))
+    assert outcome["held"], outcome.get("log", "")[-3000:]
+    time.sleep(settle_s)
     cluster.kill(doomed)
     if then is not None:
         then()
-    runner.join(timeout=300)
+    runner.join(timeout=timeout_s + 60)
     assert not runner.is_alive(), "the run hung after losing a node"
     return outcome
 
@@ -97,7 +108,7 @@ def node_lost_run(request, tmp_path_factory):
             time.sleep(3)
             cluster.add_worker()  # the autoscaler's replacement
 
-        args = ["--input", str(corpus), "--output", str(out), *FLAGS]
+        args = ["jobs/index.py", "--input", str(corpus), "--output", str(out), *FLAGS]
         outcome = run_losing(
             cluster, doomed, marks, args, root / "job.log", replace if request.param else None
         )
@@ -227,7 +238,8 @@ def test_a_cluster_left_without_workers_stops_by_itself_and_the_next_run_complet
     try:
         cluster.start(workers=0, head_cpus=0)
         doomed, lost_id = add_doomed_node(cluster, marks)
-        outcome = run_losing(cluster, doomed, marks, [*args, *stall], tmp_path / "stalled.log")
+        command = ["jobs/index.py", *args, *stall]
+        outcome = run_losing(cluster, doomed, marks, command, tmp_path / "stalled.log")
         cluster.add_worker()
         code, log = run_index_job(args, {"RAY_ADDRESS": cluster.address}, tmp_path / "rerun.log")
     finally:
@@ -250,37 +262,18 @@ def test_training_survives_losing_a_worker_node(sample_corpus, tmp_path):
     recorded."""
     out, marks = tmp_path / "out", tmp_path / "marks"
     marks.mkdir()
-    args = [
-        "jobs/train.py", "--data", str(sample_corpus / "manifest.csv"), "--output", str(out),
-        "--epochs", "3", "--fps", "5", "--clip-frames", "8", "--image-size", "32",
-        "--encoder", "small_cnn", "--temporal", "gru", "--hidden-dim", "32",
-        "--batch-size", "4", "--num-workers", "2", "--max-failures", "1",
-    ]  # fmt: skip
+    command = small_training(sample_corpus, out, "--num-workers", "2", "--max-failures", "1")
     cluster = RayCluster()
-    outcome: dict = {}
     try:
         cluster.start(workers=0, head_cpus=0)  # the workers can only go to the doomed node
         doomed = cluster.add_worker(
             env={"REELAY_HANG_AT": "train_epoch:2", "REELAY_FAULT_DIR": str(marks)}
         )
-
-        def train() -> None:
-            outcome["code"], outcome["log"] = run_python(
-                args, {"RAY_ADDRESS": cluster.address}, tmp_path / "train.log", timeout_s=400
-            )
-
-        runner = threading.Thread(target=train)
-        runner.start()
-        deadline = time.monotonic() + 300
-        while not list(marks.glob("hanging-*")) and runner.is_alive():
-            assert time.monotonic() < deadline, "no training worker reached epoch 2 there"
-            time.sleep(0.5)
-        assert list(marks.glob("hanging-*")), outcome.get("log", "")[-3000:]
-        time.sleep(10)  # Ray Train's controller takes epoch 1's checkpoint in when it polls
-        cluster.kill(doomed)
-        cluster.add_worker()
-        runner.join(timeout=400)
-        assert not runner.is_alive(), "training hung after losing a node"
+        # Ray Train's controller takes epoch 1's checkpoint in when it polls: give it time
+        outcome = run_losing(
+            cluster, doomed, marks, command, tmp_path / "train.log", cluster.add_worker,
+            settle_s=10, reach_s=300, timeout_s=400,
+        )  # fmt: skip
     finally:
         cluster.stop()
     assert outcome["code"] == 0, outcome["log"][-4000:]
