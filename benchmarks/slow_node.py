@@ -33,12 +33,12 @@ from tests.ray_cluster import RayCluster  # noqa: E402
 FLAGS = ["--fps", "4", "--clip-frames", "4", "--unit-frames", "16", "--image-size", "32"]
 
 
-def index_on(corpus: Path, out: Path, slow: dict | None, second: bool) -> dict:
+def index_on(corpus: Path, out: Path, slow: dict | None, second: bool, cpus: int) -> dict:
     cluster = RayCluster()
     try:
-        cluster.start(workers=1, head_cpus=0)
+        cluster.start(workers=1, head_cpus=0, worker_cpus=cpus)
         if second:
-            cluster.add_worker(env=slow)
+            cluster.add_worker(env=slow, cpus=cpus)
         code, log = run_index_job(
             ["--input", str(corpus), "--output", str(out), *FLAGS],
             {"RAY_ADDRESS": cluster.address},
@@ -58,6 +58,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--videos", type=int, default=32)
     p.add_argument("--delay", type=float, default=6.0, help="extra seconds per slow unit")
+    p.add_argument("--node-cpus", type=int, default=2, help="logical CPUs per worker node")
     args = p.parse_args()
     root = Path(tempfile.mkdtemp(prefix="reelay-slow-node-"))
     for i in range(args.videos):  # 4 s at --fps 4: 16 sampled frames, one unit, one task
@@ -65,9 +66,15 @@ def main() -> None:
         write_video(spec, root / "in" / f"v{i:03d}.mp4")
     slow = {"REELAY_DELAY_AT": "decode", "REELAY_DELAY_S": str(args.delay)}
     results = {
-        "one_fast": index_on(root / "in", root / "one_fast", None, second=False),
-        "two_fast": index_on(root / "in", root / "two_fast", None, second=True),
-        "fast_slow": index_on(root / "in", root / "fast_slow", slow, second=True),
+        "one_fast": index_on(
+            root / "in", root / "one_fast", None, second=False, cpus=args.node_cpus
+        ),
+        "two_fast": index_on(
+            root / "in", root / "two_fast", None, second=True, cpus=args.node_cpus
+        ),
+        "fast_slow": index_on(
+            root / "in", root / "fast_slow", slow, second=True, cpus=args.node_cpus
+        ),
     }
     bound = results["one_fast"]["decode_infer_s"] + args.delay
     results["bound_s"] = round(bound, 2)

@@ -228,7 +228,11 @@ class RayCluster:
         return f"127.0.0.1:{self.head.gcs_port}"
 
     def start(
-        self, workers: int = 1, head_cpus: int = NODE_CPUS, timeout_s: float = 180.0
+        self,
+        workers: int = 1,
+        head_cpus: int = NODE_CPUS,
+        timeout_s: float = 180.0,
+        worker_cpus: int = NODE_CPUS,
     ) -> RayCluster:
         """`head_cpus=0`: a head that runs no tasks, as on clusters where it only schedules."""
         self.head = RayNode(self.env, cpus=head_cpus)
@@ -236,7 +240,7 @@ class RayCluster:
         while not self.alive_nodes():  # the dashboard's state API lists the head
             self._check_time(self.head, deadline, "the dashboard did not list the head")
         for _ in range(workers):
-            self.add_worker(deadline - time.monotonic())
+            self.add_worker(deadline - time.monotonic(), cpus=worker_cpus)
         return self
 
     def add_worker(
@@ -244,11 +248,15 @@ class RayCluster:
         timeout_s: float = 120.0,
         env: dict[str, str] | None = None,
         object_store_bytes: int = NODE_OBJECT_STORE_BYTES,
+        cpus: int = NODE_CPUS,
     ) -> RayNode:
         """A worker node joins (its workers see `env` besides the cluster's); returns once the
         head counts every node alive."""
         node = RayNode(
-            self.env | (env or {}), self.head.gcs_port, object_store_bytes=object_store_bytes
+            self.env | (env or {}),
+            self.head.gcs_port,
+            cpus=cpus,
+            object_store_bytes=object_store_bytes,
         )
         self.workers.append(node)
         deadline = time.monotonic() + timeout_s
