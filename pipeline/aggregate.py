@@ -147,7 +147,7 @@ def videos_table(
     indexed_at: datetime,
 ) -> pa.Table:
     """Merged sums (one row per video) -> videos rows. A video with any failed work unit keeps
-    its good clips but is marked `error` (the errors table says why)."""
+    its good clips and is marked `partial` (the errors table says what was lost)."""
     counts = sums[SUM_COUNT].to_numpy()
     emb = (list_matrix(sums[EMBEDDING_SUM], np.float64) / counts[:, None]).astype(np.float32)
     probs = list_matrix(sums[PROBS_SUM], np.float64) / counts[:, None]
@@ -155,7 +155,7 @@ def videos_table(
     n = len(counts)
     columns = {
         "video_uri": sums["video_uri"],
-        "status": ["error" if u in errored else "ok" for u in sums["video_uri"].to_pylist()],
+        "status": ["partial" if u in errored else "ok" for u in sums["video_uri"].to_pylist()],
         **{name: sums[name] for name in schema.VIDEO_META_COLUMNS},
         "num_clips": pa.array(counts, pa.int32()),
         "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), emb.shape[1]),

@@ -50,9 +50,11 @@ CODECS: dict[str, tuple[str, str, str, dict[str, str]]] = {
     ),
     "mjpeg": ("mjpeg", "yuvj420p", ".avi", {"flags": "+qscale", "global_quality": "354"}),
     "mpeg4": ("mpeg4", "yuv420p", ".mkv", {"flags": "+qscale", "global_quality": "354"}),
+    # AV1 through SVT-AV1 (PyAV's wheels carry it; decord's FFmpeg cannot decode AV1)
+    "av1": ("libsvtav1", "yuv420p", ".mkv", {"preset": "11", "crf": "35"}),
 }
 _CONTAINERS = {".mp4": "mp4", ".webm": "webm", ".avi": "avi", ".mkv": "matroska"}
-_EVEN_DIMS = {"h264"}  # libx264 refuses odd sizes with 4:2:0 chroma
+_EVEN_DIMS = {"h264", "av1"}  # libx264 and SVT-AV1 refuse odd sizes with 4:2:0 chroma
 
 _PALETTE: tuple[tuple[int, int, int], ...] = (
     (255, 64, 64),

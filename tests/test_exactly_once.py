@@ -212,7 +212,7 @@ def test_rerun_with_the_same_run_id_after_a_crash_keeps_the_commit(
         schema.VIDEOS, videos_table([e.uri for e in entries], "nightly-1"), "v"
     )
     crashed.write_small_table(
-        schema.LEDGER, ledger_table(entries, set(), model_version, "nightly-1"), "ledger"
+        schema.LEDGER, ledger_table(entries, set(), set(), model_version, "nightly-1"), "ledger"
     )
     crash_at(monkeypatch, "commit_first_move")
     with pytest.raises(SimulatedCrash):

@@ -36,6 +36,8 @@ from pipeline.video.sampling import plan_clips
 from tests.videos import (
     BROKEN_ZOO_NAMES,
     CORRUPT_PAYLOAD_NAMES,
+    CUT_AFTER_INDEX_NAMES,
+    CUT_BEFORE_INDEX_NAMES,
     DAMAGED_FRAME,
     HOSTILE_ZOO_NAMES,
     HUGE_CLAIMED,
@@ -43,7 +45,6 @@ from tests.videos import (
     LARGE_4K,
     MANY_STREAMS_VIDEO,
     ROTATION,
-    TRUNCATED_NAMES,
     VFR_INTERVALS_MS,
     keyframes,
     make_broken_zoo,
@@ -62,7 +63,7 @@ RUN_ID = "hostile-run"
 EXPECTED_ERRORS: dict[str, tuple[str, str, str]] = {
     **{
         name: ("plan", "UnreadableVideo", r"truncated file: it ends at byte \d+ inside its 'mdat'")
-        for name in TRUNCATED_NAMES
+        for name in CUT_BEFORE_INDEX_NAMES
     },
     "zero_frames_mp4": ("plan", "UnreadableVideo", r"no video stream with frames"),
     "zero_frames_mkv": ("plan", "UnreadableVideo", r"the file ends before its first video frame"),
@@ -161,6 +162,7 @@ def outcome(hostile, name: str) -> tuple[dict, list[dict], list[dict]]:
 def test_fixture_names():
     assert set(EXPECTED_ERRORS) | set(EXPECTED_OK) | {
         *CORRUPT_PAYLOAD_NAMES,
+        *CUT_AFTER_INDEX_NAMES,
         "damaged_gop_mp4",
     } == {
         *HOSTILE_ZOO_NAMES,
@@ -182,14 +184,40 @@ def test_unreadable_file_is_recorded_with_a_useful_message(hostile, name: str):
     assert clips == []
 
 
-@pytest.mark.parametrize("name", TRUNCATED_NAMES)
+@pytest.mark.parametrize("name", CUT_BEFORE_INDEX_NAMES)
 def test_truncation_message_names_the_size_and_the_index(hostile, name: str):
     (e,) = outcome(hostile, name)[2]
     size = Path(hostile["files"][name]).stat().st_size
     assert f"ends at byte {size} inside its 'mdat' box" in e["message"]
-    # With the index at the end, it was cut off; with faststart, it is there but names
-    # frames past the end of the file.
-    assert ("before its 'moov' index" in e["message"]) == ("moov_at_end" in name)
+    assert "before its 'moov' index" in e["message"]
+
+
+@pytest.mark.parametrize("name", CUT_AFTER_INDEX_NAMES)
+def test_a_cut_file_with_its_index_is_indexed_for_what_is_there(hostile, name: str):
+    """An MP4 cut short after its index (faststart): PyAV reads the frames before the cut, the
+    video is `partial` with the clips those frames make (from the first on), and an error row
+    says where the file ends."""
+    video, clips, errors = outcome(hostile, name)
+    pct = int(name.rsplit("_", 1)[1])
+    planned = plan_clips(SOURCE_FRAMES, 10.0, SAMPLING)
+    assert video["num_frames"] == SOURCE_FRAMES  # what the index lists, not what is left
+    if not clips:  # 25 %: the cut comes before the first clip's last frame
+        assert pct == 25 and video["status"] == "error", (video, errors)
+    else:
+        assert video["status"] == "partial" and video["num_clips"] == len(clips)
+        assert [c["clip_index"] for c in clips] == list(range(len(clips)))
+        assert len(clips) < len(planned)
+        for got, want in zip(clips, planned, strict=False):
+            assert list(got["frame_indices"]) == list(want.frame_indices)
+    size = Path(hostile["files"][name]).stat().st_size
+    assert all(e["stage"] == "decode" for e in errors), errors
+    assert any(
+        re.search(
+            rf"the stream ends after frame \d+; truncated file: it ends at byte {size} ",
+            e["message"],
+        )
+        for e in errors
+    ), errors
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_OK))
@@ -226,14 +254,15 @@ def test_corrupt_frame_data_is_indexed_or_explained(hostile, name: str):
         expected = plan_clips(video["num_frames"], video["fps"], SAMPLING)
         assert video["num_clips"] == len(clips) == len(expected)
         return
-    assert errors, f"{name}: status error without an errors row"
+    assert errors, f"{name}: status {video['status']} without an errors row"
     for e in errors:
         assert e["stage"] in ("plan", "decode"), e
         assert e["error_type"] in ("UnreadableVideo", "UndecodableFrames"), e
         assert CORRUPT_MESSAGE.search(e["message"]), e["message"]
         if e["stage"] == "decode":  # says which frames could not be decoded
             assert re.search(r"cannot decode frames \d+-\d+ of \d+", e["message"]), e
-    # Work units that decoded keep their clips; the video is still marked error.
+    # Work units that decoded keep their clips: the video is partial, else error.
+    assert video["status"] == ("partial" if clips else "error")
     assert video["num_clips"] == len(clips)
     assert len(clips) < len(plan_clips(SOURCE_FRAMES, 10.0, SAMPLING))
 
@@ -248,7 +277,7 @@ def test_corrupt_files_cover_both_outcomes(hostile):
         n: [(e["stage"], e["message"]) for e in outcome(hostile, n)[2]]
         for n in CORRUPT_PAYLOAD_NAMES
     }
-    assert statuses == {"ok", "error"}, errors
+    assert "ok" in statuses and statuses & {"partial", "error"}, errors
 
 
 def damaged_gop(path: str | Path) -> tuple[int, int]:
@@ -275,7 +304,7 @@ def test_damaged_gop_costs_only_its_clips(hostile):
     # the damaged clip and a later one share a work unit (units of 8 frames = 2 clips)
     assert [c.clip_index for c in damaged] == [2] and [c.clip_index for c in after] == [3]
     indexed = [c["clip_index"] for c in clips]
-    assert video["status"] == "error" and video["num_clips"] == len(clips)
+    assert video["status"] == "partial" and video["num_clips"] == len(clips)
     assert 3 in indexed and 2 not in indexed
     named = set()  # clips an error says were not indexed
     for e in errors:
@@ -351,11 +380,15 @@ def test_nothing_hung_or_crashed(hostile):
 
 
 def test_run_counts(hostile):
+    """Partial videos count as processed (indexed), and apart as partial."""
     counts = hostile["summary"].counts
-    n_ok = sum(rows[0]["status"] == "ok" for rows in hostile["videos"].values())
+    status = [rows[0]["status"] for rows in hostile["videos"].values()]
+    n_ok, n_partial = status.count("ok"), status.count("partial")
     assert counts["listed"] == len(hostile["files"])
-    assert counts["processed"] == n_ok >= len(EXPECTED_OK)
-    assert counts["failed"] == len(hostile["files"]) - n_ok >= len(EXPECTED_ERRORS)
+    assert n_ok >= len(EXPECTED_OK) and n_partial >= len(CUT_AFTER_INDEX_NAMES) - 1
+    assert counts["processed"] == n_ok + n_partial and counts["partial"] == n_partial
+    assert counts["failed"] == status.count("error") >= len(EXPECTED_ERRORS)
+    assert counts["failed"] + counts["processed"] == len(hostile["files"])
     assert counts["clips"] == sum(len(rows) for rows in hostile["clips"].values())
     assert hostile["summary"].status == "ok"  # max_failure_fraction=1.0
 

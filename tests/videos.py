@@ -27,9 +27,10 @@ CODEC_ZOO_NAMES = (
 BROKEN_ZOO_NAMES = ("empty", "random_bytes", "text", "truncated", "header_only", "audio_only")
 # Keys of make_hostile_zoo.
 TRUNCATE_AT = (25, 50, 90)  # percent of the file kept
-TRUNCATED_NAMES = tuple(
-    f"truncated_{where}_{pct}" for where in ("moov_at_end", "faststart") for pct in TRUNCATE_AT
-)
+# cut with the MP4 index at the end: nothing to read; with it first (faststart): partly read
+CUT_BEFORE_INDEX_NAMES = tuple(f"truncated_moov_at_end_{pct}" for pct in TRUNCATE_AT)
+CUT_AFTER_INDEX_NAMES = tuple(f"truncated_faststart_{pct}" for pct in TRUNCATE_AT)
+TRUNCATED_NAMES = (*CUT_BEFORE_INDEX_NAMES, *CUT_AFTER_INDEX_NAMES)
 CORRUPT_PAYLOAD_NAMES = (
     "bit_flips_mp4",
     "bit_flips_mp4_b",

@@ -63,7 +63,8 @@ class RunSummary:
         if self.parts:
             runs = f" in {len(self.parts)} commits ({self.parts[0]} to {self.parts[-1]})"
         return (
-            f"reelay index run {self.run_id}{runs}: {c.get('processed', 0)} videos ok, "
+            f"reelay index run {self.run_id}{runs}: {c.get('processed', 0)} videos ok"
+            f"{f' ({partial} partial)' if (partial := c.get('partial', 0)) else ''}, "
             f"{c.get('failed', 0)} failed, {c.get('skipped', 0)} skipped of "
             f"{c.get('listed', 0)} listed; {c.get('clips', 0)} clips; "
             f"{self.frames_per_s:.1f} frames/s; status {self.status}; "
@@ -190,6 +191,7 @@ def index_part(
         "units": written["units"],
         "sampled_frames": written["sampled_frames"],
         "processed": len(entries) - len(failed),
+        "partial": len(written["partial"]),
         "failed": len(failed),
         "clips": written["clips"],
         "errors": written["errors"],

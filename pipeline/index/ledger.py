@@ -46,7 +46,7 @@ def select_videos(
     entries: list[VideoEntry], ledger: pa.Table, model_version: str, *, retry_errors: bool = False
 ) -> Selection:
     """New or changed videos for this model; with `retry_errors`, only those whose newest
-    attempt for this model failed. In listing order.
+    attempt for this model failed or was partial. In listing order.
 
     Arrow joins, not Python sets: a nightly run over a million listed videos selects in
     about a second and never holds the ledger as Python objects."""
@@ -61,7 +61,8 @@ def select_videos(
     if retry_errors:  # ledger files come oldest run first: the highest row is the newest
         numbered = mine.append_column("row", pa.array(np.arange(mine.num_rows, dtype=np.int64)))
         newest = mine.take(numbered.group_by("video_uri").aggregate([("row", "max")])["row_max"])
-        failed = newest.filter(pc.equal(newest["status"], "error")).select(["video_uri"])
+        retry = pc.is_in(newest["status"], pa.array(["error", "partial"]))
+        failed = newest.filter(retry).select(["video_uri"])
         todo = listed.join(failed, "video_uri", join_type="left semi")
     else:
         done = mine.select(["video_uri", "fingerprint"])
@@ -71,14 +72,15 @@ def select_videos(
 
 
 def ledger_table(
-    entries: list[VideoEntry], failed: set[str], model_version: str, run_id: str
+    entries: list[VideoEntry], failed: set[str], partial: set[str], model_version: str, run_id: str
 ) -> pa.Table:
+    """The run's videos with their status: `error` (nothing indexed), `partial` or `ok`."""
     rows = [
         {
             "video_uri": e.uri,
             "fingerprint": e.fingerprint,
             "model_version": model_version,
-            "status": "error" if e.uri in failed else "ok",
+            "status": "error" if e.uri in failed else "partial" if e.uri in partial else "ok",
             "run_id": run_id,
         }
         for e in entries

@@ -104,7 +104,8 @@ def write_tables(
     staged: Staged | None, entries: list[VideoEntry], out: RunOutput, spec: ModelSpec
 ) -> dict:
     """Stage 4b: videos (from the per-video sums), errors and the ledger into staging, beside
-    the clips the pipeline staged. Returns counts and the failed video URIs."""
+    the clips the pipeline staged. Returns counts, the failed video URIs (nothing indexed)
+    and the partial ones (some clips indexed, some lost)."""
     indexed_at = datetime.now(UTC)
     sums, failures, totals = None, [], dict.fromkeys(WORK_COUNTS, 0)
     if staged is not None:
@@ -126,13 +127,19 @@ def write_tables(
         out.write_table_parts(schema.VIDEOS, pa.concat_tables(videos).sort_by("video_uri"))
     # an errors file even when empty: plain readers of errors/ then always find the table
     out.write_small_table(schema.ERRORS, errors_table(failures, out.run_id), "errors")
-    failed = {f["video_uri"] for f in failures}
+    failed = set(never_indexed)
+    partial = {f["video_uri"] for f in failures} - failed
     if entries:
-        out.write_small_table(
-            schema.LEDGER, ledger_table(entries, failed, spec.model_version, out.run_id), "ledger"
-        )
+        ledger = ledger_table(entries, failed, partial, spec.model_version, out.run_id)
+        out.write_small_table(schema.LEDGER, ledger, "ledger")
     num_clips = int(pc.sum(sums[SUM_COUNT]).as_py() or 0) if sums is not None else 0
-    return {"failed": failed, "clips": num_clips, "errors": len(failures), **totals}
+    return {
+        "failed": failed,
+        "partial": partial,
+        "clips": num_clips,
+        "errors": len(failures),
+        **totals,
+    }
 
 
 def summarize(

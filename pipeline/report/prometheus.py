@@ -7,8 +7,9 @@ from pipeline.report import stats
 
 # name, type, help; the value comes from the record (see run_metrics)
 METRICS = (
-    ("reelay_videos_processed", "gauge", "Videos indexed without error by the run."),
-    ("reelay_videos_failed", "gauge", "Videos with at least one failed work unit in the run."),
+    ("reelay_videos_processed", "gauge", "Videos indexed by the run (whole or partial)."),
+    ("reelay_videos_partial", "gauge", "Videos indexed in part: some work units failed."),
+    ("reelay_videos_failed", "gauge", "Videos of which nothing was indexed in the run."),
     ("reelay_videos_skipped", "gauge", "Videos skipped by an incremental run (already indexed)."),
     ("reelay_clips_total", "counter", "Clips written by the run."),
     ("reelay_frames_per_second", "gauge", "Sampled frames per second of decode+inference."),
@@ -40,6 +41,7 @@ def run_metrics(record: dict) -> str:
     ended = stats.parse_time(record.get("ended_at"))
     values: dict[str, list[tuple[str, float]]] = {
         "reelay_videos_processed": [(labels(run_id=run_id), counts.get("processed", 0))],
+        "reelay_videos_partial": [(labels(run_id=run_id), counts.get("partial", 0))],
         "reelay_videos_failed": [(labels(run_id=run_id), counts.get("failed", 0))],
         "reelay_videos_skipped": [(labels(run_id=run_id), counts.get("skipped", 0))],
         "reelay_clips_total": [(labels(run_id=run_id), counts.get("clips", 0))],

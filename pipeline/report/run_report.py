@@ -136,6 +136,7 @@ def run_page(inputs: RunInputs) -> html.Page:
     config = record.get("config", {})
     tiles = [
         html.Tile("videos ok", f"{h.videos_ok:,}"),
+        html.Tile("videos partial", f"{h.videos_partial:,}", alarm=h.videos_partial > 0),
         html.Tile("videos failed", f"{h.videos_failed:,}", alarm=h.videos_failed > 0),
         html.Tile("videos skipped", f"{h.videos_skipped:,}"),
         html.Tile("clips", f"{h.clips:,}"),

@@ -58,6 +58,7 @@ class Headline:
     listed: int
     videos_ok: int
     videos_failed: int
+    videos_partial: int
     videos_skipped: int
     clips: int
     sampled_frames: int
@@ -78,6 +79,7 @@ def headline(record: dict) -> Headline:
         listed=int(counts.get("listed", 0)),
         videos_ok=int(counts.get("processed", 0)),
         videos_failed=int(counts.get("failed", 0)),
+        videos_partial=int(counts.get("partial", 0)),
         videos_skipped=int(counts.get("skipped", 0)),
         clips=int(counts.get("clips", 0)),
         sampled_frames=int(counts.get("sampled_frames", 0)),

@@ -115,7 +115,11 @@ class DecodeUnit:
     def _read(self, unit: dict) -> tuple[VideoInfo, list, list[int], DecodedFrames]:
         """The unit's clips, the frames they take and what reading them gave (guarded)."""
         info = VideoInfo(
-            int(unit["num_frames"]), float(unit["fps"]), int(unit["width"]), int(unit["height"])
+            int(unit["num_frames"]),
+            float(unit["fps"]),
+            int(unit["width"]),
+            int(unit["height"]),
+            reader=unit.get("reader") or "",
         )
         clips = plan_clips(info.num_frames, info.fps, self.sampling)
         clips = clips[unit["clip_start"] : unit["clip_end"]]

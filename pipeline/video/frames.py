@@ -27,6 +27,12 @@ from pathlib import Path
 import numpy as np
 
 
+def ffmpeg_words(error) -> str:
+    """FFmpeg's description of an error PyAV raised ("Invalid data found when processing
+    input"), without its number or the C function that returned it."""
+    return getattr(error, "strerror", None) or " ".join(str(error).split())
+
+
 class NotFastReadable(Exception):
     """This reader cannot vouch for the request; decord reads it instead."""
 
@@ -221,6 +227,8 @@ class SampledFrames:
     frames_decoded: int
     packets_indexed: int  # packets numbered: the intervals a range needs, or the whole stream
     frame_size: tuple[int, int] | None = None  # (width, height) of the decoded frames
+    # runs of requested positions [start, stop) that did not decode, and why (read_alone only)
+    missing: tuple[tuple[int, int, str], ...] = ()
 
 
 def read_sampled(path: Path, frames: list[int], num_frames: int, convert) -> SampledFrames:
@@ -269,6 +277,99 @@ def read_sampled(path: Path, frames: list[int], num_frames: int, convert) -> Sam
     )
 
 
+def read_alone(path: Path, frames: list[int], num_frames: int, convert, blank) -> SampledFrames:
+    """`read_sampled` for the streams PyAV reads alone (`pipeline.video.codecs`: a codec
+    decord's FFmpeg lacks, a cut-short MP4), keeping what decodes: any stream, B-frames or
+    not; a display rotation applied as decord applies it; a packet the decoder refuses costs
+    the frames that do not come out, not the request. Frames that did not decode are `blank`
+    and listed in `missing` as runs of positions with the reason.
+
+    A stream whose packets end before `num_frames` (the file was cut) numbers the frames no
+    lost packet can be shown before: all but the decoder's reorder delay from the end.
+    Raises NotFastReadable where the packets cannot be numbered at all (no timestamps)."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.best("video")
+        if stream is None:
+            raise NotFastReadable("no video stream")
+        reorder = max(int(stream.codec_context.has_b_frames or 0), 0)
+        try:
+            index = index_region(container, stream, frames, num_frames)
+        except (NotFastReadable, av.FFmpegError):  # cut short, open intervals: the whole stream
+            index = None
+    with av.open(str(path)) as container:
+        stream = container.streams.best("video")
+        numbered = num_frames
+        if index is None:
+            index = _readable_packets(container, stream)
+            if len(index.pts) < num_frames:  # cut short: the last `reorder` may be misnumbered
+                numbered = len(index.pts) - reorder
+        readable = [i for i, f in enumerate(frames) if index.first_frame <= f < numbered]
+        out: list = [None] * len(frames)
+        decoder = None
+        if readable:
+            wanted = [frames[i] for i in readable]
+            wanted_pts = index.pts[index.positions(wanted)]
+            slot = {int(p): i for i, p in zip(readable, wanted_pts, strict=True)}
+            decoder = _SpanDecoder(container, stream, index, slot, convert, out, alone=True)
+            for span in decode_spans(index, wanted):
+                decoder.run(*span)
+        fps = float(stream.guessed_rate or 0)  # read while the container is open
+    times = _times_or_estimates(index, frames, numbered, fps)
+    ended = f"the stream ends after frame {numbered - 1}" if numbered > 0 else "no frames"
+    missing = []
+    for i, o in enumerate(out):
+        if o is None:
+            reason = ended if not index.first_frame <= frames[i] < numbered else ""
+            reason = reason or (decoder.errors[-1] if decoder and decoder.errors else "")
+            reason = reason or "the decoder gave no frame for it"
+            if missing and missing[-1][1] == i and missing[-1][2] == reason:
+                missing[-1] = (missing[-1][0], i + 1, reason)
+            else:
+                missing.append((i, i + 1, reason))
+            out[i] = blank
+    return SampledFrames(
+        np.stack(out),
+        times,
+        decoder.fed if decoder else 0,
+        decoder.decoded if decoder else 0,
+        len(index.pts),
+        decoder.frame_size if decoder else None,
+        tuple(missing),
+    )
+
+
+def _readable_packets(container, stream) -> StreamIndex:
+    """`index_stream` up to the first packet the demuxer cannot read (a cut file)."""
+    import av
+
+    timings = []
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except (StopIteration, av.FFmpegError):
+            break
+        if packet.size == 0:
+            break
+        timings.append(_timing(packet))
+    return _index_of(timings, float(stream.time_base))
+
+
+def _times_or_estimates(index: StreamIndex, frames: list[int], numbered: int, fps: float):
+    """(N, 2) seconds of `frames`: the packets' where numbered, else index / fps."""
+    times = np.zeros((len(frames), 2), dtype=np.float64)
+    inside = [i for i, f in enumerate(frames) if index.first_frame <= f < numbered]
+    if inside:
+        times[inside] = index.times([frames[i] for i in inside])
+    outside = sorted(set(range(len(frames))) - set(inside))
+    if outside and fps > 0:
+        start = np.asarray([frames[i] for i in outside], dtype=np.float64) / fps
+        times[outside] = np.stack([start, start + 1.0 / fps], axis=1)
+    return times
+
+
 # Without the container's index, the index pass reads every packet of the file (about 40 us
 # each through PyAV): a request spanning less than 1/INDEX_PASS_LIMIT of such a video (a unit
 # of a long MKV) stays with decord.
@@ -279,11 +380,18 @@ SEEK_GAP = 64
 
 class _SpanDecoder:
     """Feeds the decoder spans of packets, skipping the non-reference frames nobody wants. A
-    span starts at a keyframe: the decoder is drained and reset between spans."""
+    span starts at a keyframe: the decoder is drained and reset between spans.
 
-    def __init__(self, container, stream, index: StreamIndex, slot: dict, convert, out: list):
+    `alone` (read_alone): nothing is handed on, so every frame of a span is decoded, a display
+    rotation is applied here, and a packet the demuxer or decoder refuses is noted in `errors`
+    and passed over."""
+
+    def __init__(
+        self, container, stream, index: StreamIndex, slot: dict, convert, out: list, alone=False
+    ):
         self.container, self.stream, self.slot = container, stream, slot
-        self.convert, self.out = convert, out
+        self.convert, self.out, self.alone = convert, out, alone
+        self.errors: list[str] = []
         self.codec = stream.codec_context
         self.codec.thread_type = "NONE"  # one thread per decode task, as decord is opened
         self.position_of = {int(p): i for i, p in enumerate(index.pts)}
@@ -299,9 +407,7 @@ class _SpanDecoder:
                 int(self.pts[first]), stream=self.stream, backward=True, any_frame=False
             )
         codec = self.codec
-        for packet in self.container.demux(self.stream):
-            if packet.size == 0:
-                break
+        for packet in self._packets():
             position = self.position_of.get(packet.pts)
             if position is None or (sought and position > first):
                 raise NotFastReadable("the demuxer is not where the index says")
@@ -309,21 +415,56 @@ class _SpanDecoder:
             self.next_position = position + 1
             if position < first:
                 continue
-            codec.skip_frame = "DEFAULT" if packet.pts in self.slot else "NONREF"
+            # alone, every frame is decoded: skipping is proven on H.264 and HEVC only (AV1's
+            # dav1d applies it to the frames it outputs later, not to this packet's)
+            wanted = self.alone or packet.pts in self.slot
+            codec.skip_frame = "DEFAULT" if wanted else "NONREF"
             self.fed += 1
-            self._take(codec.decode(packet))
+            self._decode(packet)
             if position >= last:
                 break
         codec.skip_frame = "DEFAULT"
-        self._take(codec.decode(None))  # drain the frames held back for reordering
+        self._decode(None)  # drain the frames held back for reordering
         codec.flush_buffers()
 
-    def _take(self, decoded) -> None:
+    def _packets(self):
+        """The stream's packets from where the demuxer stands, to its end (or, alone, to the
+        first packet it cannot read)."""
+        import av
+
+        packets = self.container.demux(self.stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except av.FFmpegError as e:
+                if not self.alone:
+                    raise
+                self.errors.append(f"the file cannot be read on from there: {ffmpeg_words(e)}")
+                return
+            if packet.size == 0:
+                return
+            yield packet
+
+    def _decode(self, packet) -> None:
+        import av
+
+        try:
+            decoded = self.codec.decode(packet)
+        except av.FFmpegError as e:
+            if not self.alone:
+                raise
+            self.errors.append(ffmpeg_words(e))
+            return
         for frame in decoded:
             self.decoded += 1
-            if frame.rotation:
+            if frame.rotation and not self.alone:
                 raise NotFastReadable("a display rotation, which decord applies")
             i = self.slot.get(frame.pts)
             if i is not None and self.out[i] is None:
-                self.frame_size = self.frame_size or (frame.width, frame.height)
-                self.out[i] = self.convert(frame.to_ndarray(format="rgb24"))
+                image = frame.to_ndarray(format="rgb24")
+                if frame.rotation:  # as decord turns it: the frame as displayed
+                    image = np.ascontiguousarray(np.rot90(image, frame.rotation // 90))
+                self.frame_size = self.frame_size or (image.shape[1], image.shape[0])
+                self.out[i] = self.convert(image)

@@ -1,7 +1,10 @@
-"""decord behind two calls: read a video's header, and read chosen frames resized (CPU)."""
+"""Two calls for every reader: read a video's header (`probe`), and read chosen frames resized
+(`read_frames_and_times`). decord reads the streams its FFmpeg decodes (with PyAV's fast path
+for B-frame video, pipeline.video.frames), PyAV alone the others (pipeline.video.codecs)."""
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -9,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.video import codecs
 from pipeline.video import frames as frame_reader
 
 
@@ -18,6 +22,8 @@ class VideoInfo:
     fps: float
     width: int
     height: int
+    # '' where decord reads the stream; "pyav: <why>" where PyAV reads it alone
+    reader: str = ""
 
     @property
     def duration_s(self) -> float:
@@ -32,16 +38,12 @@ class UndecodableFrames(ValueError):
     """Frames the container lists cannot be decoded (corrupt frame data)."""
 
 
+log = logging.getLogger("reelay.video")
+
 _MP4_TOP_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"uuid", b"moof", b"mfra"}
 _DECORD_NOISE = re.compile(r"\[\d\d:\d\d:\d\d\] \S+?\.(?:cc|h|cpp):\d+: ")
-# FFmpeg error codes that decord prints as bare numbers ("(-1094995529 vs. 0)"), in FFmpeg's words
-_AVERROR_IN_TEXT = re.compile(r"\((-?\d+) vs\. 0\)|failed with (-?\d+)")
-_AVERRORS = {
-    1094995529: "Invalid data found when processing input",  # AVERROR_INVALIDDATA
-    541478725: "End of file",  # AVERROR_EOF
-    22: "Invalid argument",  # EINVAL
-    12: "Cannot allocate memory",  # ENOMEM
-}
+# the FFmpeg error code decord prints as a bare number ("(-1094995529 vs. 0)")
+_AVERROR_IN_TEXT = re.compile(r"\((-\d+) vs\. 0\)|failed with (-\d+)")
 
 
 def mp4_truncation(path: Path) -> str:
@@ -97,25 +99,49 @@ def diagnose(path: Path) -> str:
                 return f"no video stream with frames (streams: {kinds})"
             next(container.decode(video=0), None)
     except EOFError as e:
-        return f"the file ends before its first video frame ({' '.join(str(e).split())})"
+        return f"the file ends before its first video frame ({ffmpeg_says(e)})"
     except Exception as e:  # the message is the diagnosis
-        return " ".join(str(e).split())
+        return ffmpeg_says(e)
     finally:
         av.logging.set_level(level)
     return ""
 
 
+def ffmpeg_says(error: BaseException) -> str:
+    """A PyAV error in FFmpeg's words, with FFmpeg's last log line where PyAV kept it ("Invalid
+    data found when processing input: moov atom not found"): no error number, no path."""
+    words = getattr(error, "strerror", None)
+    if not words:
+        return " ".join(str(error).split())
+    log_line = getattr(error, "log", None)  # (level, component, message)
+    said = " ".join(str(log_line[2]).split()) if log_line else ""
+    return f"{words}: {said}" if said else words
+
+
 def decord_message(error: BaseException) -> str:
-    """decord's message without its timestamp and source file prefixes, led by FFmpeg's words
-    for the error code it names."""
+    """What decord's error means, in FFmpeg's words for the error code it carries; decord's own
+    text (its source file, check expression and the bare code) goes to the log only."""
     text = _DECORD_NOISE.sub("", " ".join(str(error).split()))
+    log.warning("decord: %s", text)
     for m in _AVERROR_IN_TEXT.finditer(text):
-        known = _AVERRORS.get(abs(int(m.group(1) or m.group(2))))
-        if known:
-            return f"{known} ({text})"
+        words = _ffmpeg_error_words(int(m.group(1) or m.group(2)))
+        if words:
+            return words
     if "run_.load()" in text:  # decord's decoder thread died first and its reason was lost
-        return f"the decoder stopped on frame data it could not decode ({text})"
-    return text
+        return "the decoder stopped on frame data it could not decode"
+    return "decord could not read the video"
+
+
+def _ffmpeg_error_words(code: int) -> str:
+    """FFmpeg's description of an AVERROR code (PyAV's table), '' for an unknown code."""
+    import av.error
+
+    try:
+        av.error.err_check(code)
+    except av.FFmpegError as e:
+        words = e.strerror or ""
+        return "" if words.startswith("Error number") else words
+    return ""
 
 
 def decord_errors() -> tuple[type[BaseException], ...]:
@@ -131,50 +157,116 @@ def open_reader(path: Path):
     return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
 
 
-def header_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) of the largest video stream from the container header, nothing decoded;
-    None when PyAV cannot tell (decord may still open the file)."""
+@dataclass(frozen=True)
+class Header:
+    """What the container header says of the video stream FFmpeg picks (`av_find_best_stream`,
+    which decord picks too), nothing decoded."""
+
+    size: tuple[int, int] | None  # (width, height) as coded; None when the header omits it
+    codec: str  # FFmpeg's codec name: "h264", "av1"
+    video_streams: int
+    stream_index: int
+
+
+def read_header(path: Path) -> Header | None:
+    """The header of the file's best video stream; None when PyAV cannot read the header or
+    finds no video stream (decord then speaks for the file)."""
     try:
         import av
 
         with av.open(str(path)) as container:
-            sizes = [
-                (s.codec_context.width, s.codec_context.height) for s in container.streams.video
-            ]
+            stream = container.streams.best("video")
+            if stream is None:
+                return None
+            context = stream.codec_context
+            size = (context.width, context.height) if context.width and context.height else None
+            codec = context.codec.canonical_name  # the codec ("av1"), not the decoder ("libdav1d")
+            return Header(size, codec, len(container.streams.video), stream.index)
     except Exception:  # noqa: BLE001 (decord then speaks for the file)
         return None
-    sizes = [(w, h) for w, h in sizes if w and h]
-    return max(sizes, key=lambda wh: wh[0] * wh[1]) if sizes else None
+
+
+def reader_for(path: Path, header: Header | None) -> str:
+    """'' where decord reads the file, else "pyav: <why>": decord's FFmpeg has no decoder for
+    the codec, or the MP4 was cut short (decord refuses it whole; PyAV reads the frames that
+    are there)."""
+    if header is None:
+        return ""
+    if not codecs.decord_decodes(header.codec):
+        return f"pyav: decord has no {header.codec} decoder"
+    truncated = mp4_truncation(path)
+    if truncated.startswith("truncated file"):  # its index is there: PyAV reads what it can
+        return "pyav: the file was cut short"
+    return ""
 
 
 def probe(path: Path, check_size: Callable[[int, int], None] | None = None) -> VideoInfo:
-    """Frame count and rate (decord's, which number the frames every reader reads) and size,
-    nothing decoded where the container header gives the size: that is the coded size, and
-    decoding reports the size as displayed (`DecodedFrames.frame_size`: a rotation turns it).
-    Only where PyAV cannot read the header is the first frame decoded for its size.
+    """Frame count and rate (as decord numbers the frames, which every reader follows) and
+    size, nothing decoded where the container header gives the size: that is the coded size,
+    and decoding reports the size as displayed (`DecodedFrames.frame_size`: a rotation turns
+    it). Only where PyAV cannot read the header is the first frame decoded for its size.
     `check_size(width, height)` may refuse the video before anything is decoded (the memory
     budget; a rotation does not change a frame's bytes)."""
-    size = header_size(path)
-    if check_size is not None and size is not None:
-        check_size(*size)
+    header = read_header(path)
+    if check_size is not None and header is not None and header.size is not None:
+        check_size(*header.size)
+    if header is not None and header.video_streams > 1:
+        log.warning(
+            "%s has %d video streams: indexing stream #%d (FFmpeg's choice), %s",
+            path.name, header.video_streams, header.stream_index, header.codec,
+        )  # fmt: skip
+    reader = reader_for(path, header)
+    if reader:
+        return probe_alone(path, header, reader)
     try:
-        reader = open_reader(path)
+        video = open_reader(path)
     except Exception as e:
-        reason = diagnose(path) or f"decord: {decord_message(e)}"
-        raise UnreadableVideo(f"cannot open video: {reason}") from e
-    num_frames = len(reader)
+        reason = diagnose(path) or decord_message(e)
+        raise UnreadableVideo(f"cannot open video: {reason}") from None  # decord's text: logged
+    num_frames = len(video)
     if num_frames <= 0:
         raise ValueError("video stream has no frames")
-    fps = float(reader.get_avg_fps())
-    if not np.isfinite(fps) or fps <= 0:
-        raise ValueError(f"video stream reports an invalid frame rate ({fps})")
-    if size is not None:
-        width, height = size
+    fps = checked_fps(float(video.get_avg_fps()))
+    if header is not None and header.size is not None:
+        width, height = header.size
     else:  # a header only decord reads: the decoded first frame tells the size
-        height, width = _first_frame_size(path, reader)
+        height, width = _first_frame_size(path, video)
         if check_size is not None:
             check_size(int(width), int(height))
     return VideoInfo(num_frames=num_frames, fps=fps, width=int(width), height=int(height))
+
+
+def checked_fps(fps: float) -> float:
+    if not np.isfinite(fps) or fps <= 0:
+        raise ValueError(f"video stream reports an invalid frame rate ({fps})")
+    return fps
+
+
+def probe_alone(path: Path, header: Header, reader: str) -> VideoInfo:
+    """`probe` through PyAV, for the streams it reads alone: the frames are the stream's
+    packets, counted in one demuxer pass as decord counts them; a cut-short MP4 keeps the
+    count its index lists (the frames past the cut are then missing, not absent)."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.best("video")
+        listed, counted = int(stream.frames or 0), 0
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except (StopIteration, av.FFmpegError):
+                break
+            if packet.size == 0:
+                break
+            counted += 1
+        rate = stream.average_rate or stream.guessed_rate
+    num_frames = max(listed, counted) if reader.endswith("cut short") else counted
+    if counted <= 0:
+        raise UnreadableVideo(f"cannot open video: {diagnose(path) or 'no video frames'}")
+    fps = checked_fps(float(rate) if rate else 0.0)
+    width, height = header.size or (0, 0)
+    return VideoInfo(num_frames, fps, int(width), int(height), reader=reader)
 
 
 def _first_frame_size(path: Path, reader) -> tuple[int, int]:
@@ -186,7 +278,7 @@ def _first_frame_size(path: Path, reader) -> tuple[int, int]:
             return (reader if attempt == 0 else open_reader(path))[0].shape[:2]
         except decord_errors() as e:
             error = e
-    raise UndecodableFrames(f"cannot decode the first frame: {decord_message(error)}") from error
+    raise UndecodableFrames(f"cannot decode the first frame: {decord_message(error)}") from None
 
 
 def center_crop_box(width: int, height: int) -> tuple[int, int, int, int]:
@@ -245,11 +337,14 @@ class DecodedFrames:
     failures: tuple[FrameFailure, ...] = ()
     decord_because: str = ""  # why frame_reader handed the request to decord; '' if it read it
     frame_size: tuple[int, int] | None = None  # (width, height) as decoded, before the resize
+    alone: str = ""  # VideoInfo.reader: "pyav: <why>" where PyAV read the stream alone
 
     @property
     def reader(self) -> str:
-        """Which reader read the frames, as the run record counts units: `frame_reader`, or
-        decord with frame_reader's reason for handing the request over."""
+        """Which reader read the frames, as the run record counts units: `frame_reader`,
+        decord with frame_reader's reason for handing the request over, or "pyav: <why>"."""
+        if self.alone:
+            return self.alone
         return f"decord: {self.decord_because}" if self.decord_because else "frame_reader"
 
     def decoded(self) -> np.ndarray:
@@ -294,15 +389,46 @@ def read_frames_and_times(
     its keyframe interval, not the whole request. Raises UndecodableFrames if nothing decodes.
 
     Video with B-frames is read by `frame_reader` first (the same frames, fewer decoded); a
-    request it cannot vouch for is read here with decord."""
+    request it cannot vouch for is read here with decord. A stream decord cannot read
+    (`native.reader`) is read by PyAV alone (`read_alone`)."""
+    if native.reader:
+        return read_alone(path, indices, size, native)
     try:
         got = frame_reader.read_sampled(
             path, indices, native.num_frames, lambda frame: resize_frame(frame, size)
         )
         return DecodedFrames(got.frames, got.times, frame_size=got.frame_size)
     except frame_reader.NotFastReadable as e:
-        got = read_with_decord(path, indices, size, native, chunk_bytes)
-        return replace(got, decord_because=str(e))
+        because = str(e)
+    # outside the except: decord's errors are not "caused by" the fast path's refusal
+    return replace(
+        read_with_decord(path, indices, size, native, chunk_bytes), decord_because=because
+    )
+
+
+def read_alone(path: Path, indices: list[int], size: int, native: VideoInfo) -> DecodedFrames:
+    """`read_frames_and_times` through PyAV alone (`frame_reader.read_alone`): what decodes is
+    kept, each run of frames that does not is a failure with its reason; where the file was
+    cut short, the reason says where."""
+    blank = np.zeros((size, size, 3), dtype=np.uint8)
+    try:
+        got = frame_reader.read_alone(
+            path, indices, native.num_frames, lambda frame: resize_frame(frame, size), blank
+        )
+    except frame_reader.NotFastReadable as e:
+        raise UndecodableFrames(f"cannot number the frames of the video stream ({e})") from None
+    cut = mp4_truncation(path)
+    failures = tuple(
+        FrameFailure(
+            start, stop, f"{why}; {cut}" if cut and why.startswith("the stream ends") else why
+        )
+        for start, stop, why in got.missing
+    )
+    if failures and failures[0].start == 0 and failures[0].stop == len(indices):
+        raise _undecodable(indices, failures[0], native)
+    return DecodedFrames(
+        got.frames, got.times, failures, frame_size=got.frame_size, alone=native.reader
+    )
 
 
 def read_with_decord(

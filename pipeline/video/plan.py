@@ -92,6 +92,7 @@ class PlanVideo:
                     "clip_start": 0,
                     "clip_end": 0,
                     "sampled_frames": 0,
+                    "reader": "",
                     **error_fields("plan", e),
                 }
             ]
@@ -112,6 +113,7 @@ class PlanVideo:
                 "clip_start": a,
                 "clip_end": b,
                 "sampled_frames": len({f for c in clips[a:b] for f in c.frame_indices}),
+                "reader": info.reader,
                 **no_error(),
             }
             for i, (a, b) in enumerate(ranges)
