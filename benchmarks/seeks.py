@@ -13,6 +13,9 @@ Two ways, side by side:
 - the job's reader (`pipeline.video.frames`, video with B-frames): the frames it really had FFmpeg
   decode (it skips those neither wanted nor referenced), and its CPU time against decord's
   `get_batch` on the same targets, both without the resize.
+- PyAV alone (`pipeline.video.frames.read_alone`, the reader of streams decord cannot decode,
+  AV1): its CPU time against `get_batch` on the same H.264 targets, what an AV1 corpus costs in
+  reading beside one decord reads (AV1's own decoder cost comes on top).
 A pipeline that decodes everything (Ray Data's `read_videos`) decodes `native / kept` frames per
 kept frame.
 """
@@ -90,7 +93,27 @@ def analyse(path: str, fps: float, clip_frames: int, image_size: int = 112) -> d
             round(reader_decoded / len(targets), 2) if reader_decoded is not None else None
         ),
         "job_reader_cpu_per_get_batch": reader_cpu,
+        "pyav_alone_cpu_per_get_batch": pyav_alone(path, targets, n),
     }
+
+
+def pyav_alone(path: str, targets: list[int], n: int, repeats: int = 3) -> float:
+    """CPU time of `read_alone` over decord's `get_batch` on the same targets (no resize)."""
+    import decord
+    import numpy as np
+
+    from pipeline.video.frames import read_alone
+
+    blank = np.zeros((1, 1, 3), np.uint8)
+    best_alone, best_decord = float("inf"), float("inf")
+    for _ in range(repeats):
+        t0 = time.process_time()
+        read_alone(path, targets, n, lambda f: f, blank)
+        best_alone = min(best_alone, time.process_time() - t0)
+        t0 = time.process_time()
+        decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1).get_batch(targets).asnumpy()
+        best_decord = min(best_decord, time.process_time() - t0)
+    return round(best_alone / best_decord, 2)
 
 
 def job_reader(path: str, targets: list[int], n: int, repeats: int = 3):

@@ -6,7 +6,7 @@ import pyarrow as pa
 
 from pipeline.storage import redact
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 TOPK = 5
 
 VIDEOS = "videos"

@@ -201,6 +201,17 @@ def test_a_cut_file_is_indexed_up_to_the_cut_as_partial(partial_runs):
     assert f"{first.counts['processed']} videos ok (1 partial), 0 failed" in first.line()
 
 
+def test_the_documented_partial_videos_query_finds_it(partial_runs):
+    """docs/queries.md's "partial-videos" block, verbatim, through jobs/query.py's SQL."""
+    from pipeline.query import SqlQuery, run
+    from tests.query.test_query_docs import QUERIES
+
+    corpus, out, first, _ = partial_runs
+    rows = run(SqlQuery(str(out), QUERIES["partial-videos"])).to_pylist()
+    assert {r["video_uri"] for r in rows} == {str(corpus / "cut.mp4")}
+    assert any("truncated file" in r["message"] for r in rows)
+
+
 def test_retry_errors_takes_the_partial_video_again(partial_runs):
     corpus, out, first, retry = partial_runs
     assert retry.counts["skipped"] == first.counts["listed"] - 1
