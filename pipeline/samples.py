@@ -8,6 +8,7 @@ them, while a temporal model can.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import subprocess
@@ -159,6 +160,29 @@ def render_frames(spec: VideoSpec) -> np.ndarray:
 
 
 def _encode(
+    frames: np.ndarray, path: Path, *, fps: int, codec: str, keyframe_interval: int | None
+) -> None:
+    with _scheduling_kept():
+        _encode_frames(frames, path, fps=fps, codec=codec, keyframe_interval=keyframe_interval)
+
+
+@contextlib.contextmanager
+def _scheduling_kept():
+    """SVT-AV1 moves the thread that opens it to real-time scheduling (SCHED_FIFO, priority 99)
+    where it may (as root): put the caller's policy back, or every thread it starts after
+    inherits a real-time priority."""
+    if not hasattr(os, "sched_getscheduler"):
+        yield
+        return
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        yield
+    finally:
+        if (os.sched_getscheduler(0), os.sched_getparam(0)) != (policy, param):
+            os.sched_setscheduler(0, policy, param)
+
+
+def _encode_frames(
     frames: np.ndarray, path: Path, *, fps: int, codec: str, keyframe_interval: int | None
 ) -> None:
     encoder, pix_fmt, _, options = CODECS[codec]

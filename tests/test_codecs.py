@@ -5,6 +5,7 @@ cannot read (AV1, an MP4 cut short) is indexed through PyAV: whole, or `partial`
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -232,3 +233,13 @@ def test_an_av1_video_is_indexed_through_pyav(partial_runs):
     readers = record["progress"]["readers"]
     assert readers.get("pyav: decord has no av1 decoder", 0) >= 1, readers
     assert readers.get("pyav: the file was cut short", 0) >= 1, readers
+
+
+def test_encoding_av1_leaves_the_callers_scheduling_alone(tmp_path):
+    """SVT-AV1 moves the thread that opens it to real-time scheduling where it may; the sample
+    writer puts it back, or every thread started after would inherit it."""
+    if AV1_MISSING:
+        pytest.skip("this PyAV build has no AV1 encoder (libsvtav1) or decoder (libdav1d)")
+    before = os.sched_getscheduler(0), os.sched_getparam(0)
+    write_video(replace(SPEC, codec="av1"), tmp_path / "av1.mkv")
+    assert (os.sched_getscheduler(0), os.sched_getparam(0)) == before

@@ -372,6 +372,24 @@ def test_a_damaged_first_keyframe_costs_only_its_interval(tmp_path):
         )
 
 
+# what a library says for itself, which belongs in the log, not in the errors table
+LIBRARY_INTERNALS = re.compile(
+    r"\.(cc|cpp|h):\d+|Check failed|vs\. 0\)|Errno|-\d{6,}|avcodec_|DECORDError|"
+    r"caused by|pytest-of|/tmp/"
+)
+
+
+def test_every_error_message_is_for_people(hostile):
+    """No library source path, check expression, raw error number or local path in errors/;
+    a cut-short file says what to do."""
+    messages = [e["message"] for rows in hostile["errors"].values() for e in rows]
+    assert len(messages) >= len(EXPECTED_ERRORS)
+    for message in messages:
+        assert not LIBRARY_INTERNALS.search(message), message
+        if "truncated file" in message:
+            assert "copy it again from its source" in message, message
+
+
 def test_nothing_hung_or_crashed(hostile):
     every = [e for rows in hostile["errors"].values() for e in rows]
     assert {e["error_type"] for e in every}.isdisjoint({"DecodeTimeout", "DecoderCrashed"})

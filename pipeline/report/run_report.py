@@ -163,7 +163,12 @@ def run_page(inputs: RunInputs) -> html.Page:
         tiles=tiles,
         subtitle=subtitle,
         figures=run_figures_of(inputs),
-        tables=[nodes_table(record), slowest_table(record), errors_table(inputs)],
+        tables=[
+            nodes_table(record),
+            readers_table(record),
+            slowest_table(record),
+            errors_table(inputs),
+        ],
         details=[
             ("run_id", h.run_id),
             ("status", h.status),
@@ -212,6 +217,22 @@ def nodes_table(record: dict) -> html.Table:
             "that work was done again elsewhere."
         ),
         empty="no per-node figures in the run record",
+    )
+
+
+def readers_table(record: dict) -> html.Table:
+    readers = (record.get("progress") or {}).get("readers") or {}
+    rows = [[reader, f"{units:,}"] for reader, units in readers.items()]
+    return html.Table(
+        "Frame readers",
+        ["reader", "work units"],
+        rows,
+        caption=(
+            "Which reader decoded the work units: frame_reader (PyAV, decoding only the frames "
+            "the samples depend on), decord (with why the fast path handed it over), or PyAV "
+            "alone where decord cannot decode the stream (pyav: why). The ten most frequent."
+        ),
+        empty="no reader counts in the run record",
     )
 
 

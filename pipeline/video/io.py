@@ -79,14 +79,17 @@ def mp4_truncation(path: Path) -> str:
     return "" if b"moov" in seen else "no 'moov' box (the MP4 index): the file was not finished"
 
 
+COPY_AGAIN = "copy it again from its source (an interrupted copy or a recording never finished)"
+
+
 def diagnose(path: Path) -> str:
     """Why a file cannot be opened, for the errors table: an empty or truncated file, or
     FFmpeg's words (through PyAV, with FFmpeg's last error log line); '' when PyAV reads it."""
     if path.stat().st_size == 0:
-        return "empty file (0 bytes)"
+        return f"empty file (0 bytes); {COPY_AGAIN}"
     truncated = mp4_truncation(path)
     if truncated:
-        return truncated
+        return f"{truncated}; {COPY_AGAIN}"
     import av
     import av.logging
 
@@ -418,6 +421,7 @@ def read_alone(path: Path, indices: list[int], size: int, native: VideoInfo) -> 
     except frame_reader.NotFastReadable as e:
         raise UndecodableFrames(f"cannot number the frames of the video stream ({e})") from None
     cut = mp4_truncation(path)
+    cut = f"{cut}; {COPY_AGAIN}" if cut else ""
     failures = tuple(
         FrameFailure(
             start, stop, f"{why}; {cut}" if cut and why.startswith("the stream ends") else why

@@ -167,6 +167,7 @@ def test_html_parses_with_headline_and_one_data_image_per_figure(index, report) 
     assert page.status_text == "OK"
     for label in (
         "videos ok",
+        "videos partial",
         "videos failed",
         "videos skipped",
         "clips",
@@ -177,6 +178,9 @@ def test_html_parses_with_headline_and_one_data_image_per_figure(index, report) 
         assert label in page.tile_labels
     text = " ".join(page.text)
     assert record["model_version"] in text and second in text
+    assert "Frame readers" in text  # each reader of the run record, with its work units
+    for reader, units in record["progress"]["readers"].items():
+        assert reader in text and f"{units:,}" in text
     assert len(page.images) == len(RUN_PNGS)
     embedded = set()
     for img in page.images:
