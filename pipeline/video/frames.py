@@ -340,20 +340,25 @@ def read_alone(path: Path, frames: list[int], num_frames: int, convert, blank) -
     )
 
 
-def _readable_packets(container, stream) -> StreamIndex:
-    """`index_stream` up to the first packet the demuxer cannot read (a cut file)."""
+def readable_packets(container, stream):
+    """The stream's packets in decode order, up to its end or the first packet the demuxer
+    cannot read (a cut file)."""
     import av
 
-    timings = []
     packets = container.demux(stream)
     while True:
         try:
             packet = next(packets)
         except (StopIteration, av.FFmpegError):
-            break
-        if packet.size == 0:
-            break
-        timings.append(_timing(packet))
+            return
+        if packet.size == 0:  # the end of the stream
+            return
+        yield packet
+
+
+def _readable_packets(container, stream) -> StreamIndex:
+    """`index_stream` of the `readable_packets`."""
+    timings = [_timing(packet) for packet in readable_packets(container, stream)]
     return _index_of(timings, float(stream.time_base))
 
 

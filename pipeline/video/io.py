@@ -253,16 +253,8 @@ def probe_alone(path: Path, header: Header, reader: str) -> VideoInfo:
 
     with av.open(str(path)) as container:
         stream = container.streams.best("video")
-        listed, counted = int(stream.frames or 0), 0
-        packets = container.demux(stream)
-        while True:
-            try:
-                packet = next(packets)
-            except (StopIteration, av.FFmpegError):
-                break
-            if packet.size == 0:
-                break
-            counted += 1
+        listed = int(stream.frames or 0)
+        counted = sum(1 for _ in frame_reader.readable_packets(container, stream))
         rate = stream.average_rate or stream.guessed_rate
     num_frames = max(listed, counted) if reader.endswith("cut short") else counted
     if counted <= 0:
