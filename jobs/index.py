@@ -183,6 +183,7 @@ def build_config(args: argparse.Namespace) -> IndexConfig:
         output_uri=args.output,
         sampling=sampling_config(args),
         model=model_config(args),
+        offline=args.offline,
         plan=PlanConfig(
             unit_frames=args.unit_frames,
             task_memory_bytes=args.decode_memory_mib * 2**20,

@@ -133,6 +133,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         storage=StorageConfig.from_json(args.storage_options),
         val_fraction=args.val_fraction,
         seed=args.seed,
+        offline=args.offline,
         resume=args.resume,
         features_from=args.features_from,
         keep_checkpoints=args.keep_checkpoints,

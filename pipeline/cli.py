@@ -52,8 +52,15 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bidirectional", action="store_true", help="bidirectional LSTM/GRU")
     p.add_argument(
         "--weights",
-        help="torchvision pretrained weights, e.g. DEFAULT or "
-        "IMAGENET1K_V1 (must be in the torch cache; nothing is downloaded)",
+        help="pretrained encoder weights: a torchvision weights name (DEFAULT, IMAGENET1K_V1; "
+        "downloaded into the torch cache when missing), or a file in torchvision's format for "
+        "the encoder: a local path, s3:// or http(s):// URL. Fetched once, by the driver",
+    )
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="never download --weights (also REELAY_OFFLINE=1 or HF_HUB_OFFLINE=1): a name "
+        "must be in the torch cache",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of an untrained model")
 

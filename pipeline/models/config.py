@@ -31,7 +31,8 @@ class ModelConfig:
     attention_heads: int = 4
     dropout: float = 0.1
     max_frames: int = 256  # positional table size of the attention head
-    pretrained_weights: str | None = None  # torchvision weights name, e.g. "DEFAULT"
+    # a torchvision weights name ("DEFAULT"), or where a weights file was (a path or URI)
+    pretrained_weights: str | None = None
 
     def __post_init__(self) -> None:
         registry.is_known("encoder", self.encoder)  # raises ValueError listing known names
@@ -53,8 +54,8 @@ class ModelConfig:
             isinstance(self.pretrained_weights, str) and self.pretrained_weights
         ):
             raise ValueError(
-                "ModelConfig.pretrained_weights must be None or a torchvision weights name "
-                f"such as 'DEFAULT', got {self.pretrained_weights!r}"
+                "ModelConfig.pretrained_weights must be None, a torchvision weights name such "
+                f"as 'DEFAULT' or a weights file's path or URI, got {self.pretrained_weights!r}"
             )
 
     def to_dict(self) -> dict[str, Any]:

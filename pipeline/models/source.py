@@ -17,6 +17,7 @@ from pipeline import storage
 from pipeline.config import ConfigError, IndexConfig, SamplingConfig, StorageConfig
 from pipeline.models.config import ModelConfig
 from pipeline.models.normalization import IMAGENET_MEAN, IMAGENET_STD
+from pipeline.models.weights import PretrainedFile, WeightsError, fetch, is_weights_name, offline
 
 if TYPE_CHECKING:
     from pipeline.models import Checkpoint
@@ -37,6 +38,9 @@ class ModelSpec:
     checkpoint_uri: str | None = None
     seed: int = 0
     storage: StorageConfig = StorageConfig()
+    # the --weights file as the driver fetched it: it reaches the actors with the spec (one
+    # copy in the object store), never fetched again by each node
+    pretrained: PretrainedFile | None = None
 
 
 def resolve_checkpoint_uri(uri: str, storage_cfg: StorageConfig) -> str:
@@ -83,16 +87,59 @@ def resolve_model(cfg: IndexConfig) -> tuple[ModelSpec, SamplingConfig]:
             storage=cfg.storage,
         )
         return spec, sampling
+    pretrained = fetch_pretrained(cfg.model, cfg.storage, cfg.offline)
     try:
-        model, labels = _build_untrained(cfg.model, cfg.seed)
-    except RuntimeError as e:  # pretrained weights not in the local cache
+        model, labels = _build_untrained(cfg.model, cfg.seed, pretrained)
+    except (WeightsError, ValueError) as e:  # unreadable, or not this encoder's weights
         if not cfg.model.pretrained_weights:
             raise
-        raise ConfigError(f"--weights {cfg.model.pretrained_weights}: {e}") from e
+        raise ConfigError(f"--weights {storage.redact(cfg.model.pretrained_weights)}: {e}") from e
     config = replace(cfg.model, num_classes=len(labels))
     version = _untrained_version(model, config, labels, cfg.seed)
-    spec = ModelSpec(config, tuple(labels), version, model.temporal.out_dim, seed=cfg.seed)
+    spec = ModelSpec(
+        config,
+        tuple(labels),
+        version,
+        model.temporal.out_dim,
+        seed=cfg.seed,
+        pretrained=pretrained,
+    )
     return spec, cfg.sampling
+
+
+def fetch_pretrained(
+    model: ModelConfig, storage_cfg: StorageConfig, offline_flag: bool
+) -> PretrainedFile | None:
+    """The --weights file, fetched once on the driver (None without --weights); a failure is
+    a bad flag (ConfigError: exit 2, one line)."""
+    if not model.pretrained_weights:
+        return None
+    try:
+        return fetch(
+            model.pretrained_weights, model.encoder, storage_cfg, no_network=offline(offline_flag)
+        )
+    except WeightsError as e:
+        raise ConfigError(f"--weights {storage.redact(model.pretrained_weights)}: {e}") from None
+
+
+def pretrained_state(model: ModelConfig, storage_cfg: StorageConfig, offline_flag: bool):
+    """The --weights file's state dict, fetched on the driver and checked against the encoder
+    (None without --weights): training hands it to its workers. ConfigError if it cannot be
+    had or does not fit."""
+    pretrained = fetch_pretrained(model, storage_cfg, offline_flag)
+    if pretrained is None:
+        return None
+    import pipeline.models.encoders  # noqa: F401 (registers the encoders)
+    from pipeline.models.registry import get_encoder_builder
+
+    try:
+        state = pretrained.state_dict()
+        get_encoder_builder(model.encoder)(
+            pretrained_weights=model.pretrained_weights, pretrained_state=state
+        )
+    except (WeightsError, ValueError) as e:
+        raise ConfigError(f"--weights {storage.redact(model.pretrained_weights)}: {e}") from e
+    return state
 
 
 def _untrained_version(model, config: ModelConfig, labels: list[str], seed: int) -> str:
@@ -101,15 +148,20 @@ def _untrained_version(model, config: ModelConfig, labels: list[str], seed: int)
 
     kind = "pretrained" if config.pretrained_weights else "seeded"
     prefix = f"{kind}-{config.encoder}-{config.temporal}-s{seed}-"
+    if config.pretrained_weights and not is_weights_name(config.pretrained_weights):
+        # a file's weights are hashed with the model; where the file was is not: the same
+        # bytes from a path, S3 or HTTP are the same model
+        config = replace(config, pretrained_weights="file")
     return prefix + model_version(model, config, labels)
 
 
-def _build_untrained(model_cfg: ModelConfig, seed: int):
+def _build_untrained(model_cfg: ModelConfig, seed: int, pretrained: PretrainedFile | None):
     """A seeded model; with ImageNet weights and a `mean` head, the ImageNet classifier and
     its category names are used, so labels mean something without training."""
     from pipeline.models import build_model
 
-    model = build_model(model_cfg, seed=seed)
+    state = pretrained.state_dict() if pretrained is not None else None
+    model = build_model(model_cfg, seed=seed, pretrained_state=state)
     head = getattr(model.encoder, "imagenet_head", None)
     categories = getattr(model.encoder, "categories", None)
     if head is not None and categories and model_cfg.temporal == "mean":
@@ -128,7 +180,7 @@ def load_model(spec: ModelSpec):
                 "the run; rerun the job"
             )
         return ckpt.build_model()
-    model, labels = _build_untrained(spec.model, spec.seed)
+    model, labels = _build_untrained(spec.model, spec.seed, spec.pretrained)
     built = _untrained_version(model, spec.model, labels, spec.seed)
     if built != spec.model_version:
         raise RuntimeError(

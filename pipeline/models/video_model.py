@@ -42,27 +42,35 @@ class VideoModel(nn.Module):
         return self.forward_features(self.encode_frames(x))
 
 
-def _build(config: ModelConfig, load_pretrained: bool) -> VideoModel:
+def _build(config: ModelConfig, load_pretrained: bool, pretrained_state) -> VideoModel:
     encoder = get_encoder_builder(config.encoder)(
-        pretrained_weights=config.pretrained_weights, load_weights=load_pretrained
+        pretrained_weights=config.pretrained_weights,
+        load_weights=load_pretrained,
+        pretrained_state=pretrained_state,
     )
     temporal = get_temporal_builder(config.temporal)(in_dim=encoder.out_dim, config=config)
     return VideoModel(encoder, temporal, config.num_classes)
 
 
 def build_model(
-    config: ModelConfig, *, seed: int | None = None, load_pretrained: bool = True
+    config: ModelConfig,
+    *,
+    seed: int | None = None,
+    load_pretrained: bool = True,
+    pretrained_state: dict | None = None,
 ) -> VideoModel:
     """Build a model; with `seed`, weights are reproducible and the caller's RNG is untouched.
 
     `load_pretrained=False` keeps the pretrained architecture (ImageNet head, categories)
     without reading the weights file: used when a checkpoint supplies the state dict.
+    `pretrained_state`: the encoder's pretrained weights as fetched by the driver
+    (pipeline.models.weights); without it a weights name is read from the torch cache.
     """
     if seed is None:
-        return _build(config, load_pretrained)
+        return _build(config, load_pretrained, pretrained_state)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _build(config, load_pretrained)
+        return _build(config, load_pretrained, pretrained_state)
 
 
 def state_dict_version(

@@ -71,6 +71,7 @@ class TrainConfig:
     storage: StorageConfig = StorageConfig()
     val_fraction: float = 0.2  # used only when the data has no split
     seed: int = 0
+    offline: bool = False  # --weights never downloads (also REELAY_OFFLINE, HF_HUB_OFFLINE)
     resume: bool = False
     features_from: str | None = None
     keep_checkpoints: int = 2  # Ray keeps the best this many by val accuracy, plus the latest

@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from pipeline import storage
 from pipeline.config import ConfigError
-from pipeline.models.source import read_checkpoint
+from pipeline.models.source import pretrained_state, read_checkpoint
 from pipeline.ray_env import actor_beside_driver, ensure_ray
 from pipeline.runs import Stopwatch, new_run_id
 from pipeline.train import output as names
@@ -98,6 +98,8 @@ def _run(cfg: TrainConfig, started: datetime) -> TrainSummary:
     data = list_labeled(cfg.data_uri, cfg.storage, cfg.val_fraction, cfg.seed)
     mode = train_mode(cfg, len(data.labels))  # --features-from: the index's runs and model
     _check_output(out, cfg, mode.identity(data.labels))
+    # --weights: fetched once, here; the workers get it through the object store
+    pretrained = None if mode.source else pretrained_state(cfg.model, cfg.storage, cfg.offline)
     log.info(
         "%d labeled videos, classes %s, split from %s: %s",
         len(data.videos),
@@ -144,7 +146,7 @@ def _run(cfg: TrainConfig, started: datetime) -> TrainSummary:
 
     # 3. train (Ray Train workers, DDP)
     encoder = encoder_state(mode.source.spec) if mode.source is not None else None
-    spec = _loop_spec(cfg, mode, data, counts, encoder)
+    spec = _loop_spec(cfg, mode, data, counts, encoder, pretrained)
     try:
         result, restarts = _fit(cfg, spec, out, splits)
     except Exception as e:
@@ -265,7 +267,12 @@ def _write_skipped(out: TrainOutput, splits: dict[str, ClipSplit]) -> int:
 
 
 def _loop_spec(
-    cfg: TrainConfig, mode: TrainMode, data: LabeledData, counts: dict, encoder: dict | None
+    cfg: TrainConfig,
+    mode: TrainMode,
+    data: LabeledData,
+    counts: dict,
+    encoder: dict | None,
+    pretrained: dict | None,
 ) -> LoopSpec:
     import ray
 
@@ -295,6 +302,7 @@ def _loop_spec(
         inputs=FRAMES if mode.source is None else FEATURES,
         # features: the index run's encoder, once in the object store for every worker
         encoder=ray.put(encoder) if encoder is not None else None,
+        pretrained=ray.put(pretrained) if pretrained is not None else None,
     )
 
 

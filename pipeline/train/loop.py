@@ -108,7 +108,13 @@ def train_loop_per_worker(config: dict) -> list[dict]:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
 
-    model = build_model(spec.model, seed=spec.seed)
+    pretrained = ray.get(spec.pretrained) if spec.pretrained is not None else None
+    model = build_model(
+        spec.model,
+        seed=spec.seed,
+        load_pretrained=spec.encoder is None,  # FEATURES: the index's encoder replaces it
+        pretrained_state=pretrained,
+    )
     if spec.encoder is not None:  # features: the index run's encoder, so checkpoints are whole
         model.encoder.load_state_dict(ray.get(spec.encoder), strict=True)
     start_epoch, history, optim_state = 0, [], None

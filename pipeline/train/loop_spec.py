@@ -30,6 +30,7 @@ class LoopSpec:
     report_extra: dict  # constant metrics added to every report (e.g. skipped videos)
     inputs: str = FRAMES  # FRAMES (decoded clips) or FEATURES (stored frame features)
     encoder: Any = None  # FEATURES: ObjectRef of the index run's encoder state dict
+    pretrained: Any = None  # --weights: ObjectRef of the encoder's pretrained state dict
     attempts: Any = None  # an Attempts actor (the driver's), or None
 
     @property
