@@ -23,6 +23,7 @@ from pipeline.cli import (  # noqa: E402,E501
 )
 from pipeline.config import (  # noqa: E402
     PRECISIONS,
+    ConfigError,
     GuardConfig,
     IndexConfig,
     InferConfig,
@@ -47,6 +48,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output", required=True, help="local folder or s3://bucket/prefix")
     add_sampling_flags(p)
     add_model_flags(p)
+    p.add_argument(
+        "--labels",
+        help="zero-shot labels for --encoder clip --temporal mean: comma-separated "
+        '("cat,dog,car") or a text file with one label per line',
+    )
     p.add_argument(
         "--checkpoint",
         help="a training run's output folder or a checkpoint file; "
@@ -177,6 +183,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def zero_shot_labels(value: str | None) -> tuple[str, ...]:
+    """--labels as a tuple: a file's lines, else the comma-separated names (unique, in order)."""
+    if not value:
+        return ()
+    path = Path(value)
+    names = path.read_text().splitlines() if path.is_file() else value.split(",")
+    labels = tuple(dict.fromkeys(n.strip() for n in names if n.strip()))
+    if len(labels) < 2:
+        raise ConfigError(f"--labels needs at least two labels (got {list(labels)})")
+    return labels
+
+
 def build_config(args: argparse.Namespace) -> IndexConfig:
     return IndexConfig(
         input_uri=args.input,
@@ -208,6 +226,7 @@ def build_config(args: argparse.Namespace) -> IndexConfig:
             dry_run=args.dry_run,
         ),
         checkpoint_uri=args.checkpoint,
+        labels=zero_shot_labels(args.labels),
         seed=args.seed,
         run_id=args.run_id,
         max_failure_fraction=args.max_failure_fraction,

@@ -3,6 +3,7 @@
   python jobs/query.py OUTPUT_URI "SQL" [--format table|csv|json|parquet] [--out FILE]
   python jobs/query.py OUTPUT_URI --similar VIDEO_URI [-k 10] [--level video|clip]
   python jobs/query.py OUTPUT_URI --similar-to-file PATH [-k 10] [--level video|clip]
+  python jobs/query.py OUTPUT_URI --text "a dog running on a beach" [-k 10] [--level video|clip]
 
 SQL sees the views videos, clips, errors and runs (docs/queries.md has ready-made questions).
 Exit codes: 0 success, 2 bad usage or input (no index there, SQL error, unknown video),
@@ -36,6 +37,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="PATH",
         help="neighbours of a new video file, embedded with the index's own model",
     )
+    p.add_argument(
+        "--text",
+        help="videos or clips nearest a text, through the index's own CLIP model (an index "
+        "made with --encoder clip --temporal mean)",
+    )
     p.add_argument("-k", type=int, default=10, help="neighbours to return (default 10)")
     p.add_argument("--level", default="video", help="video or clip (default video)")
     p.add_argument(
@@ -51,15 +57,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def build_query(args: argparse.Namespace):
     from pipeline.config import ConfigError, StorageConfig
-    from pipeline.query import SimilarQuery, SqlQuery
+    from pipeline.query import SimilarQuery, SqlQuery, TextQuery
     from pipeline.query.config import OutputConfig
 
     storage = StorageConfig.from_json(args.storage_options)
     output = OutputConfig(args.format, args.out)
     similar = args.similar is not None or args.similar_to_file is not None
-    if similar and args.sql is not None:
-        raise ConfigError("give SQL or --similar/--similar-to-file, not both")
-    if similar:
+    asked = [similar, args.sql is not None, args.text is not None]
+    if sum(asked) > 1:
+        raise ConfigError("give one of SQL, --similar/--similar-to-file and --text")
+    if args.text is not None:
+        query = TextQuery(
+            output_uri=args.output, text=args.text, k=args.k, level=args.level, storage=storage
+        )
+    elif similar:
         query = SimilarQuery(
             output_uri=args.output,
             video_uri=args.similar,

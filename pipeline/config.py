@@ -245,6 +245,7 @@ class IndexConfig:
     checkpoint_uri: str | None = None
     seed: int = 0
     offline: bool = False  # --weights never downloads (also REELAY_OFFLINE, HF_HUB_OFFLINE)
+    labels: tuple[str, ...] = ()  # --labels: zero-shot classes of a CLIP model
     run_id: str | None = None
     max_failure_fraction: float = 0.5
     progress_interval_s: float = 10.0

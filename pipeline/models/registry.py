@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-# The registry imports nothing: the built-in builders (encoders.py, temporal.py) register
+# The registry imports nothing: the built-in builders (encoders.py, clip.py, temporal.py) register
 # themselves when pipeline.models.video_model imports them to build a model, and names are
 # checked against BUILTIN_* without torch (plan, decode and listing never import it).
 Builder = Callable[..., Any]
 F = TypeVar("F", bound=Builder)
 
 BUILTIN_ENCODERS = frozenset(
-    {"small_cnn", "resnet18", "resnet50", "mobilenet_v3_small", "efficientnet_b0"}
+    {"small_cnn", "resnet18", "resnet50", "mobilenet_v3_small", "efficientnet_b0", "clip"}
 )
 BUILTIN_TEMPORAL = frozenset({"mean", "lstm", "gru", "attention"})
 

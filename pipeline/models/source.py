@@ -17,7 +17,14 @@ from pipeline import storage
 from pipeline.config import ConfigError, IndexConfig, SamplingConfig, StorageConfig
 from pipeline.models.config import ModelConfig
 from pipeline.models.normalization import IMAGENET_MEAN, IMAGENET_STD
-from pipeline.models.weights import PretrainedFile, WeightsError, fetch, is_weights_name, offline
+from pipeline.models.weights import (
+    PretrainedFile,
+    PretrainedFolder,
+    WeightsError,
+    fetch,
+    is_weights_name,
+    offline,
+)
 
 if TYPE_CHECKING:
     from pipeline.models import Checkpoint
@@ -40,7 +47,8 @@ class ModelSpec:
     storage: StorageConfig = StorageConfig()
     # the --weights file as the driver fetched it: it reaches the actors with the spec (one
     # copy in the object store), never fetched again by each node
-    pretrained: PretrainedFile | None = None
+    pretrained: PretrainedFile | PretrainedFolder | None = None
+    zero_shot_labels: tuple[str, ...] = ()  # --labels: a CLIP model's classes, from text
 
 
 def resolve_checkpoint_uri(uri: str, storage_cfg: StorageConfig) -> str:
@@ -87,9 +95,11 @@ def resolve_model(cfg: IndexConfig) -> tuple[ModelSpec, SamplingConfig]:
             storage=cfg.storage,
         )
         return spec, sampling
+    check_model_flags(cfg.model, cfg.labels)
     pretrained = fetch_pretrained(cfg.model, cfg.storage, cfg.offline)
     try:
-        model, labels = _build_untrained(cfg.model, cfg.seed, pretrained)
+        model, labels = _build_untrained(cfg.model, cfg.seed, pretrained, cfg.labels)
+        mean, std = normalization(cfg.model, pretrained)
     except (WeightsError, ValueError) as e:  # unreadable, or not this encoder's weights
         if not cfg.model.pretrained_weights:
             raise
@@ -101,10 +111,36 @@ def resolve_model(cfg: IndexConfig) -> tuple[ModelSpec, SamplingConfig]:
         tuple(labels),
         version,
         model.temporal.out_dim,
+        mean,
+        std,
         seed=cfg.seed,
         pretrained=pretrained,
+        zero_shot_labels=tuple(cfg.labels),
     )
     return spec, cfg.sampling
+
+
+def check_model_flags(model: ModelConfig, labels: tuple[str, ...]) -> None:
+    """A CLIP encoder needs its folder; --labels names classes through a CLIP model's text
+    tower, compared with the `mean` head's embedding: only there do they mean anything."""
+    if model.encoder == "clip" and not model.pretrained_weights:
+        raise ConfigError(
+            "--encoder clip needs --weights: a Hugging Face CLIPModel folder (local or "
+            "s3://), as CLIPModel.save_pretrained and its processor's save_pretrained write it"
+        )
+    if labels and (model.encoder, model.temporal) != ("clip", "mean"):
+        raise ConfigError(
+            "--labels gives zero-shot labels from a CLIP model's text: use it with "
+            f"--encoder clip --temporal mean (got --encoder {model.encoder} --temporal "
+            f"{model.temporal}); other models get their labels from training (--checkpoint)"
+        )
+
+
+def normalization(model: ModelConfig, pretrained) -> tuple[tuple, tuple]:
+    """The frames' (mean, std): the CLIP folder's own, else ImageNet's."""
+    if isinstance(pretrained, PretrainedFolder):
+        return pretrained.payload().normalization()
+    return IMAGENET_MEAN, IMAGENET_STD
 
 
 def fetch_pretrained(
@@ -133,7 +169,7 @@ def pretrained_state(model: ModelConfig, storage_cfg: StorageConfig, offline_fla
     from pipeline.models.registry import get_encoder_builder
 
     try:
-        state = pretrained.state_dict()
+        state = pretrained.payload()
         get_encoder_builder(model.encoder)(
             pretrained_weights=model.pretrained_weights, pretrained_state=state
         )
@@ -155,13 +191,23 @@ def _untrained_version(model, config: ModelConfig, labels: list[str], seed: int)
     return prefix + model_version(model, config, labels)
 
 
-def _build_untrained(model_cfg: ModelConfig, seed: int, pretrained: PretrainedFile | None):
+def _build_untrained(
+    model_cfg: ModelConfig, seed: int, pretrained, zero_shot: tuple[str, ...] = ()
+):
     """A seeded model; with ImageNet weights and a `mean` head, the ImageNet classifier and
-    its category names are used, so labels mean something without training."""
+    its category names are used, so labels mean something without training; with a CLIP
+    model and `zero_shot` labels, a classifier made from their text (`clip.zero_shot`)."""
     from pipeline.models import build_model
 
-    state = pretrained.state_dict() if pretrained is not None else None
-    model = build_model(model_cfg, seed=seed, pretrained_state=state)
+    payload = pretrained.payload() if pretrained is not None else None
+    if zero_shot:
+        model_cfg = replace(model_cfg, num_classes=len(zero_shot))
+    model = build_model(model_cfg, seed=seed, pretrained_state=payload)
+    if zero_shot:
+        from pipeline.models.clip import zero_shot_classifier
+
+        model.classifier = zero_shot_classifier(model.encoder, payload, list(zero_shot))
+        return model.eval(), list(zero_shot)
     head = getattr(model.encoder, "imagenet_head", None)
     categories = getattr(model.encoder, "categories", None)
     if head is not None and categories and model_cfg.temporal == "mean":
@@ -180,7 +226,7 @@ def load_model(spec: ModelSpec):
                 "the run; rerun the job"
             )
         return ckpt.build_model()
-    model, labels = _build_untrained(spec.model, spec.seed, spec.pretrained)
+    model, labels = _build_untrained(spec.model, spec.seed, spec.pretrained, spec.zero_shot_labels)
     built = _untrained_version(model, spec.model, labels, spec.seed)
     if built != spec.model_version:
         raise RuntimeError(

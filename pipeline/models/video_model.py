@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+import pipeline.models.clip  # noqa: F401 (registers the clip encoder)
 import pipeline.models.encoders  # noqa: F401 (registers the built-in encoders)
 import pipeline.models.temporal  # noqa: F401 (registers the built-in temporal heads)
 from pipeline.models.config import ModelConfig

@@ -38,6 +38,10 @@ class PretrainedFile:
     source: str
     data: bytes
 
+    def payload(self) -> dict:
+        """What the encoder's builder takes: the state dict."""
+        return self.state_dict()
+
     def state_dict(self) -> dict:
         """The file's tensors (weights-only load); WeightsError if it is not a state dict."""
         import torch
@@ -63,8 +67,31 @@ def offline(flag: bool = False) -> bool:
     return flag or any(os.environ.get(k, "").lower() in ("1", "true", "yes") for k in OFFLINE_ENV)
 
 
-def fetch(value: str, arch: str, storage_cfg: StorageConfig, *, no_network: bool) -> PretrainedFile:
-    """The weights `value` names for `arch`, as bytes; WeightsError where they cannot be had."""
+@dataclass(frozen=True)
+class PretrainedFolder:
+    """A model folder as fetched on the driver (`--encoder clip`): its files' bytes."""
+
+    source: str
+    files: dict
+
+    def payload(self):
+        """What the encoder's builder takes: the folder (a ClipFolder)."""
+        from pipeline.models.clip import ClipFolder
+
+        try:
+            return ClipFolder(self.files)
+        except ValueError as e:
+            raise WeightsError(f"{self.source}: {e}") from None
+
+
+FOLDER_ENCODERS = ("clip",)
+
+
+def fetch(value: str, arch: str, storage_cfg: StorageConfig, *, no_network: bool):
+    """The weights `value` names for `arch`: a PretrainedFile, or a PretrainedFolder for the
+    encoders that load a model folder; WeightsError where they cannot be had."""
+    if arch in FOLDER_ENCODERS:
+        return _folder(value, storage_cfg)
     if is_weights_name(value):
         return _torchvision_file(value, arch, no_network)
     source = storage.redact(value)
@@ -79,6 +106,26 @@ def fetch(value: str, arch: str, storage_cfg: StorageConfig, *, no_network: bool
         raise WeightsError(f"{source}: no such file") from None
     except OSError as e:
         raise WeightsError(f"{source}: cannot read it ({_one_line(e)})") from None
+
+
+def _folder(value: str, storage_cfg: StorageConfig) -> PretrainedFolder:
+    """The files of a model folder (local, or s3:// and other fsspec URIs) that the model
+    reads (pipeline.models.clip: REQUIRED_FILES and OPTIONAL_FILES)."""
+    from pipeline.models.clip import OPTIONAL_FILES, REQUIRED_FILES
+
+    source = storage.redact(value)
+    fs = storage.filesystem(value, storage_cfg)
+    root = storage.strip_scheme(value).rstrip("/")
+    try:
+        if not fs.isdir(root):
+            raise WeightsError(f"{source}: not a folder (a Hugging Face CLIPModel folder)")
+        files = {}
+        for name in (*REQUIRED_FILES, *OPTIONAL_FILES):
+            if fs.isfile(f"{root}/{name}"):
+                files[name] = fs.cat_file(f"{root}/{name}")
+    except OSError as e:
+        raise WeightsError(f"{source}: cannot read it ({_one_line(e)})") from None
+    return PretrainedFolder(source, files)
 
 
 def _torchvision_file(name: str, arch: str, no_network: bool) -> PretrainedFile:

@@ -10,8 +10,8 @@ One module per job:
   job        run(query) -> pyarrow.Table
 """
 
-from pipeline.query.config import SimilarQuery, SqlQuery
+from pipeline.query.config import SimilarQuery, SqlQuery, TextQuery
 from pipeline.query.errors import QueryError
 from pipeline.query.job import run
 
-__all__ = ["QueryError", "SimilarQuery", "SqlQuery", "run"]
+__all__ = ["QueryError", "SimilarQuery", "SqlQuery", "TextQuery", "run"]

@@ -31,6 +31,25 @@ class SqlQuery:
 
 
 @dataclass(frozen=True)
+class TextQuery:
+    """The clips or videos nearest a text, through the text tower of the index's own CLIP."""
+
+    output_uri: str
+    text: str
+    k: int = 10
+    level: str = "video"
+    storage: StorageConfig = StorageConfig()
+
+    def __post_init__(self) -> None:
+        if not self.text.strip():
+            raise ConfigError("--text needs some words, e.g. --text 'a dog running on a beach'")
+        if self.k < 1:
+            raise ConfigError(f"-k must be >= 1 (got {self.k})")
+        if self.level not in LEVELS:
+            raise ConfigError(f"--level must be one of {', '.join(LEVELS)} (got {self.level!r})")
+
+
+@dataclass(frozen=True)
 class SimilarQuery:
     """Nearest neighbours of an indexed video (`video_uri`) or of a new file (`file`)."""
 

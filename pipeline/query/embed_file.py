@@ -68,6 +68,7 @@ def index_config(record: dict, input_uri: str, storage_cfg: StorageConfig) -> In
             storage=storage_cfg,
             checkpoint_uri=cfg.get("checkpoint_uri"),
             seed=int(cfg.get("seed", 0)),
+            labels=tuple(cfg.get("labels") or ()),
         )
     except (TypeError, ValueError) as e:
         raise QueryError(

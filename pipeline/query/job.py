@@ -7,13 +7,15 @@ import pyarrow as pa
 from pipeline import storage
 from pipeline.query import vectors, views
 from pipeline.query.catalog import load_catalog
-from pipeline.query.config import SimilarQuery, SqlQuery
+from pipeline.query.config import SimilarQuery, SqlQuery, TextQuery
 from pipeline.query.errors import QueryError
 
 
-def run(query: SqlQuery | SimilarQuery) -> pa.Table:
+def run(query: SqlQuery | SimilarQuery | TextQuery) -> pa.Table:
     if isinstance(query, SqlQuery):
         return run_sql(query)
+    if isinstance(query, TextQuery):
+        return run_text(query)
     return run_similar(query)
 
 
@@ -60,6 +62,43 @@ def run_similar(query: SimilarQuery) -> pa.Table:
     return vectors.search(
         index, index.matrix[self_row], query.k, self_row, exclude_self=query.exclude_self
     )
+
+
+def run_text(query: TextQuery) -> pa.Table:
+    """The k rows nearest the text by cosine, among the newest rows of the index's newest
+    model: the text goes through that model's own CLIP text tower (rebuilt from its run
+    record and checked against its model_version), then the same search as --similar."""
+    from pipeline.config import ConfigError
+    from pipeline.models.clip import text_embeddings
+    from pipeline.models.source import resolve_model
+    from pipeline.query.embed_file import index_config
+
+    catalog = load_catalog(query.output_uri, query.storage)
+    level = query.level
+    run = catalog.latest(vectors.TABLE_OF[level])
+    model = (run.record.get("config") or {}).get("model") or {}
+    if (model.get("encoder"), model.get("temporal")) != ("clip", "mean"):
+        raise QueryError(
+            f"--text needs an index made by a CLIP model with the mean head (jobs/index.py "
+            f"--encoder clip --weights FOLDER --temporal mean); the newest run here, "
+            f"{run.run_id}, used --encoder {model.get('encoder')} --temporal "
+            f"{model.get('temporal')}: use --similar or SQL"
+        )
+    try:
+        spec, _ = resolve_model(index_config(run.record, "unused", query.storage))
+    except ConfigError as e:
+        raise QueryError(f"the index's CLIP model cannot be loaded: {e}") from e
+    if spec.model_version != run.model_version:
+        raise QueryError(
+            f"the CLIP folder {storage.redact(model.get('pretrained_weights') or '')} is not "
+            f"the one run {run.run_id} indexed with ({spec.model_version}, not "
+            f"{run.model_version}): it changed since"
+        )
+    folder = spec.pretrained.payload()
+    vector = text_embeddings(folder.model(), folder.tokenizer(), [query.text])[0].numpy()
+    parts = vectors.latest_rows(vectors.read_parts(catalog, level), level)
+    index = vectors.build_index(parts, level, run.model_version)
+    return vectors.search(index, vector, query.k)
 
 
 def _find_video(parts, level, video_uri, clip_index, output_uri):
