@@ -170,3 +170,24 @@ def test_clip_encoder_forward_is_normalised(clip_folder):
         out = encoder(torch.randn(3, 3, 48, 48))  # not the model's 32 px: interpolated
     assert out.shape == (3, 16)
     torch.testing.assert_close(out.norm(dim=-1), torch.ones(3))
+
+
+def test_labels_come_from_a_list_or_a_file(tmp_path):
+    from jobs.index import zero_shot_labels
+    from pipeline.config import ConfigError
+
+    assert zero_shot_labels("cat, dog,cat,,car") == ("cat", "dog", "car")
+    listed = tmp_path / "labels.txt"
+    listed.write_text("a red car\n\na dog, running\n")
+    assert zero_shot_labels(str(listed)) == ("a red car", "a dog, running")
+    with pytest.raises(ConfigError, match="at least two labels"):
+        zero_shot_labels("cat")
+
+
+def test_training_on_clip_is_refused_with_a_reason():
+    from pipeline.config import ConfigError
+    from pipeline.models import ModelConfig
+    from pipeline.train.config import TrainConfig
+
+    with pytest.raises(ConfigError, match="training on it is not supported"):
+        TrainConfig("data.csv", "out", model=ModelConfig(encoder="clip", pretrained_weights="f"))

@@ -88,6 +88,12 @@ class TrainConfig:
             raise ConfigError(f"--val-fraction must be in (0, 1) (got {self.val_fraction})")
         if self.keep_checkpoints < 1:
             raise ConfigError(f"--keep-checkpoints must be >= 1 (got {self.keep_checkpoints})")
+        if self.model.encoder == "clip":
+            raise ConfigError(
+                "--encoder clip indexes and searches by text (jobs/index.py, jobs/query.py "
+                "--text) and labels zero-shot (--labels); training on it is not supported: "
+                "train a torchvision or small_cnn encoder"
+            )
         if self.sampling.clip_frames > self.model.max_frames:
             raise ConfigError(
                 f"--clip-frames {self.sampling.clip_frames} is more than the model's "

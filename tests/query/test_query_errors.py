@@ -94,7 +94,9 @@ def test_similar_to_a_broken_file(cli, local_index):
     [
         (["--similar", "x", "--level", "frame"], "--level"),
         (["--similar", "x", "-k", "0"], "-k"),
-        (["SELECT 1", "--similar", "x"], "not both"),
+        (["SELECT 1", "--similar", "x"], "give one of SQL"),
+        (["SELECT 1", "--text", "a dog"], "give one of SQL"),
+        (["--text", "  "], "--text needs some words"),
         ([], "give SQL"),
         (["SELECT 1", "--format", "xml"], "--format"),
         (["SELECT 1", "--no-such-flag"], "unrecognized arguments"),
