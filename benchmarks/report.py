@@ -103,6 +103,21 @@ def _seeks_table(results: dict) -> str:
     return "\n".join(rows)
 
 
+def _encoders_table(results: dict) -> str:
+    e = results.get("encoders")
+    if not e:
+        return "(encoders suite not run)"
+    return "\n".join(
+        [
+            "| encoder | frames/s | against ResNet-18 |",
+            "|---|---|---|",
+            f"| ResNet-18 | {e['resnet18_frames_per_s']} | 1.00 |",
+            f"| CLIP ViT-B/32 image tower | {e['clip_vit_b32_frames_per_s']} "
+            f"| {e['clip_over_resnet18']} |",
+        ]
+    )
+
+
 def _memory_table(results: dict) -> str:
     mem = results["summary"]["memory"]
     if not mem:
@@ -249,6 +264,11 @@ Workload: {w["encoder"]} + `{w["temporal"]}` head at {w["image_size"]} px, {w["f
 sampled frames of each corpus's first video):
 
 {_seeks_table(results)}
+
+**Frame encoders** at 224 px on random frames, one process, torch threads as a CPU actor's
+(`benchmarks/encoders.py`; random weights: speed does not depend on them):
+
+{_encoders_table(results)}
 
 **Memory** on one long 720p video (summed over the process tree: driver, Ray's GCS/raylet,
 workers; PSS splits shared pages between processes). The last column names the roles whose

@@ -38,8 +38,27 @@ from benchmarks.corpora import Corpus, CorpusSpec, ensure_corpus
 from benchmarks.procs import REPO, psutil, run_contender
 from benchmarks.summary import merge, summarize
 
-SUITES = ("limit", "decode", "model", "sparse", "memory", "knobs", "scale", "incremental")
-DEFAULT_SUITES = ("limit", "decode", "model", "sparse", "memory", "scale", "incremental")
+SUITES = (
+    "limit",
+    "decode",
+    "model",
+    "sparse",
+    "memory",
+    "knobs",
+    "scale",
+    "incremental",
+    "encoders",
+)
+DEFAULT_SUITES = (
+    "limit",
+    "decode",
+    "model",
+    "sparse",
+    "memory",
+    "scale",
+    "incremental",
+    "encoders",
+)
 
 
 @dataclass(frozen=True)
@@ -242,6 +261,12 @@ class Bench:
             },
         )
 
+    def suite_encoders(self) -> dict:
+        """The CLIP image tower's frames/s at 224 px beside ResNet-18's (benchmarks/encoders.py)."""
+        from benchmarks import encoders
+
+        return encoders.measure(seconds=3.0 if self.quick else 10.0)
+
     def suite_sparse(self) -> dict:
         c = self.corpus(self.profile.sparse)
         w = replace(self.workload, fps=self.profile.sparse_fps)
@@ -383,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
             "long_short": profile.long_short.key, "long_long": profile.long_long.key,
         },
         "seeks": extra.get("sparse"),
+        "encoders": extra.get("encoders"),
         "runs": bench.runs,
         "elapsed_s": round(time.perf_counter() - t0, 1),
         "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],

@@ -18,7 +18,17 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-SUITE_ORDER = ("limit", "decode", "model", "sparse", "memory", "knobs", "scale", "incremental")
+SUITE_ORDER = (
+    "limit",
+    "decode",
+    "model",
+    "sparse",
+    "memory",
+    "knobs",
+    "scale",
+    "incremental",
+    "encoders",
+)
 GOALS = {
     "limit": 0.85,
     "naive": 1.5,
@@ -291,6 +301,7 @@ def merge(old: dict, new: dict) -> dict:
     merged["corpora"] = {**old.get("corpora", {}), **new.get("corpora", {})}
     merged["measured"] = {**old.get("measured", {}), **new.get("measured", {})}
     merged["seeks"] = new.get("seeks") or old.get("seeks")
+    merged["encoders"] = new.get("encoders") or old.get("encoders")
     for key in ("corpus_roles",):
         merged[key] = {**old.get(key, {}), **new.get(key, {})}
     return merged
