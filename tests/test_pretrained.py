@@ -171,3 +171,47 @@ def test_training_workers_get_the_drivers_weights(weights_dir, tmp_path, offline
             StorageConfig(),
             offline_flag=True,
         )
+
+
+class FakeWeightsEnum(dict):
+    """What torchvision.models.get_model_weights returns, enough for the fetch: members with
+    a `url`, by name."""
+
+    @property
+    def __members__(self):
+        return self
+
+
+def test_a_weights_name_missing_from_the_cache_is_downloaded_into_it_once(
+    weights_dir, http_url, tmp_path, monkeypatch
+):
+    """As torchvision names them (<arch>-<sha256 prefix>.pth): downloaded into the torch
+    cache, the hash in the name checked, and read from the cache the next time; a file whose
+    bytes do not match its name's hash is refused."""
+    import hashlib
+    import types
+
+    import torchvision
+
+    from pipeline.config import StorageConfig
+    from pipeline.models.weights import WeightsError, fetch
+
+    base, requests = http_url
+    data = (weights_dir / "w.pth").read_bytes()
+    good = f"mnv3-{hashlib.sha256(data).hexdigest()[:8]}.pth"
+    (weights_dir / good).write_bytes(data)
+    (weights_dir / "mnv3-00000000.pth").write_bytes(data)  # a name whose hash it fails
+    fake = FakeWeightsEnum(
+        DEFAULT=types.SimpleNamespace(url=f"{base}/{good}"),
+        BROKEN=types.SimpleNamespace(url=f"{base}/mnv3-00000000.pth"),
+    )
+    monkeypatch.setattr(torchvision.models, "get_model_weights", lambda arch: fake)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    for _ in range(2):
+        got = fetch("DEFAULT", ENCODER, StorageConfig(), no_network=False)
+        assert got.data == data
+    assert (tmp_path / "torch" / "hub" / "checkpoints" / good).read_bytes() == data
+    assert requests == [f"/{good}"]  # the second fetch read the cache
+    with pytest.raises(WeightsError, match="cannot download .*mnv3-00000000.pth"):
+        fetch("BROKEN", ENCODER, StorageConfig(), no_network=False)
+    assert not (tmp_path / "torch" / "hub" / "checkpoints" / "mnv3-00000000.pth").exists()
