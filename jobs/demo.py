@@ -1,9 +1,16 @@
 """`make demo`: make a labeled sample corpus, train a small model on it (Ray Train), index the
-corpus with that model on an embedded local Ray, and show the result."""
+corpus with that model on an embedded local Ray, and show the result.
+
+The demo shows the jobs' own progress lines and tables: Ray's workers (and the decoders in
+them) write to Ray's log files (/tmp/ray/session_latest/logs), not to the terminal, and Ray
+Data's per-dataset INFO lines are left out."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -60,10 +67,23 @@ def show(out: Path) -> None:
         f"SELECT regexp_extract(video_uri, '[^/]+$') AS video, stage, error_type, message "
         f"FROM read_parquet('{out}/errors/**/*.parquet')"
     ).show(max_width=120)
-    print(
-        "Query it yourself:\n  python -c \"import duckdb; duckdb.sql('''"
-        + SHOW_SQL.format(out=out).replace("\n", " ")
-        + "''').show()\""
+
+
+def next_steps(out: Path, run_id: str, first_video: str) -> str:
+    """The commands a user would type next, with this demo's paths."""
+    query = f".venv/bin/python jobs/query.py {shlex.quote(str(out))}"
+    labels = (
+        "SELECT label, count(*) AS videos, round(avg(score), 3) AS score FROM videos GROUP BY label"
+    )
+    return "\n".join(
+        [
+            "Next:",
+            f"  {query} {shlex.quote(labels)}",
+            f"  {query} --similar {shlex.quote(first_video)} -k 5",
+            f'  {query} "SELECT * FROM errors" --format json',
+            f"  open {out / '_runs' / run_id / 'report.html'}   # the run's report",
+            "  more questions: docs/queries.md; real models: README, 'Pretrained models'",
+        ]
     )
 
 
@@ -72,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default="demo_out", help="where the corpus and index go")
     args = p.parse_args(argv)
     configure_logging()
+    quiet_ray()
     from pipeline import index
     from pipeline.ray_env import cluster_cpus
     from pipeline.train import OptimConfig, TrainConfig, WorkersConfig, start_ray
@@ -99,7 +120,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("\n" + summary.line())
     show(out)
+    first = sorted(str(p) for p in corpus.rglob("*.mp4") if p.name != "broken.mp4")[0]
+    print(next_steps(out, summary.run_id, first))
     return 0
+
+
+def quiet_ray() -> None:
+    """A local Ray whose workers log to Ray's files only, without Ray Data's INFO lines or the
+    core's native warnings on the terminal: a newcomer sees the jobs' own lines."""
+    import ray
+    import ray.data  # configures its logger on import: quieted after
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # the core's own lines
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    ray.init(address="local", log_to_driver=False, logging_level=logging.WARNING)
 
 
 if __name__ == "__main__":
