@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline import storage
@@ -36,7 +36,7 @@ class PretrainedFile:
     """A weights file as fetched on the driver: where from (credentials removed) and its bytes."""
 
     source: str
-    data: bytes
+    data: bytes = field(repr=False)
 
     def payload(self) -> dict:
         """What the encoder's builder takes: the state dict."""
@@ -72,7 +72,7 @@ class PretrainedFolder:
     """A model folder as fetched on the driver (`--encoder clip`): its files' bytes."""
 
     source: str
-    files: dict
+    files: dict = field(repr=False)
 
     def payload(self):
         """What the encoder's builder takes: the folder (a ClipFolder)."""
