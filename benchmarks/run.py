@@ -36,19 +36,9 @@ from benchmarks import report, seeks
 from benchmarks.contenders.common import Workload
 from benchmarks.corpora import Corpus, CorpusSpec, ensure_corpus
 from benchmarks.procs import REPO, psutil, run_contender
-from benchmarks.summary import merge, summarize
+from benchmarks.summary import SUITE_ORDER, merge, summarize
 
-SUITES = (
-    "limit",
-    "decode",
-    "model",
-    "sparse",
-    "memory",
-    "knobs",
-    "scale",
-    "incremental",
-    "encoders",
-)
+SUITES = SUITE_ORDER  # every suite, in the order results list them
 DEFAULT_SUITES = (
     "limit",
     "decode",
