@@ -20,6 +20,7 @@ data is the one error path.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -27,10 +28,16 @@ from pathlib import Path
 import numpy as np
 
 
-def ffmpeg_words(error) -> str:
-    """FFmpeg's description of an error PyAV raised ("Invalid data found when processing
-    input"), without its number or the C function that returned it."""
-    return getattr(error, "strerror", None) or " ".join(str(error).split())
+def ffmpeg_says(error: BaseException) -> str:
+    """A PyAV error in FFmpeg's words, with FFmpeg's last log line where PyAV kept it ("Invalid
+    data found when processing input: moov atom not found"): no error number, no path, no C
+    function name."""
+    words = getattr(error, "strerror", None)
+    if not words:
+        return " ".join(str(error).split())
+    log_line = getattr(error, "log", None)  # (level, component, message)
+    said = " ".join(str(log_line[2]).split()) if log_line else ""
+    return f"{words}: {said}" if said else words
 
 
 class NotFastReadable(Exception):
@@ -277,7 +284,9 @@ def read_sampled(path: Path, frames: list[int], num_frames: int, convert) -> Sam
     )
 
 
-def read_alone(path: Path, frames: list[int], num_frames: int, convert, blank) -> SampledFrames:
+def read_alone(
+    path: Path, frames: list[int], num_frames: int, convert, blank, cut_reason: str = ""
+) -> SampledFrames:
     """`read_sampled` for the streams PyAV reads alone (`pipeline.video.codecs`: a codec
     decord's FFmpeg lacks, a cut-short MP4), keeping what decodes: any stream, B-frames or
     not; a display rotation applied as decord applies it; a packet the decoder refuses costs
@@ -285,7 +294,8 @@ def read_alone(path: Path, frames: list[int], num_frames: int, convert, blank) -
     and listed in `missing` as runs of positions with the reason.
 
     A stream whose packets end before `num_frames` (the file was cut) numbers the frames no
-    lost packet can be shown before: all but the decoder's reorder delay from the end.
+    lost packet can be shown before: all but the decoder's reorder delay from the end; the
+    frames after say where the stream ends, and `cut_reason`.
     Raises NotFastReadable where the packets cannot be numbered at all (no timestamps)."""
     import av
 
@@ -318,6 +328,7 @@ def read_alone(path: Path, frames: list[int], num_frames: int, convert, blank) -
         fps = float(stream.guessed_rate or 0)  # read while the container is open
     times = _times_or_estimates(index, frames, numbered, fps)
     ended = f"the stream ends after frame {numbered - 1}" if numbered > 0 else "no frames"
+    ended += f"; {cut_reason}" if cut_reason else ""
     missing = []
     for i, o in enumerate(out):
         if o is None:
@@ -340,16 +351,20 @@ def read_alone(path: Path, frames: list[int], num_frames: int, convert, blank) -
     )
 
 
-def readable_packets(container, stream):
-    """The stream's packets in decode order, up to its end or the first packet the demuxer
-    cannot read (a cut file)."""
+def readable_packets(container, stream, errors: list[str] | None = None):
+    """The stream's packets in decode order from where the demuxer stands, up to its end or
+    the first packet the demuxer cannot read (a cut file: why, into `errors` when given)."""
     import av
 
     packets = container.demux(stream)
     while True:
         try:
             packet = next(packets)
-        except (StopIteration, av.FFmpegError):
+        except StopIteration:
+            return
+        except av.FFmpegError as e:
+            if errors is not None:
+                errors.append(f"the file cannot be read on from there: {ffmpeg_says(e)}")
             return
         if packet.size == 0:  # the end of the stream
             return
@@ -433,24 +448,11 @@ class _SpanDecoder:
         codec.flush_buffers()
 
     def _packets(self):
-        """The stream's packets from where the demuxer stands, to its end (or, alone, to the
-        first packet it cannot read)."""
-        import av
-
-        packets = self.container.demux(self.stream)
-        while True:
-            try:
-                packet = next(packets)
-            except StopIteration:
-                return
-            except av.FFmpegError as e:
-                if not self.alone:
-                    raise
-                self.errors.append(f"the file cannot be read on from there: {ffmpeg_words(e)}")
-                return
-            if packet.size == 0:
-                return
-            yield packet
+        """The stream's packets from where the demuxer stands, to its end; alone, to the first
+        packet it cannot read (`readable_packets`), else a demuxer error is raised."""
+        if self.alone:
+            return readable_packets(self.container, self.stream, self.errors)
+        return itertools.takewhile(lambda p: p.size, self.container.demux(self.stream))
 
     def _decode(self, packet) -> None:
         import av
@@ -460,7 +462,7 @@ class _SpanDecoder:
         except av.FFmpegError as e:
             if not self.alone:
                 raise
-            self.errors.append(ffmpeg_words(e))
+            self.errors.append(ffmpeg_says(e))
             return
         for frame in decoded:
             self.decoded += 1

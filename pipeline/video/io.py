@@ -102,23 +102,12 @@ def diagnose(path: Path) -> str:
                 return f"no video stream with frames (streams: {kinds})"
             next(container.decode(video=0), None)
     except EOFError as e:
-        return f"the file ends before its first video frame ({ffmpeg_says(e)})"
+        return f"the file ends before its first video frame ({frame_reader.ffmpeg_says(e)})"
     except Exception as e:  # the message is the diagnosis
-        return ffmpeg_says(e)
+        return frame_reader.ffmpeg_says(e)
     finally:
         av.logging.set_level(level)
     return ""
-
-
-def ffmpeg_says(error: BaseException) -> str:
-    """A PyAV error in FFmpeg's words, with FFmpeg's last log line where PyAV kept it ("Invalid
-    data found when processing input: moov atom not found"): no error number, no path."""
-    words = getattr(error, "strerror", None)
-    if not words:
-        return " ".join(str(error).split())
-    log_line = getattr(error, "log", None)  # (level, component, message)
-    said = " ".join(str(log_line[2]).split()) if log_line else ""
-    return f"{words}: {said}" if said else words
 
 
 def decord_message(error: BaseException) -> str:
@@ -189,6 +178,9 @@ def read_header(path: Path) -> Header | None:
         return None
 
 
+CUT_SHORT = "pyav: the file was cut short"
+
+
 def reader_for(path: Path, header: Header | None) -> str:
     """'' where decord reads the file, else "pyav: <why>": decord's FFmpeg has no decoder for
     the codec, or the MP4 was cut short (decord refuses it whole; PyAV reads the frames that
@@ -197,9 +189,8 @@ def reader_for(path: Path, header: Header | None) -> str:
         return ""
     if not codecs.decord_decodes(header.codec):
         return f"pyav: decord has no {header.codec} decoder"
-    truncated = mp4_truncation(path)
-    if truncated.startswith("truncated file"):  # its index is there: PyAV reads what it can
-        return "pyav: the file was cut short"
+    if mp4_truncation(path):  # PyAV read the header: the index is there, the frames end early
+        return CUT_SHORT
     return ""
 
 
@@ -256,7 +247,7 @@ def probe_alone(path: Path, header: Header, reader: str) -> VideoInfo:
         listed = int(stream.frames or 0)
         counted = sum(1 for _ in frame_reader.readable_packets(container, stream))
         rate = stream.average_rate or stream.guessed_rate
-    num_frames = max(listed, counted) if reader.endswith("cut short") else counted
+    num_frames = max(listed, counted) if reader == CUT_SHORT else counted
     if counted <= 0:
         raise UnreadableVideo(f"cannot open video: {diagnose(path) or 'no video frames'}")
     fps = checked_fps(float(rate) if rate else 0.0)
@@ -406,20 +397,19 @@ def read_alone(path: Path, indices: list[int], size: int, native: VideoInfo) -> 
     kept, each run of frames that does not is a failure with its reason; where the file was
     cut short, the reason says where."""
     blank = np.zeros((size, size, 3), dtype=np.uint8)
+    cut = mp4_truncation(path)
     try:
         got = frame_reader.read_alone(
-            path, indices, native.num_frames, lambda frame: resize_frame(frame, size), blank
+            path,
+            indices,
+            native.num_frames,
+            lambda frame: resize_frame(frame, size),
+            blank,
+            cut_reason=f"{cut}; {COPY_AGAIN}" if cut else "",
         )
     except frame_reader.NotFastReadable as e:
         raise UndecodableFrames(f"cannot number the frames of the video stream ({e})") from None
-    cut = mp4_truncation(path)
-    cut = f"{cut}; {COPY_AGAIN}" if cut else ""
-    failures = tuple(
-        FrameFailure(
-            start, stop, f"{why}; {cut}" if cut and why.startswith("the stream ends") else why
-        )
-        for start, stop, why in got.missing
-    )
+    failures = tuple(FrameFailure(start, stop, why) for start, stop, why in got.missing)
     if failures and failures[0].start == 0 and failures[0].stop == len(indices):
         raise _undecodable(indices, failures[0], native)
     return DecodedFrames(
