@@ -95,6 +95,12 @@ def resolve_model(cfg: IndexConfig) -> tuple[ModelSpec, SamplingConfig]:
             storage=cfg.storage,
         )
         return spec, sampling
+    return untrained_model(cfg)[1], cfg.sampling
+
+
+def untrained_model(cfg: IndexConfig):
+    """(the model, its spec) of a seeded or pretrained build from the flags (no checkpoint),
+    built once on the driver: the spec's model_version hashes its weights."""
     check_model_flags(cfg.model, cfg.labels)
     pretrained = fetch_pretrained(cfg.model, cfg.storage, cfg.offline)
     try:
@@ -103,7 +109,7 @@ def resolve_model(cfg: IndexConfig) -> tuple[ModelSpec, SamplingConfig]:
     except (WeightsError, ValueError) as e:  # unreadable, or not this encoder's weights
         if not cfg.model.pretrained_weights:
             raise
-        raise ConfigError(f"--weights {storage.redact(cfg.model.pretrained_weights)}: {e}") from e
+        raise weights_flag_error(cfg.model, e) from e
     config = replace(cfg.model, num_classes=len(labels))
     version = _untrained_version(model, config, labels, cfg.seed)
     spec = ModelSpec(
@@ -117,7 +123,12 @@ def resolve_model(cfg: IndexConfig) -> tuple[ModelSpec, SamplingConfig]:
         pretrained=pretrained,
         zero_shot_labels=tuple(cfg.labels),
     )
-    return spec, cfg.sampling
+    return model, spec
+
+
+def weights_flag_error(model: ModelConfig, error: Exception) -> ConfigError:
+    """A --weights problem as a bad flag: one line, exit 2."""
+    return ConfigError(f"--weights {storage.redact(model.pretrained_weights)}: {error}")
 
 
 def check_model_flags(model: ModelConfig, labels: tuple[str, ...]) -> None:
@@ -155,7 +166,7 @@ def fetch_pretrained(
             model.pretrained_weights, model.encoder, storage_cfg, no_network=offline(offline_flag)
         )
     except WeightsError as e:
-        raise ConfigError(f"--weights {storage.redact(model.pretrained_weights)}: {e}") from None
+        raise weights_flag_error(model, e) from None
 
 
 def pretrained_state(model: ModelConfig, storage_cfg: StorageConfig, offline_flag: bool):
@@ -174,7 +185,7 @@ def pretrained_state(model: ModelConfig, storage_cfg: StorageConfig, offline_fla
             pretrained_weights=model.pretrained_weights, pretrained_state=state
         )
     except (WeightsError, ValueError) as e:
-        raise ConfigError(f"--weights {storage.redact(model.pretrained_weights)}: {e}") from e
+        raise weights_flag_error(model, e) from e
     return state
 
 

@@ -39,11 +39,8 @@ class PretrainedFile:
     data: bytes = field(repr=False)
 
     def payload(self) -> dict:
-        """What the encoder's builder takes: the state dict."""
-        return self.state_dict()
-
-    def state_dict(self) -> dict:
-        """The file's tensors (weights-only load); WeightsError if it is not a state dict."""
+        """What the encoder's builder takes: the file's state dict (a weights-only load);
+        WeightsError if it is not one."""
         import torch
 
         try:

@@ -70,7 +70,7 @@ def run_text(query: TextQuery) -> pa.Table:
     record and checked against its model_version), then the same search as --similar."""
     from pipeline.config import ConfigError
     from pipeline.models.clip import text_embeddings
-    from pipeline.models.source import resolve_model
+    from pipeline.models.source import untrained_model
     from pipeline.query.embed_file import index_config
 
     catalog = load_catalog(query.output_uri, query.storage)
@@ -84,8 +84,8 @@ def run_text(query: TextQuery) -> pa.Table:
             f"{run.run_id}, used --encoder {model.get('encoder')} --temporal "
             f"{model.get('temporal')}: use --similar or SQL"
         )
-    try:
-        spec, _ = resolve_model(index_config(run.record, "unused", query.storage))
+    try:  # the model built once: its hash checks the folder, its towers embed the text
+        built, spec = untrained_model(index_config(run.record, "unused", query.storage))
     except ConfigError as e:
         raise QueryError(f"the index's CLIP model cannot be loaded: {e}") from e
     if spec.model_version != run.model_version:
@@ -94,8 +94,8 @@ def run_text(query: TextQuery) -> pa.Table:
             f"the one run {run.run_id} indexed with ({spec.model_version}, not "
             f"{run.model_version}): it changed since"
         )
-    folder = spec.pretrained.payload()
-    vector = text_embeddings(folder.model(), folder.tokenizer(), [query.text])[0].numpy()
+    tokenizer = spec.pretrained.payload().tokenizer()
+    vector = text_embeddings(built.encoder.clip, tokenizer, [query.text])[0].numpy()
     parts = vectors.latest_rows(vectors.read_parts(catalog, level), level)
     index = vectors.build_index(parts, level, run.model_version)
     return vectors.search(index, vector, query.k)
