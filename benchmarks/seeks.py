@@ -97,41 +97,43 @@ def analyse(path: str, fps: float, clip_frames: int, image_size: int = 112) -> d
     }
 
 
-def pyav_alone(path: str, targets: list[int], n: int, repeats: int = 3) -> float:
-    """CPU time of `read_alone` over decord's `get_batch` on the same targets (no resize)."""
+def cpu_over_get_batch(read, path: str, targets: list[int], repeats: int = 3) -> float:
+    """Best CPU time of `read()` over the best of decord's `get_batch(targets)` on `path`."""
     import decord
+
+    best_read, best_decord = float("inf"), float("inf")
+    for _ in range(repeats):
+        t0 = time.process_time()
+        read()
+        best_read = min(best_read, time.process_time() - t0)
+        t0 = time.process_time()
+        decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1).get_batch(targets).asnumpy()
+        best_decord = min(best_decord, time.process_time() - t0)
+    return round(best_read / best_decord, 2)
+
+
+def pyav_alone(path: str, targets: list[int], n: int) -> float:
+    """CPU time of `read_alone` over decord's `get_batch` on the same targets (no resize)."""
     import numpy as np
 
     from pipeline.video.frames import read_alone
 
     blank = np.zeros((1, 1, 3), np.uint8)
-    best_alone, best_decord = float("inf"), float("inf")
-    for _ in range(repeats):
-        t0 = time.process_time()
-        read_alone(path, targets, n, lambda f: f, blank)
-        best_alone = min(best_alone, time.process_time() - t0)
-        t0 = time.process_time()
-        decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1).get_batch(targets).asnumpy()
-        best_decord = min(best_decord, time.process_time() - t0)
-    return round(best_alone / best_decord, 2)
+    return cpu_over_get_batch(
+        lambda: read_alone(path, targets, n, lambda f: f, blank), path, targets
+    )
 
 
-def job_reader(path: str, targets: list[int], n: int, repeats: int = 3):
+def job_reader(path: str, targets: list[int], n: int):
     """(frames the job's reader decoded, its CPU time / get_batch's), or (None, None) where it
     hands the video to decord."""
-    import decord
-
     from pipeline.video.frames import NotFastReadable, read_sampled
 
-    best_reader, best_decord, decoded = float("inf"), float("inf"), None
-    for _ in range(repeats):
-        t0 = time.process_time()
-        try:
-            decoded = read_sampled(path, targets, n, lambda f: f).frames_decoded
-        except NotFastReadable:
-            return None, None
-        best_reader = min(best_reader, time.process_time() - t0)
-        t0 = time.process_time()
-        decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1).get_batch(targets).asnumpy()
-        best_decord = min(best_decord, time.process_time() - t0)
-    return decoded, round(best_reader / best_decord, 2)
+    def read():
+        return read_sampled(path, targets, n, lambda f: f)
+
+    try:
+        decoded = read().frames_decoded
+    except NotFastReadable:
+        return None, None
+    return decoded, cpu_over_get_batch(read, path, targets)
