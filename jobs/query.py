@@ -49,6 +49,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--exclude-self", action="store_true", help="leave the query video out")
     p.add_argument("--device", default="cpu", help="cpu or cuda, for --similar-to-file")
+    p.add_argument(
+        "--search",
+        default="auto",
+        help="exact, ann (each run's HNSW graphs) or auto: exact up to 100,000 rows (default)",
+    )
     p.add_argument("--format", default="table", help="table, csv, json or parquet")
     p.add_argument("--out", metavar="FILE", help="write here (path or s3://) instead of stdout")
     p.add_argument("--storage-options", help="JSON of extra s3fs options")
@@ -68,7 +73,12 @@ def build_query(args: argparse.Namespace):
         raise ConfigError("give one of SQL, --similar/--similar-to-file and --text")
     if args.text is not None:
         query = TextQuery(
-            output_uri=args.output, text=args.text, k=args.k, level=args.level, storage=storage
+            output_uri=args.output,
+            text=args.text,
+            k=args.k,
+            level=args.level,
+            search=args.search,
+            storage=storage,
         )
     elif similar:
         query = SimilarQuery(
@@ -80,6 +90,7 @@ def build_query(args: argparse.Namespace):
             clip_index=args.clip_index,
             exclude_self=args.exclude_self,
             device=args.device,
+            search=args.search,
             storage=storage,
         )
     elif args.sql is not None:

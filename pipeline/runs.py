@@ -13,7 +13,7 @@ import json
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pipeline import schema, storage
@@ -47,6 +47,7 @@ class Run:
     run_id: str
     record: dict
     files: dict[str, tuple[str, ...]]  # table -> URIs under the output URI being read
+    graphs: dict[str, tuple[str, ...]] = field(default_factory=dict)  # table -> its ANN files
 
     @property
     def model_version(self) -> str | None:
@@ -84,7 +85,8 @@ def read_runs(output_uri: str, storage_cfg: StorageConfig = storage.NO_OPTIONS) 
                 f"valid JSON ({e}); fix or remove it"
             ) from e
         run_id = record.get("run_id") or path.rsplit("/", 1)[-1].removesuffix(".json")
-        runs.append(Run(run_id, record, _run_files(fs, root, output_uri, run_id, record)))
+        files = _run_files(fs, root, output_uri, run_id, record)
+        runs.append(Run(run_id, record, files, _run_graphs(output_uri, record)))
     return sorted(runs, key=lambda r: r.commit_order)
 
 
@@ -113,6 +115,17 @@ def _run_files(fs, root: str, output_uri: str, run_id: str, record: dict) -> dic
             if own.match(p.rsplit("/", 1)[-1])
         ]
     return {t: tuple(v) for t, v in files.items()}
+
+
+def _run_graphs(output_uri: str, record: dict) -> dict[str, tuple[str, ...]]:
+    """The record's nearest-neighbour graphs per table (`_search/<table>/<run_id>-N.faiss`),
+    re-rooted under `output_uri`; none for runs committed before the search stage."""
+    graphs: dict[str, list[str]] = {}
+    for uri in record.get("files") or ():
+        parts = str(uri).rstrip("/").split("/")
+        if len(parts) >= 3 and parts[-3] == schema.SEARCH and parts[-1].endswith(".faiss"):
+            graphs.setdefault(parts[-2], []).append(storage.join(output_uri, *parts[-3:]))
+    return {t: tuple(v) for t, v in graphs.items()}
 
 
 def _iso(value) -> str:

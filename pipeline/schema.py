@@ -15,6 +15,7 @@ ERRORS = "errors"
 RUNS = "_runs"
 LEDGER = "_ledger"  # what each committed run indexed: the incremental runs' memory
 STAGING = "_staging"
+SEARCH = "_search"  # nearest-neighbour graphs per run and table (pipeline.ann)
 ACTIVE = "_active"  # a marker per run in progress: one writer per output (writer_lease)
 PARTITION_KEY = "run_date"  # Hive partition of every table: videos/run_date=YYYY-MM-DD/...
 

@@ -96,8 +96,10 @@ def committed_rows(out: Path, table: str, columns: str) -> list[tuple]:
 
 
 def table_files(out: Path) -> list[str]:
+    """The tables' files and the search graphs on disk."""
     tables = (schema.VIDEOS, schema.CLIPS, schema.ERRORS, schema.LEDGER)
-    return sorted(str(p) for t in tables for p in (out / t).rglob("*.parquet"))
+    files = [str(p) for t in tables for p in (out / t).rglob("*.parquet")]
+    return sorted(files + [str(p) for p in (out / schema.SEARCH).rglob("*.faiss")])
 
 
 def assert_exactly_once(out: Path, expected_uris: list[str]) -> None:

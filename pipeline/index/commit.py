@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import schema, storage
+from pipeline.ann import SUFFIX as SEARCH_SUFFIX
 from pipeline.config import StorageConfig
 from pipeline.faults import crash_point
 from pipeline.runs import unwritable
@@ -30,6 +31,7 @@ from pipeline.runs import unwritable
 log = logging.getLogger("reelay.output")
 
 TABLES = (schema.VIDEOS, schema.CLIPS, schema.ERRORS, schema.LEDGER)
+SEARCHED = (schema.VIDEOS, schema.CLIPS)  # tables with nearest-neighbour graphs (pipeline.ann)
 COMMIT_PLAN = "_commit.json"
 
 
@@ -70,6 +72,8 @@ class RunOutput:
         return self._path(schema.STAGING, self.run_id, table)
 
     def final_name(self, table: str, n: int) -> str:
+        if table.startswith(schema.SEARCH):  # `_search/<table>`: graphs beside no partition
+            return self._path(table, f"{self.run_id}-{n:05d}{SEARCH_SUFFIX}")
         if table == schema.LEDGER:
             return self._path(table, f"{self.run_id}-{n:05d}.parquet")
         return self._path(
@@ -78,6 +82,12 @@ class RunOutput:
 
     def record_path(self) -> str:
         return self._path(schema.RUNS, f"{self.run_id}.json")
+
+    def staged_files(self, table: str, suffix: str = ".parquet") -> list[str]:
+        """A table's staged files in commit order (their final names are numbered so)."""
+        folder = self.staging(table)
+        found = self.fs.find(folder) if self.fs.exists(folder) else []
+        return sorted(p for p in found if p.endswith(suffix))
 
     def write_small_table(self, table_name: str, table: pa.Table, part: str) -> str:
         """Write a table that fits in memory into staging (the driver's errors, videos and
@@ -118,11 +128,13 @@ class RunOutput:
         """Freeze the run: its record and the moves that will publish it."""
         fs = self.fs
         moves = []
-        for table in TABLES:
-            src_dir = self.staging(table)
-            found = fs.find(src_dir) if fs.exists(src_dir) else []
-            files = sorted(p for p in found if p.endswith(".parquet"))
-            moves += [(src, self.final_name(table, i)) for i, src in enumerate(files)]
+        staged = [(t, ".parquet") for t in TABLES]
+        staged += [(f"{schema.SEARCH}/{t}", SEARCH_SUFFIX) for t in SEARCHED]
+        for table, suffix in staged:
+            moves += [
+                (src, self.final_name(table, i))
+                for i, src in enumerate(self.staged_files(table, suffix))
+            ]
         files = [storage.with_scheme(dst, self.output_uri) for _, dst in moves]
         plan = {"record": {**record, "files": files}, "moves": moves}
         data = json.dumps(plan, indent=1, default=str).encode()  # recover() reads it

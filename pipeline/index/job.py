@@ -7,7 +7,8 @@ Stages (row ratios), in the order `run` takes them:
   2. decode  (CPU tasks)    1 unit -> N clips with frames (T, S, S, 3) uint8
   3. infer   (actors)       1 clip -> 1 row: embedding, label, scores; frames dropped
   4. write   (tasks+driver) clips and per-video sums staged as they come; the sums merged
-                            into videos; errors, ledger
+                            into videos; errors, ledger; nearest-neighbour graphs over the
+                            run's videos and clips (pipeline.ann)
   5. commit  (driver)       the run record makes the staged tables visible, once
 Stages 1-3 and the staging half of 4 are one streaming Ray Data pipeline (stream.py). A long
 run commits in parts of at most --commit-every videos, each a run of its own (`<run-id>-001`,
@@ -25,12 +26,13 @@ from typing import TypeVar
 
 import ray
 
-from pipeline import schema, storage
+from pipeline import ann, schema, storage
 from pipeline.config import ConfigError, IndexConfig, SamplingConfig
 from pipeline.faults import crash_point
 from pipeline.index.commit import RunOutput, recover
 from pipeline.index.ledger import read_ledger, select_videos
 from pipeline.index.progress import RunBook
+from pipeline.index.search import stage_graphs
 from pipeline.index.stream import index_stream, plan_units
 from pipeline.index.write import write_tables
 from pipeline.listing import VIDEO_EXTENSIONS, VideoEntry, list_videos
@@ -183,6 +185,10 @@ def index_part(
     crash_point("after_staging", run_id)
     watch.lap("write")
 
+    # 4c. search: nearest-neighbour graphs over the run's own videos and clips (Ray tasks)
+    searchable = stage_graphs(out)
+    watch.lap("search_index")
+
     # 5. commit: the run record makes the staged tables visible, once
     failed = written["failed"]
     counts = {
@@ -220,6 +226,7 @@ def index_part(
         "cluster": cluster_shape(),
         "inference": asdict(inference) if inference else None,
         "throughput": {"frames_per_s": summary.frames_per_s},
+        "search_index": {"rows": searchable, "method": "faiss hnsw", "links": ann.LINKS},
         "progress": progress,
     }
     out.commit(record)

@@ -8,6 +8,16 @@ from pipeline.config import ConfigError, StorageConfig
 from pipeline.query.formats import FORMATS
 from pipeline.query.vectors import LEVELS
 
+SEARCH_METHODS = ("auto", "exact", "ann")
+
+
+def check_search(method: str) -> None:
+    if method not in SEARCH_METHODS:
+        raise ConfigError(
+            f"--search must be one of {', '.join(SEARCH_METHODS)} (got {method!r}); auto "
+            "searches exactly up to 100,000 rows and through the runs' graphs above"
+        )
+
 
 @dataclass(frozen=True)
 class OutputConfig:
@@ -38,9 +48,11 @@ class TextQuery:
     text: str
     k: int = 10
     level: str = "video"
+    search: str = "auto"  # exact, ann, or auto (pipeline.query.graphs.use_graphs)
     storage: StorageConfig = StorageConfig()
 
     def __post_init__(self) -> None:
+        check_search(self.search)
         if not self.text.strip():
             raise ConfigError("--text needs some words, e.g. --text 'a dog running on a beach'")
         if self.k < 1:
@@ -61,9 +73,11 @@ class SimilarQuery:
     clip_index: int = 0  # the query clip at --level clip
     exclude_self: bool = False
     device: str = "cpu"  # where --similar-to-file runs the model
+    search: str = "auto"  # exact, ann, or auto (pipeline.query.graphs.use_graphs)
     storage: StorageConfig = StorageConfig()
 
     def __post_init__(self) -> None:
+        check_search(self.search)
         if (self.video_uri is None) == (self.file is None):
             raise ConfigError("give exactly one of --similar VIDEO_URI and --similar-to-file PATH")
         if self.k < 1:

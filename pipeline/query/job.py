@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from pipeline import storage
-from pipeline.query import vectors, views
+from pipeline.query import graphs, vectors, views
 from pipeline.query.catalog import load_catalog
 from pipeline.query.config import SimilarQuery, SqlQuery, TextQuery
 from pipeline.query.errors import QueryError
@@ -45,23 +45,44 @@ def run_similar(query: SimilarQuery) -> pa.Table:
             if level == "video"
             else embedded.clip_embedding(query.clip_index)
         )
-        parts = vectors.latest_rows(vectors.read_parts(catalog, level), level)
-        index = vectors.build_index(parts, level, run.model_version)
-        self_row = index.position(embedded.video_uri, clip_index) if query.exclude_self else None
-        return vectors.search(index, vector, query.k, self_row, exclude_self=query.exclude_self)
+        return nearest(
+            catalog, level, run.model_version, vector, query.k, query.search,
+            own_key=(embedded.video_uri, clip_index) if query.exclude_self else None,
+            exclude_self=query.exclude_self,
+        )  # fmt: skip
 
-    parts = vectors.latest_rows(vectors.read_parts(catalog, level), level)
+    parts = vectors.latest_rows(vectors.read_parts(catalog, level, embeddings=False), level)
     uri, part = _find_video(parts, level, query.video_uri, clip_index, catalog.output_uri)
-    index = vectors.build_index(parts, level, part.run.model_version)
-    self_row = index.position(uri, clip_index)
-    if self_row is None:
-        raise QueryError(
-            f"{storage.redact(uri)} has no embedding in the index (status error: "
-            "see the errors view for why)"
-        )
-    return vectors.search(
-        index, index.matrix[self_row], query.k, self_row, exclude_self=query.exclude_self
-    )
+    return nearest(
+        catalog, level, part.run.model_version, None, query.k, query.search,
+        own_key=(uri, clip_index), exclude_self=query.exclude_self,
+    )  # fmt: skip
+
+
+def nearest(
+    catalog, level: str, model_version: str | None, vector, k: int, method: str,
+    own_key: tuple[str, int | None] | None = None, exclude_self: bool = False,
+) -> pa.Table:  # fmt: skip
+    """The k rows of `model_version` nearest `vector` (None: the embedding of `own_key`, the
+    query's own row, which then scores 1.0 first among ties unless `exclude_self`), exactly or
+    through the runs' graphs (graphs.use_graphs)."""
+    if graphs.use_graphs(catalog, level, model_version, method):
+        found = graphs.GraphSearch(catalog, level, model_version)
+        own = found.find(*own_key) if own_key is not None else None
+        if vector is None:
+            vector = found.vector(*own)
+        return found.search(vector, k, own, exclude_self=exclude_self)
+    parts = vectors.latest_rows(vectors.read_parts(catalog, level), level)
+    index = vectors.build_index(parts, level, model_version)
+    own = index.position(*own_key) if own_key is not None else None
+    if vector is None:
+        if own is None:
+            raise QueryError(
+                f"{storage.redact(own_key[0])} has no embedding in the index (status error: "
+                "see the errors view for why)"
+            )
+        vector = index.matrix[own]
+    return vectors.search(index, vector, k, own, exclude_self=exclude_self)
 
 
 def run_text(query: TextQuery) -> pa.Table:
@@ -96,9 +117,7 @@ def run_text(query: TextQuery) -> pa.Table:
         )
     tokenizer = spec.pretrained.payload().tokenizer()
     vector = text_embeddings(built.encoder.clip, tokenizer, [query.text])[0].numpy()
-    parts = vectors.latest_rows(vectors.read_parts(catalog, level), level)
-    index = vectors.build_index(parts, level, run.model_version)
-    return vectors.search(index, vector, query.k)
+    return nearest(catalog, level, run.model_version, vector, query.k, query.search)
 
 
 def _find_video(parts, level, video_uri, clip_index, output_uri):

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import schema, storage
+from pipeline.ann import unit_rows
 from pipeline.query.catalog import Catalog, Run
 from pipeline.query.errors import QueryError
 
@@ -25,6 +26,7 @@ LEVELS = ("video", "clip")
 TABLE_OF = {"video": schema.VIDEOS, "clip": schema.CLIPS}
 KEYS = {"video": ("video_uri",), "clip": ("video_uri", "clip_index")}
 READ_THREADS = 8
+POSITION = "_position"  # a row's place in its run's files: its id in the run's graphs
 
 
 @dataclass(frozen=True)
@@ -46,38 +48,48 @@ class EmbeddingIndex:
 
     def position(self, video_uri: str, clip_index: int | None = None) -> int | None:
         """The row of a key, or None."""
-        hits = np.flatnonzero(_key_mask(self.rows, video_uri, clip_index, self.level))
+        hits = np.flatnonzero(key_mask(self.rows, video_uri, clip_index, self.level))
         return int(hits[0]) if hits.size else None
 
 
-def read_parts(catalog: Catalog, level: str) -> list[Part]:
-    """The level's committed rows, one part per run, newest run first (files read in parallel)."""
-    table_name = TABLE_OF[level]
-    columns = [*KEYS[level], "label", "embedding"]
-    fs = storage.arrow_filesystem(catalog.output_uri, catalog.storage)
-    jobs = [
-        (run, storage.strip_scheme(uri))
-        for run in reversed(catalog.runs)
-        for uri in run.files.get(table_name, ())
-    ]
-
-    def read(path: str) -> pa.Table:
-        try:
-            return pq.read_table(path, columns=columns, filesystem=fs)
-        except (OSError, pa.ArrowException) as e:
-            raise QueryError(
-                f"cannot read {storage.redact(storage.with_scheme(path, catalog.output_uri))}: "
-                f"{type(e).__name__}: {e}"
-            ) from e
-
-    with ThreadPoolExecutor(max(1, min(READ_THREADS, len(jobs)))) as pool:
-        tables = list(pool.map(read, [path for _, path in jobs]))
+def read_parts(catalog: Catalog, level: str, embeddings: bool = True) -> list[Part]:
+    """The level's committed rows, one part per run, newest run first (files read in parallel):
+    key columns, label, `_position` (the row's place in its run's files, the id in the run's
+    graphs) and, with `embeddings`, the embedding."""
+    columns = [*KEYS[level], "label", *(["embedding"] if embeddings else [])]
+    runs = list(reversed(catalog.runs))
+    jobs = [(run, uri) for run in runs for uri in run.files.get(TABLE_OF[level], ())]
+    tables = _read_files(catalog, [uri for _, uri in jobs], columns)
     by_run: dict[str, list[pa.Table]] = {}
-    runs: dict[str, Run] = {}
     for (run, _), table in zip(jobs, tables, strict=True):
         by_run.setdefault(run.run_id, []).append(table)
-        runs[run.run_id] = run
-    return [Part(runs[rid], pa.concat_tables(ts)) for rid, ts in by_run.items()]
+    return [Part(run, _numbered(by_run[run.run_id])) for run in runs if run.run_id in by_run]
+
+
+def read_run(catalog: Catalog, run: Run, level: str) -> pa.Table:
+    """One run's rows at a level with their embeddings, numbered as read_parts numbers them."""
+    columns = [*KEYS[level], "label", "embedding"]
+    return _numbered(_read_files(catalog, list(run.files.get(TABLE_OF[level], ())), columns))
+
+
+def _numbered(tables: list[pa.Table]) -> pa.Table:
+    table = pa.concat_tables(tables)
+    return table.append_column(POSITION, pa.array(np.arange(table.num_rows, dtype=np.int64)))
+
+
+def _read_files(catalog: Catalog, uris: list[str], columns: list[str]) -> list[pa.Table]:
+    fs = storage.arrow_filesystem(catalog.output_uri, catalog.storage)
+
+    def read(uri: str) -> pa.Table:
+        try:
+            return pq.read_table(storage.strip_scheme(uri), columns=columns, filesystem=fs)
+        except (OSError, pa.ArrowException) as e:
+            raise QueryError(
+                f"cannot read {storage.redact(uri)}: {type(e).__name__}: {e}"
+            ) from e
+
+    with ThreadPoolExecutor(max(1, min(READ_THREADS, len(uris)))) as pool:
+        return list(pool.map(read, uris))
 
 
 def latest_rows(parts: list[Part], level: str) -> list[Part]:
@@ -106,7 +118,7 @@ def latest_rows(parts: list[Part], level: str) -> list[Part]:
 def locate(parts: list[Part], level: str, video_uri: str, clip_index: int | None) -> Part | None:
     """The part holding a key (after latest_rows a key lives in one part only)."""
     for part in parts:
-        if _key_mask(part.table, video_uri, clip_index, level).any():
+        if key_mask(part.table, video_uri, clip_index, level).any():
             return part
     return None
 
@@ -128,27 +140,6 @@ def build_index(parts: list[Part], level: str, model_version: str | None) -> Emb
     return EmbeddingIndex(
         level, model_version, table.drop_columns(["embedding"]), unit_rows(table["embedding"])
     )
-
-
-def unit_rows(column: pa.ChunkedArray) -> np.ndarray:
-    """fixed_size_list<float32>[D] (no nulls) -> (N, D) float32 with unit L2 rows.
-
-    Each chunk's values are viewed zero-copy and divided straight into the output: one pass.
-    """
-    dim = column.type.list_size
-    out = np.empty((len(column), dim), dtype=np.float32)
-    start = 0
-    for chunk in column.chunks:
-        n = len(chunk)
-        if not n:
-            continue
-        flat = chunk.values.slice(chunk.offset * dim, n * dim)
-        values = flat.to_numpy(zero_copy_only=flat.null_count == 0).reshape(n, dim)
-        norms = np.sqrt(np.einsum("ij,ij->i", values, values, dtype=np.float32))
-        norms[norms == 0] = 1.0
-        np.divide(values, norms[:, None], out=out[start : start + n])
-        start += n
-    return out
 
 
 def unit(vector: np.ndarray) -> np.ndarray:
@@ -190,7 +181,7 @@ def search(
     return pa.table(columns)
 
 
-def _key_mask(table: pa.Table, video_uri: str, clip_index: int | None, level: str) -> np.ndarray:
+def key_mask(table: pa.Table, video_uri: str, clip_index: int | None, level: str) -> np.ndarray:
     mask = pc.equal(table["video_uri"], video_uri)
     if level == "clip" and clip_index is not None:
         mask = pc.and_(mask, pc.equal(table["clip_index"], clip_index))

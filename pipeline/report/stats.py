@@ -9,8 +9,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 # Stage order of pipeline/index/job.py's Stopwatch; unknown stages follow in record order.
-STAGES = ("list", "start", "plan", "decode_infer", "write", "commit")
-STAGE_NAMES = {"start": "model + Ray start-up", "decode_infer": "plan + decode + infer"}
+STAGES = ("list", "start", "plan", "decode_infer", "write", "search_index", "commit")
+STAGE_NAMES = {
+    "start": "model + Ray start-up",
+    "decode_infer": "plan + decode + infer",
+    "search_index": "search graphs",
+}
 TREND_RUNS = 30  # runs shown in the trend, the reported one last
 
 

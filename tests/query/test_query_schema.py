@@ -24,7 +24,7 @@ def expected_schema(table: str):
 
 
 def committed_files(index, table: str) -> list[Path]:
-    files = [Path(f) for f in index.record["files"] if f"/{table}/" in f]
+    files = [Path(f) for f in index.record["files"] if f"/{table}/" in f and f.endswith(".parquet")]
     assert files, f"the run wrote no {table} files"
     return files
 

@@ -192,7 +192,8 @@ def _add_run(out: Path, run_id: str, ended_at: str, videos: pa.Table, model_vers
     (out / "_runs" / f"{run_id}.json").write_text(json.dumps(record))
 
 
-def test_the_newest_row_per_video_wins(index_copy, local_index):
+@pytest.mark.parametrize("search", ["exact", "ann"])  # the later run has no graphs: mixed
+def test_the_newest_row_per_video_wins(index_copy, local_index, search):
     out = Path(index_copy.output_uri)
     videos = stored(index_copy.output_uri, "videos")
     videos = videos.filter(pa.compute.is_valid(videos["embedding"]))
@@ -207,20 +208,22 @@ def test_the_newest_row_per_video_wins(index_copy, local_index):
         pa.FixedSizeListArray.from_arrays(pa.array(2.0 * emb_b, pa.float32()), len(emb_b)),
     )
     _add_run(out, "later", "2031-01-01T00:00:00+00:00", new_a, local_index.record["model_version"])
-    table = run(SimilarQuery(str(out), video_uri=a, k=100))
+    table = run(SimilarQuery(str(out), video_uri=a, k=100, search=search))
     got = table["video_uri"].to_pylist()
     assert len(got) == len(set(got)) == 6  # one row per video: the newest
     assert got[:2] == [a, b]  # the query first among the ties
     assert table["score"].to_pylist()[:2] == [1.0, 1.0]
 
 
-def test_rows_of_another_model_are_left_out(index_copy, local_index):
+@pytest.mark.parametrize("search", ["exact", "ann"])
+def test_rows_of_another_model_are_left_out(index_copy, local_index, search):
     out = Path(index_copy.output_uri)
     videos = stored(index_copy.output_uri, "videos")
     c = local_index.video_uris()[2]
     only_c = videos.filter(pa.compute.equal(videos["video_uri"], c))
     _add_run(out, "other-model", "2031-01-01T00:00:00+00:00", only_c, "ckpt-somethingelse")
-    from_c = run(SimilarQuery(str(out), video_uri=c, k=100))
+    from_c = run(SimilarQuery(str(out), video_uri=c, k=100, search=search))
     assert from_c["video_uri"].to_pylist() == [c]  # c is the only video of its model now
-    from_a = run(SimilarQuery(str(out), video_uri=local_index.video_uris()[0], k=100))
+    a = local_index.video_uris()[0]
+    from_a = run(SimilarQuery(str(out), video_uri=a, k=100, search=search))
     assert c not in from_a["video_uri"].to_pylist() and from_a.num_rows == 5
