@@ -3,6 +3,7 @@ scales"): faiss HNSW against exact search, one index for the whole corpus and on
 at query time (the way a nightly index grows: each committed run indexes its own rows).
 
     python -m benchmarks.ann [--rows 1000000] [--dim 128] [--runs 10] [--queries 1000]
+    (make bench runs it as the suite `ann`)
 
 No real corpus of a million clips exists here, so the embeddings are synthetic: unit vectors
 from a mixture of 2,000 clusters (videos of a kind sit together, as clip embeddings do), each
@@ -67,80 +68,87 @@ def summary(name: str, build_s: float, found, seconds, truth, **extra) -> dict:
     }
 
 
-def main() -> None:
+def measure(rows: int, dim: int = 128, runs: int = 10, queries: int = 1000) -> dict:
+    """The figures above, for `make bench` (suite `ann`): exact search, one graph over all the
+    rows, and `runs` graphs merged, all built and searched by pipeline.ann as the jobs do
+    (HNSW behind an id map, searched with the newest-row filter)."""
     import faiss
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--rows", type=int, default=1_000_000)
-    p.add_argument("--dim", type=int, default=128)  # the default model's embedding size
-    p.add_argument("--runs", type=int, default=10, help="per-run indexes, merged at query time")
-    p.add_argument("--queries", type=int, default=1000)
-    p.add_argument("--m", type=int, default=32, help="HNSW links per node")
-    p.add_argument("--ef-construction", type=int, default=80)
-    a = p.parse_args()
-    faiss.omp_set_num_threads(2)
-    data = embeddings(a.rows, a.dim, 2000, seed=0)
-    # fresh draws from the same mixture (the same centres come from the same seed)
-    queries = embeddings(a.rows + a.queries, a.dim, 2000, seed=0)[a.rows :]
-    results = [{"rows": a.rows, "dim": a.dim, "queries": a.queries, "data_mb": data.nbytes / 2**20}]
+    from pipeline import ann
 
-    start = time.perf_counter()
-    exact = faiss.IndexFlatIP(a.dim)
+    faiss.omp_set_num_threads(2)
+    data = embeddings(rows, dim, 2000, seed=0)
+    # fresh draws from the same mixture (the same centres come from the same seed)
+    asked = embeddings(rows + queries, dim, 2000, seed=0)[rows:]
+    allowed = np.ones(rows, dtype=bool)  # every row the newest of its key
+    out: dict = {"rows": rows, "dim": dim, "queries": queries, "runs": runs, "indexes": []}
+
+    exact = faiss.IndexFlatIP(dim)
     exact.add(data)
-    truth = exact.search(queries, K)[1]
-    results.append(
-        summary(
-            "exact (flat)",
-            0.0,
-            *latencies(lambda q: exact.search(q, K)[1][0], queries[:200]),
-            truth[:200],
-        )
-    )  # noqa: E501
-    results[-1]["batch_truth_s"] = round(time.perf_counter() - start, 1)
+    truth = exact.search(asked, K)[1]
     exact.reset()  # frees the copy of the data
 
-    start = time.perf_counter()
-    hnsw = faiss.IndexHNSWFlat(a.dim, a.m, faiss.METRIC_INNER_PRODUCT)
-    hnsw.hnsw.efConstruction = a.ef_construction
-    hnsw.add(data)
-    build = time.perf_counter() - start
-    size_mb = faiss.serialize_index(hnsw).nbytes / 2**20  # what it holds in memory and on disk
-    for ef in (32, 64, 128):
-        hnsw.hnsw.efSearch = ef
-        found, seconds = latencies(lambda q: hnsw.search(q, K)[1][0], queries)
-        name = f"hnsw M={a.m} efSearch={ef}"
-        results.append(summary(name, build, found, seconds, truth, index_mb=round(size_mb)))
-    hnsw.reset()
+    def brute(q):  # what --search exact does: one matrix-vector product, argpartition
+        scores = data @ q[0]
+        top = np.argpartition(scores, len(scores) - K)[-K:]
+        return top[np.argsort(-scores[top])]
 
-    # one index per run, merged: what a nightly index that never rebuilds pays at query time
-    per_run = a.rows // a.runs
-    start = time.perf_counter()
-    parts = []
-    for r in range(a.runs):
-        index = faiss.IndexHNSWFlat(a.dim, a.m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = a.ef_construction
-        index.add(data[r * per_run : (r + 1) * per_run])
-        parts.append(index)
-    build = time.perf_counter() - start
-    for ef in (32, 64):
-        for index in parts:
-            index.hnsw.efSearch = ef
+    found, seconds = latencies(brute, asked[:200])
+    out["indexes"].append(summary("exact", 0.0, found, seconds, truth[:200]))
 
-        def merged(q):
+    start = time.perf_counter()
+    data_bytes = ann.build(data, np.arange(rows))
+    build = time.perf_counter() - start
+    start = time.perf_counter()
+    graph = ann.Graph.load(data_bytes)
+    load = time.perf_counter() - start
+    for breadth in (32, ann.SEARCH_BREADTH, 128):
+
+        def one(q, graph=graph, breadth=breadth):
+            return graph.search(q[0], K, allowed, breadth)[1]
+
+        found, seconds = latencies(one, asked)
+        out["indexes"].append(
+            summary(f"one graph, efSearch {breadth}", build, found, seconds, truth,
+                    index_mb=round(len(data_bytes) / 2**20), load_s=round(load, 2))
+        )  # fmt: skip
+    del graph, data_bytes
+
+    per_run = rows // runs
+    start = time.perf_counter()
+    parts = [
+        ann.Graph.load(ann.build(data[r * per_run : (r + 1) * per_run],
+                                 np.arange(r * per_run, (r + 1) * per_run)))
+        for r in range(runs)
+    ]  # fmt: skip
+    build = time.perf_counter() - start
+    for breadth in (32, ann.SEARCH_BREADTH):
+
+        def merged(q, breadth=breadth):
             scores, ids = [], []
-            for r, index in enumerate(parts):
-                s, i = index.search(q, K)
-                scores.append(s[0])
-                ids.append(i[0] + r * per_run)
+            for part in parts:
+                s, i = part.search(q[0], K, allowed, breadth)
+                scores.append(s)
+                ids.append(i)
             scores, ids = np.concatenate(scores), np.concatenate(ids)
             return ids[np.argsort(-scores)[:K]]
 
-        found, seconds = latencies(merged, queries)
-        results.append(
-            summary(f"{a.runs} per-run hnsw, merged, efSearch={ef}", build, found, seconds, truth)
-        )  # noqa: E501
-    results[0]["peak_rss_mb"] = round(peak_rss_mb())
-    print(json.dumps(results, indent=1))
+        found, seconds = latencies(merged, asked)
+        out["indexes"].append(
+            summary(f"{runs} graphs merged, efSearch {breadth}", build, found, seconds, truth)
+        )
+    out["peak_rss_mb"] = round(peak_rss_mb())
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--dim", type=int, default=128)  # the default model's embedding size
+    p.add_argument("--runs", type=int, default=10, help="per-run graphs, merged at query time")
+    p.add_argument("--queries", type=int, default=1000)
+    a = p.parse_args()
+    print(json.dumps(measure(a.rows, a.dim, a.runs, a.queries), indent=1))
 
 
 if __name__ == "__main__":

@@ -118,6 +118,24 @@ def _encoders_table(results: dict) -> str:
     )
 
 
+def _ann_table(results: dict) -> str:
+    a = results.get("ann")
+    if not a:
+        return "(ann suite not run)"
+    rows = [
+        f"{a['rows']:,} unit vectors of {a['dim']} dimensions, {a['queries']} queries one at a "
+        f"time, k = 10; peak RSS {a['peak_rss_mb']} MB.",
+        "",
+        "| index | build s | p50 ms | p99 ms | recall@10 |",
+        "|---|---|---|---|---|",
+    ]
+    rows += [
+        f"| {i['index']} | {i['build_s']} | {i['p50_ms']} | {i['p99_ms']} | {i['recall_at_10']} |"
+        for i in a["indexes"]
+    ]
+    return "\n".join(rows)
+
+
 def _memory_table(results: dict) -> str:
     mem = results["summary"]["memory"]
     if not mem:
@@ -269,6 +287,12 @@ sampled frames of each corpus's first video):
 (`benchmarks/encoders.py`; random weights: speed does not depend on them):
 
 {_encoders_table(results)}
+
+**Nearest neighbours** through `pipeline.ann` as the jobs build and search them (HNSW, M 32,
+efConstruction 80, behind an id map and the newest-row filter; synthetic clustered embeddings,
+`benchmarks/ann.py`):
+
+{_ann_table(results)}
 
 **Memory** on one long 720p video (summed over the process tree: driver, Ray's GCS/raylet,
 workers; PSS splits shared pages between processes). The last column names the roles whose

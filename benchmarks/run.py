@@ -17,6 +17,8 @@ Suites (default: all but `knobs`):
           (extra frames / extra seconds) leaves fixed start-up costs out
   incremental  a full --incremental run over many small videos, then the nightly no-op rerun
           over the same folder (nothing new): its cost as a fraction of the full run
+  encoders  the CLIP image tower's frames/s beside ResNet-18's
+  ann     nearest neighbours among 1,000,000 clip embeddings: exact, one HNSW graph, ten merged
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ DEFAULT_SUITES = (
     "scale",
     "incremental",
     "encoders",
+    "ann",
 )
 
 
@@ -257,6 +260,14 @@ class Bench:
 
         return encoders.measure(seconds=3.0 if self.quick else 10.0)
 
+    def suite_ann(self) -> dict:
+        """Nearest-neighbour search at a million clip embeddings (benchmarks/ann.py)."""
+        from benchmarks import ann
+
+        return ann.measure(
+            rows=50_000 if self.quick else 1_000_000, queries=200 if self.quick else 1000
+        )
+
     def suite_sparse(self) -> dict:
         c = self.corpus(self.profile.sparse)
         w = replace(self.workload, fps=self.profile.sparse_fps)
@@ -399,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "seeks": extra.get("sparse"),
         "encoders": extra.get("encoders"),
+        "ann": extra.get("ann"),
         "runs": bench.runs,
         "elapsed_s": round(time.perf_counter() - t0, 1),
         "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],

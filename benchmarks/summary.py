@@ -28,6 +28,7 @@ SUITE_ORDER = (
     "scale",
     "incremental",
     "encoders",
+    "ann",
 )
 GOALS = {
     "limit": 0.85,
@@ -302,6 +303,7 @@ def merge(old: dict, new: dict) -> dict:
     merged["measured"] = {**old.get("measured", {}), **new.get("measured", {})}
     merged["seeks"] = new.get("seeks") or old.get("seeks")
     merged["encoders"] = new.get("encoders") or old.get("encoders")
+    merged["ann"] = new.get("ann") or old.get("ann")
     for key in ("corpus_roles",):
         merged[key] = {**old.get(key, {}), **new.get(key, {})}
     return merged

@@ -84,7 +84,14 @@ class Graph:
         bitmap = np.packbits(allowed, bitorder="little")  # faiss reads bit i of byte i // 8
         selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))  # n in bytes
         params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(breadth, k))
-        scores, ids = self.index.search(query.reshape(1, -1).astype(np.float32), k, params=params)
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)  # one query: OpenMP's start-up cost 100x the search itself
+        try:
+            scores, ids = self.index.search(
+                query.reshape(1, -1).astype(np.float32), k, params=params
+            )
+        finally:
+            faiss.omp_set_num_threads(threads)
         found = ids[0] >= 0
         return scores[0][found], ids[0][found]
 
