@@ -136,6 +136,19 @@ def _ann_table(results: dict) -> str:
     return "\n".join(rows)
 
 
+def _shots_line(results: dict) -> str:
+    s = results.get("shots")
+    if not s:
+        return "(shots suite not run)"
+    return (
+        f"{s['ms_per_frame']} ms per sampled frame at {s['image_size']} px "
+        f"({s['sampled_frames']} frames of {s['videos']} videos at {s['samples_per_s']} samples/s);"
+        f" cut F1 {s['f1']} (precision {s['precision']}, recall {s['recall']}, {s['cuts']} cuts;"
+        f" {s['cuts_in_pan_fade_flash_only_videos']} reported in the pan-, fade- and flash-only"
+        " videos)."
+    )
+
+
 def _memory_table(results: dict) -> str:
     mem = results["summary"]["memory"]
     if not mem:
@@ -293,6 +306,9 @@ efConstruction 80, behind an id map and the newest-row filter; synthetic cluster
 `benchmarks/ann.py`):
 
 {_ann_table(results)}
+
+**Shot cuts** (`--clips shots`; `benchmarks/shots.py`, generated shots with dissolves, fades,
+fast pans and flashes, detector alone on the decoded samples): {_shots_line(results)}
 
 **Memory** on one long 720p video (summed over the process tree: driver, Ray's GCS/raylet,
 workers; PSS splits shared pages between processes). The last column names the roles whose

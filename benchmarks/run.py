@@ -19,6 +19,7 @@ Suites (default: all but `knobs`):
           over the same folder (nothing new): its cost as a fraction of the full run
   encoders  the CLIP image tower's frames/s beside ResNet-18's
   ann     nearest neighbours among 1,000,000 clip embeddings: exact, one HNSW graph, ten merged
+  shots   shot-cut detection: milliseconds per sampled frame, and cut F1 on generated shots
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ DEFAULT_SUITES = (
     "incremental",
     "encoders",
     "ann",
+    "shots",
 )
 
 
@@ -268,6 +270,12 @@ class Bench:
             rows=50_000 if self.quick else 1_000_000, queries=200 if self.quick else 1000
         )
 
+    def suite_shots(self) -> dict:
+        """Shot-cut detection's cost per sampled frame and its F1 (benchmarks/shots.py)."""
+        from benchmarks import shots
+
+        return shots.measure(videos=4 if self.quick else 12)
+
     def suite_sparse(self) -> dict:
         c = self.corpus(self.profile.sparse)
         w = replace(self.workload, fps=self.profile.sparse_fps)
@@ -411,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         "seeks": extra.get("sparse"),
         "encoders": extra.get("encoders"),
         "ann": extra.get("ann"),
+        "shots": extra.get("shots"),
         "runs": bench.runs,
         "elapsed_s": round(time.perf_counter() - t0, 1),
         "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],

@@ -29,6 +29,7 @@ SUITE_ORDER = (
     "incremental",
     "encoders",
     "ann",
+    "shots",
 )
 GOALS = {
     "limit": 0.85,
@@ -304,6 +305,7 @@ def merge(old: dict, new: dict) -> dict:
     merged["seeks"] = new.get("seeks") or old.get("seeks")
     merged["encoders"] = new.get("encoders") or old.get("encoders")
     merged["ann"] = new.get("ann") or old.get("ann")
+    merged["shots"] = new.get("shots") or old.get("shots")
     for key in ("corpus_roles",):
         merged[key] = {**old.get(key, {}), **new.get(key, {})}
     return merged

@@ -36,6 +36,12 @@ def add_sampling_flags(p: argparse.ArgumentParser) -> None:
         help="sampled frames between clip starts (default: --clip-frames)",
     )
     p.add_argument("--image-size", type=int, default=112, help="square model input, pixels")
+    p.add_argument(
+        "--clips",
+        default="windows",
+        help="windows (fixed windows, default) or shots: windows of at most --clip-frames "
+        "inside each shot, never across a hard cut",
+    )
 
 
 def add_model_flags(p: argparse.ArgumentParser) -> None:
@@ -71,6 +77,7 @@ def sampling_config(args: argparse.Namespace) -> SamplingConfig:
         clip_frames=args.clip_frames,
         clip_stride=args.clip_stride,
         image_size=args.image_size,
+        clips=args.clips,
     )
 
 

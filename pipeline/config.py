@@ -41,16 +41,31 @@ class GuardConfig:
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
+CLIP_MODES = ("windows", "shots")
+
+
 @dataclass(frozen=True)
 class SamplingConfig:
-    """Which frames become clips: `fps` samples per second, `clip_frames` per clip."""
+    """Which frames become clips: `fps` samples per second, `clip_frames` per clip; `clips`
+    "windows" (fixed windows) or "shots" (windows of at most `clip_frames` inside each shot,
+    cut where the decode stage finds a hard cut: pipeline.video.shots)."""
 
     fps: float = 1.0
     clip_frames: int = 16
     clip_stride: int | None = None  # sampled frames between clip starts; None = clip_frames
     image_size: int = 112
+    clips: str = "windows"
 
     def __post_init__(self) -> None:
+        if self.clips not in CLIP_MODES:
+            raise ConfigError(
+                f"--clips must be one of {', '.join(CLIP_MODES)} (got {self.clips!r})"
+            )
+        if self.clips == "shots" and self.clip_stride is not None:
+            raise ConfigError(
+                "--clip-stride does not apply to --clips shots (a shot's clips tile it); "
+                "leave it out"
+            )
         if not self.fps > 0:
             raise ConfigError(f"--fps must be > 0 (got {self.fps})")
         if self.clip_frames < 1:
@@ -64,12 +79,16 @@ class SamplingConfig:
     def stride(self) -> int:
         return self.clip_stride or self.clip_frames
 
+    @property
+    def by_shot(self) -> bool:
+        return self.clips == "shots"
+
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> SamplingConfig:
-        known = {"fps", "clip_frames", "clip_stride", "image_size"}
+        known = {"fps", "clip_frames", "clip_stride", "image_size", "clips"}
         return cls(**{k: v for k, v in d.items() if k in known})
 
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pipeline import schema, storage
 from pipeline.config import OutputError, StorageConfig
 
-TABLES = (schema.VIDEOS, schema.CLIPS, schema.ERRORS)  # what readers query (not _ledger)
+TABLES = (schema.VIDEOS, schema.CLIPS, schema.ERRORS, schema.SHOTS)  # what readers query
 _OLDEST = "0000"  # sorts before any ISO timestamp
 
 

@@ -8,6 +8,7 @@ them, while a temporal model can.
 from __future__ import annotations
 
 import argparse
+import colorsys
 import contextlib
 import csv
 import os
@@ -28,12 +29,18 @@ __all__ = [
     "DEFAULT_SPEC",
     "DIRECTIONS",
     "SHAPES",
+    "SHOT_ENTRANCES",
+    "ShotSpec",
     "VideoSpec",
     "encode_video",
     "extension_for",
     "main",
     "make_sample_corpus",
     "render_frames",
+    "render_shots",
+    "scene_hue",
+    "shot_corpus",
+    "write_shots",
     "write_video",
 ]
 
@@ -277,6 +284,244 @@ def write_video(spec: VideoSpec, path: str | Path) -> Path:
         codec=spec.codec,
         keyframe_interval=spec.keyframe_interval,
     )
+
+
+# Multi-shot videos with known hard cuts, for shot-cut detection (pipeline.video.shots).
+
+SHOT_ENTRANCES = ("cut", "dissolve", "fade_black")
+_GOLDEN = 0.6180339887
+
+
+@dataclass(frozen=True)
+class ShotSpec:
+    """One shot of a multi-shot video (`render_shots`).
+
+    Only an entrance of "cut" is a hard cut. A dissolve or a fade through black, a fast camera
+    pan and white flashes change the picture too: they are what a cut detector must not report.
+    """
+
+    scene: int = 0  # the scene filmed: its hue, texture and shapes follow from this id
+    seconds: float = 3.0
+    pan: float = 0.0  # camera speed across the scene, frame widths per second (sign: direction)
+    entrance: str = "cut"  # how the shot replaces the one before it (ignored for the first)
+    entrance_seconds: float = 1.0  # a dissolve's or fade's length, within this shot's seconds
+    flashes: tuple[float, ...] = ()  # seconds into the shot at which a white flash begins
+    flash_frames: int = 3
+
+
+def scene_hue(scene: int) -> float:
+    """Base hue of a scene in [0, 1): golden-ratio steps, so neighbouring ids differ in hue."""
+    return (scene * _GOLDEN) % 1.0
+
+
+def _hsv_rgb(hue: float, saturation: float, value: float) -> np.ndarray:
+    return np.asarray(colorsys.hsv_to_rgb(hue % 1.0, saturation, value), dtype=np.float32) * 255
+
+
+class _Scene:
+    """A scene a camera films: a panorama wide enough for its pans (a textured background in
+    the scene's colours, lighter towards the bottom) and shapes moving across the view."""
+
+    def __init__(self, scene: int, seed: int, width: int, height: int, pan_px: int) -> None:
+        from PIL import Image
+
+        rng = np.random.default_rng([seed, scene, 5])
+        self.width, self.height = width, height
+        hue = scene_hue(scene)
+        value = float(rng.uniform(0.55, 1.0))
+        palette = np.stack(
+            [
+                _hsv_rgb(hue, 0.75, 0.85 * value),
+                _hsv_rgb(hue + 0.06, 0.45, 0.55 * value),
+                _hsv_rgb(hue - 0.05, 0.9, 0.35 * value),
+                _hsv_rgb(hue + 0.5, 0.3, 0.95 * value),  # a sparse accent colour
+            ]
+        )
+        wide = width + pan_px
+        # Texture features far smaller than the view: its colour mix holds steady under a pan.
+        cell = int(rng.integers(6, 14))
+        if rng.random() < 0.5:  # blobs: smooth noise cut into colour levels
+            coarse = rng.random((height // cell + 2, wide // cell + 2)).astype(np.float32)
+            field = Image.fromarray(coarse).resize(
+                (wide + 2 * cell, height + 2 * cell), Image.BICUBIC
+            )
+            smooth = np.asarray(field)[cell : cell + height, cell : cell + wide]
+        else:  # bricks: rows of segments of random widths, one colour each (a wall, shelves)
+            smooth = np.empty((height, wide), dtype=np.float32)
+            top = 0
+            while top < height:
+                rows = int(rng.integers(cell, 2 * cell + 1))
+                widths = rng.integers(cell // 2 + 1, 2 * cell, size=wide // (cell // 2 + 1) + 1)
+                smooth[top : top + rows] = np.repeat(rng.random(len(widths)), widths)[:wide]
+                top += rows
+        levels = np.quantile(smooth, [0.4, 0.75, 0.95])
+        index = np.searchsorted(levels, smooth)
+        shade = 0.8 + 0.4 * np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
+        grain = rng.normal(0, 4, size=(height, wide, 1)).astype(np.float32)
+        self.panorama = np.clip(palette[index] * shade + grain, 0, 255)
+
+        # (mask, colour, start (y, x), velocity (y, x) in pixels per second) of each shape
+        self.shapes: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        for _ in range(int(rng.integers(1, 4))):
+            size = int(rng.integers(height // 6, height // 3))
+            yy, xx = np.mgrid[0:size, 0:size]
+            r = (size - 1) / 2
+            round_shape = rng.random() < 0.5
+            mask = (yy - r) ** 2 + (xx - r) ** 2 <= (r + 0.25) ** 2 if round_shape else yy >= 0
+            color = np.asarray(_PALETTE[int(rng.integers(len(_PALETTE)))], dtype=np.float32)
+            start = rng.uniform(0, 1, 2) * (height - size, width - size)
+            velocity = rng.uniform(-0.5, 0.5, 2) * (height, width)  # pixels per second
+            self.shapes.append((mask, color, start, velocity))
+
+    def view(self, t: float, pan: float) -> np.ndarray:
+        """(H, W, 3) float32 frame at `t` seconds into a shot panning at `pan` widths/s."""
+        room = self.panorama.shape[1] - self.width
+        shift = round(abs(pan) * self.width * t)
+        x0 = min(shift, room) if pan >= 0 else max(room - shift, 0)
+        frame = self.panorama[:, x0 : x0 + self.width].copy()
+        for mask, color, start, velocity in self.shapes:
+            size = mask.shape[0]
+            limits = np.asarray((self.height - size, self.width - size), dtype=np.float64)
+            y, x = np.rint(_bounce(start + velocity * t, limits)).astype(int)
+            frame[y : y + size, x : x + size][mask] = color
+        return frame
+
+
+def _bounce(position: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """Positions reflected into [0, limit]: shapes bounce off the frame's edges."""
+    limit = np.maximum(limit, 1e-9)
+    folded = np.mod(position, 2 * limit)
+    return np.where(folded > limit, 2 * limit - folded, folded)
+
+
+def _validate_shots(shots: Sequence[ShotSpec], width: int, height: int, fps: int) -> None:
+    if not shots:
+        raise ValueError("no shots to render")
+    if width < 16 or height < 16 or width % 2 or height % 2:
+        raise ValueError(f"frame size must be even and at least 16x16, got {width}x{height}")
+    if fps <= 0:
+        raise ValueError("fps must be positive")
+    for shot in shots:
+        if shot.entrance not in SHOT_ENTRANCES:
+            raise ValueError(f"unknown entrance {shot.entrance!r}; expected {SHOT_ENTRANCES}")
+        if shot.seconds <= 0 or not 0 < shot.entrance_seconds <= shot.seconds:
+            raise ValueError(f"need 0 < entrance_seconds <= seconds, got {shot}")
+        if shot.flash_frames < 1 or not all(0 <= t < shot.seconds for t in shot.flashes):
+            raise ValueError(f"flashes must start within the shot, a frame or more, got {shot}")
+
+
+def render_shots(
+    shots: Sequence[ShotSpec], *, width: int = 160, height: int = 120, fps: int = 24, seed: int = 0
+) -> tuple[np.ndarray, list[int]]:
+    """Render shots back to back: (N, H, W, 3) uint8 frames, and the index of the first frame
+    of each shot entered by a hard cut (the ground truth of a cut detector).
+
+    A dissolve or fade takes the first `entrance_seconds` of its shot, while the scene before it
+    plays on; a flash blends a few frames towards white, fading back to the scene."""
+    _validate_shots(shots, width, height, fps)
+    counts = [max(1, round(shot.seconds * fps)) for shot in shots]
+    blends = [0] * len(shots)  # frames of each shot's dissolve or fade
+    for k, shot in enumerate(shots[1:], start=1):
+        if shot.entrance != "cut":
+            blends[k] = min(counts[k], max(1, round(shot.entrance_seconds * fps)))
+    scenes = []
+    for k, shot in enumerate(shots):
+        played = counts[k] + (blends[k + 1] if k + 1 < len(shots) else 0)  # frames on screen
+        pan_px = int(np.ceil(abs(shot.pan) * width * played / fps)) + 1
+        scenes.append(_Scene(shot.scene, seed, width, height, pan_px))
+
+    frames = np.empty((sum(counts), height, width, 3), dtype=np.uint8)
+    cuts: list[int] = []
+    first = 0
+    for k, shot in enumerate(shots):
+        if k > 0 and shot.entrance == "cut":
+            cuts.append(first)
+        flash_starts = {round(s * fps) for s in shot.flashes}
+        flash_left = 0
+        for j in range(counts[k]):
+            t = j / fps
+            image = scenes[k].view(t, shot.pan)
+            if j < blends[k]:
+                before = scenes[k - 1].view((counts[k - 1] + j) / fps, shots[k - 1].pan)
+                w = (j + 0.5) / blends[k]
+                if shot.entrance == "dissolve":
+                    image = (1 - w) * before + w * image
+                else:  # through black: out to black over the first half, in over the second
+                    image = before * max(0.0, 1 - 2 * w) + image * max(0.0, 2 * w - 1)
+            if j in flash_starts:
+                flash_left = shot.flash_frames
+            if flash_left:  # full white first, fading back towards the scene
+                white = 0.5 + 0.5 * flash_left / shot.flash_frames
+                image = image * (1 - white) + 255 * white
+                flash_left -= 1
+            frames[first + j] = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+        first += counts[k]
+    return frames, cuts
+
+
+def write_shots(
+    shots: Sequence[ShotSpec],
+    path: str | Path,
+    *,
+    width: int = 160,
+    height: int = 120,
+    fps: int = 24,
+    seed: int = 0,
+    codec: str = "h264",
+) -> list[int]:
+    """Render `shots` (`render_shots`), encode them to `path`, and return the cut frames."""
+    frames, cuts = render_shots(shots, width=width, height=height, fps=fps, seed=seed)
+    encode_video(frames, path, fps=fps, codec=codec)
+    return cuts
+
+
+def shot_corpus(videos: int = 12, seed: int = 0) -> dict[str, tuple[ShotSpec, ...]]:
+    """Named shot lists for cut-detection tests and benchmarks: a pan-only, a fade-only and a
+    flash-only video (no cut at all), and `videos` videos mixing hard cuts with dissolves,
+    fades through black, fast pans and flashes. Shots last 2.5-4.5 s; consecutive shots are
+    scenes at least 0.15 apart in hue, so every cut changes the colours on screen."""
+    corpus: dict[str, tuple[ShotSpec, ...]] = {
+        "pan_only": (ShotSpec(scene=1, seconds=8.0, pan=1.5),),
+        "fade_only": (
+            ShotSpec(scene=2, seconds=3.0, pan=0.6),
+            ShotSpec(scene=3, seconds=3.5, entrance="dissolve", entrance_seconds=1.5),
+            ShotSpec(scene=4, seconds=3.0, entrance="fade_black", entrance_seconds=1.0),
+            ShotSpec(scene=5, seconds=3.5, entrance="dissolve", entrance_seconds=1.0, pan=-1.0),
+            ShotSpec(scene=6, seconds=3.0, entrance="fade_black", entrance_seconds=1.5),
+        ),
+        "flash_only": (
+            ShotSpec(scene=7, seconds=9.0, pan=0.3, flashes=(1.0, 3.2, 5.1, 7.4), flash_frames=4),
+        ),
+    }
+    rng = np.random.default_rng([seed, 7])
+    for v in range(videos):
+        shots: list[ShotSpec] = []
+        scene = int(rng.integers(100))
+        for k in range(int(rng.integers(4, 7))):
+            if k:
+                hue = scene_hue(scene)
+                while abs((scene_hue(scene) - hue + 0.5) % 1.0 - 0.5) < 0.15:
+                    scene = int(rng.integers(100))
+            seconds = round(float(rng.uniform(2.5, 4.5)), 2)
+            entrance = "cut" if k == 0 else str(rng.choice(SHOT_ENTRANCES, p=[0.7, 0.15, 0.15]))
+            entrance_seconds = round(float(rng.uniform(1.0, 1.5)), 2)
+            pan = round(float(rng.choice([-1, 1]) * rng.uniform(0.8, 1.5)), 2)
+            calm = entrance_seconds + 0.5 if entrance != "cut" else 0.8
+            flashes = ()
+            if rng.random() < 0.3 and seconds - 0.8 > calm:
+                flashes = (round(float(rng.uniform(calm, seconds - 0.8)), 2),)
+            shots.append(
+                ShotSpec(
+                    scene=scene,
+                    seconds=seconds,
+                    pan=pan if rng.random() < 0.35 else 0.0,
+                    entrance=entrance,
+                    entrance_seconds=entrance_seconds,
+                    flashes=flashes,
+                )
+            )
+        corpus[f"mixed_{v}"] = tuple(shots)
+    return corpus
 
 
 def make_sample_corpus(

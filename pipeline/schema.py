@@ -12,6 +12,7 @@ TOPK = 5
 VIDEOS = "videos"
 CLIPS = "clips"
 ERRORS = "errors"
+SHOTS = "shots"  # --clips shots: one row per shot of each video
 RUNS = "_runs"
 LEDGER = "_ledger"  # what each committed run indexed: the incremental runs' memory
 STAGING = "_staging"
@@ -53,6 +54,10 @@ def videos_schema(dim: int) -> pa.Schema:
     )
 
 
+# --clips shots, in the pipeline only (never committed): each work unit's number, first frame,
+# clips made and cuts found, on its first row; the driver numbers clips and shots from them
+UNIT_SHOT_COLUMNS = ("unit_index", "unit_first_frame", "unit_clips", "unit_cuts", "unit_cut_times")
+
 FRAME_FEATURES = "frame_features"  # optional clips column: (T, D) CNN features per clip
 
 
@@ -63,6 +68,7 @@ def clips_schema(dim: int, frame_features: tuple[int, int] | None = None) -> pa.
         [
             ("video_uri", pa.string()),
             ("clip_index", pa.int32()),
+            ("shot_index", pa.int32()),  # --clips shots: the video's shot; null for windows
             ("start_s", pa.float64()),
             ("end_s", pa.float64()),
             ("frame_indices", pa.list_(pa.int32())),
@@ -149,3 +155,16 @@ def error_fields(stage: str, exc: BaseException) -> dict:
         "error_type": type(exc).__name__,
         "error_message": redact(message)[:MAX_MESSAGE],
     }
+
+
+SHOTS_SCHEMA = pa.schema(
+    [
+        ("video_uri", pa.string()),
+        ("shot_index", pa.int32()),  # 0, 1, ... in time order; clips.shot_index refers to it
+        ("start_s", pa.float64()),  # the shot's first sampled frame (0 for the first shot)
+        ("end_s", pa.float64()),  # the next shot's start, or the video's end
+        ("num_clips", pa.int32()),  # clips indexed in the shot
+        ("run_id", pa.string()),
+    ],
+    metadata=VERSION_METADATA,
+)

@@ -270,6 +270,7 @@ def test_layout_and_commit(zoo):
     # The record lists exactly the committed files, and they exist.
     listed = {Path(p) for p in record["files"]}
     on_disk = {p for p in out.rglob("*.parquet") if schema.STAGING not in p.parts}
+    on_disk |= set((out / schema.SEARCH).rglob("*.faiss"))  # the run's search graphs
     assert listed == on_disk and all(p.exists() for p in listed)
     # No staging leftovers.
     assert not list(out.rglob(f"*{schema.STAGING}*"))

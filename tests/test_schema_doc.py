@@ -39,6 +39,7 @@ def doc_type(arrow_type: pa.DataType) -> str:
         ("videos", schema.videos_schema(D)),
         ("clips", schema.clips_schema(D, frame_features=(16, D))),
         ("errors", schema.ERRORS_SCHEMA),
+        ("shots", schema.SHOTS_SCHEMA),
     ],
 )
 def test_doc_lists_every_column_with_its_type(table, arrow_schema):

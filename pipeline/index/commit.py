@@ -30,7 +30,7 @@ from pipeline.runs import unwritable
 
 log = logging.getLogger("reelay.output")
 
-TABLES = (schema.VIDEOS, schema.CLIPS, schema.ERRORS, schema.LEDGER)
+TABLES = (schema.VIDEOS, schema.CLIPS, schema.ERRORS, schema.SHOTS, schema.LEDGER)
 SEARCHED = (schema.VIDEOS, schema.CLIPS)  # tables with nearest-neighbour graphs (pipeline.ann)
 COMMIT_PLAN = "_commit.json"
 

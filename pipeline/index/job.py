@@ -200,6 +200,7 @@ def index_part(
         "partial": len(written["partial"]),
         "failed": len(failed),
         "clips": written["clips"],
+        "shots": written["shots"],
         "errors": written["errors"],
     }
     summary = RunSummary(

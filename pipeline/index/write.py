@@ -28,6 +28,7 @@ from pipeline.aggregate import (
 )
 from pipeline.index.commit import RunOutput
 from pipeline.index.ledger import ledger_table
+from pipeline.index.shots import UNITS, number_units, renumber_clips, unit_summary
 from pipeline.listing import VideoEntry
 from pipeline.models.source import ModelSpec
 
@@ -46,6 +47,7 @@ class Staged:
 
     sums_files: tuple[str, ...]
     dataset: ray.data.Dataset
+    units_files: tuple[str, ...] = ()  # --clips shots: the units' summaries (index/shots.py)
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,12 @@ class StageResults:
         clips = clip_rows(table)
         clips_file = self.out.write_small_table(schema.CLIPS, clips, name) if clips.num_rows else ""
         sums_file = self.out.write_small_table(SUMS, block_summary(table), name)
-        return pa.table({"clips_file": [clips_file], "sums_file": [sums_file]})
+        units_file = ""
+        if "unit_first_frame" in table.column_names:  # --clips shots
+            units_file = self.out.write_small_table(UNITS, unit_summary(table), name)
+        return pa.table(
+            {"clips_file": [clips_file], "sums_file": [sums_file], "units_file": [units_file]}
+        )
 
 
 def stage_results(results: ray.data.Dataset, out: RunOutput, rows: int, task_cpus: float) -> Staged:
@@ -76,14 +83,16 @@ def stage_results(results: ray.data.Dataset, out: RunOutput, rows: int, task_cpu
         StageResults(out), batch_size=rows, batch_format="pyarrow", num_cpus=task_cpus
     )
     named = staged.take_all()
-    drop_orphans(out, {r["clips_file"] for r in named} | {r["sums_file"] for r in named})
-    return Staged(tuple(sorted(r["sums_file"] for r in named)), staged)
+    files = {r[kind] for r in named for kind in ("clips_file", "sums_file", "units_file")}
+    drop_orphans(out, files)
+    units = tuple(sorted(r["units_file"] for r in named if r["units_file"]))
+    return Staged(tuple(sorted(r["sums_file"] for r in named)), staged, units)
 
 
 def drop_orphans(out: RunOutput, named: set[str]) -> None:
     """Remove staged clips and sums files that no returned row names (see StageResults)."""
     fs = out.fs
-    for folder in (out.staging(schema.CLIPS), out.staging(SUMS)):
+    for folder in (out.staging(schema.CLIPS), out.staging(SUMS), out.staging(UNITS)):
         if fs.exists(folder):
             for path in fs.find(folder):
                 if path not in named:  # both are paths without a scheme (RunOutput.staging)
@@ -129,6 +138,9 @@ def write_tables(
     out.write_small_table(schema.ERRORS, errors_table(failures, out.run_id), "errors")
     failed = set(never_indexed)
     partial = {f["video_uri"] for f in failures} - failed
+    shots = 0
+    if staged is not None and staged.units_files:
+        shots = write_shots(staged, out)
     if entries:
         ledger = ledger_table(entries, failed, partial, spec.model_version, out.run_id)
         out.write_small_table(schema.LEDGER, ledger, "ledger")
@@ -137,9 +149,29 @@ def write_tables(
         "failed": failed,
         "partial": partial,
         "clips": num_clips,
+        "shots": shots,
         "errors": len(failures),
         **totals,
     }
+
+
+def write_shots(staged: Staged, out: RunOutput) -> int:
+    """--clips shots: the video-wide clip and shot numbers into the staged clips, and the
+    shots table into staging (pipeline.index.shots); returns the shots."""
+    contents = out.fs.cat(list(staged.units_files))
+    summaries = pa.concat_tables(
+        [pq.read_table(pa.BufferReader(contents[p])) for p in staged.units_files]
+    )
+    offsets, shots = number_units(summaries)
+    renumber_clips(out, offsets)
+    if shots.num_rows:
+        shots = shots.append_column("run_id", pa.array([out.run_id] * shots.num_rows))
+        shots = shots.cast(schema.SHOTS_SCHEMA).sort_by(
+            [("video_uri", "ascending"), ("shot_index", "ascending")]
+        )
+        out.write_table_parts(schema.SHOTS, shots)
+    out.fs.rm(out.staging(UNITS), recursive=True)
+    return shots.num_rows
 
 
 def summarize(

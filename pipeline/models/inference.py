@@ -199,6 +199,12 @@ class ClipInferencer:
         top_scores = np.take_along_axis(probs, order, axis=1)
         columns = {name: batch[name] for name in PASS_THROUGH}
         columns["frame_indices"] = [np.asarray(f, dtype=np.int32) for f in batch["frame_indices"]]
+        shot = np.asarray(batch["shot_index"], dtype=np.int32)  # -1: fixed windows, or no clip
+        columns["shot_index"] = pa.array(shot, pa.int32(), mask=shot < 0)
+        for name in schema.UNIT_SHOT_COLUMNS:  # lists per row: numpy may hand a 2-D array
+            if name in batch:
+                values = batch[name]
+                columns[name] = list(values) if np.ndim(values) > 1 else values
         columns |= {
             "embedding": fixed_size_lists(emb, ok),
             schema.CLIP_PROBS: fixed_size_lists(probs, ok),

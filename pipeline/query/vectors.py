@@ -84,9 +84,7 @@ def _read_files(catalog: Catalog, uris: list[str], columns: list[str]) -> list[p
         try:
             return pq.read_table(storage.strip_scheme(uri), columns=columns, filesystem=fs)
         except (OSError, pa.ArrowException) as e:
-            raise QueryError(
-                f"cannot read {storage.redact(uri)}: {type(e).__name__}: {e}"
-            ) from e
+            raise QueryError(f"cannot read {storage.redact(uri)}: {type(e).__name__}: {e}") from e
 
     with ThreadPoolExecutor(max(1, min(READ_THREADS, len(uris)))) as pool:
         return list(pool.map(read, uris))

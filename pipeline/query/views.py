@@ -25,8 +25,8 @@ VIEWS = (*TABLES, RUNS_VIEW)
 
 def empty_table(table: str) -> pa.Table:
     """A table's columns with no rows, typed as DuckDB reads the Parquet files."""
-    if table == schema.ERRORS:
-        fields = list(schema.ERRORS_SCHEMA)
+    if table in (schema.ERRORS, schema.SHOTS):
+        fields = list(schema.ERRORS_SCHEMA if table == schema.ERRORS else schema.SHOTS_SCHEMA)
     else:
         base = schema.videos_schema(1) if table == schema.VIDEOS else schema.clips_schema(1)
         fields = [

@@ -20,6 +20,7 @@ from pipeline.config import PlanConfig, SamplingConfig, StorageConfig
 from pipeline.faults import crash_point
 from pipeline.ray_env import this_node
 from pipeline.schema import ERROR_FIELDS, error_fields, no_error
+from pipeline.video import shots
 from pipeline.video.guard import guarded
 from pipeline.video.io import (
     DecodedFrames,
@@ -27,7 +28,7 @@ from pipeline.video.io import (
     VideoInfo,
     read_frames_and_times,
 )
-from pipeline.video.sampling import plan_clips
+from pipeline.video.sampling import ClipSpan, plan_clips, sampled_frame_indices
 
 UNIT_META = (
     "video_uri",
@@ -54,6 +55,60 @@ def fetch_and_read(
     crash_point("decode", uri)
     path = storage.local_copy(uri, fingerprint, storage_cfg)
     return read_frames_and_times(path, indices, size, info, chunk_bytes)
+
+
+@dataclass(frozen=True)
+class UnitShots:
+    """What a --clips shots unit found: its clips (clip and shot numbers counted from the
+    unit's start) and the cuts in it, as sample numbers of the video and their times."""
+
+    clips: list[ClipSpan]
+    cuts: list[int]
+    cut_times: list[float]
+    first_frame: int  # the frame number of the unit's first sample
+
+
+def unit_shots(
+    got: DecodedFrames, wanted: list[int], unit: tuple[int, int], first_sample: int,
+    clip_frames: int,
+) -> UnitShots:  # fmt: skip
+    """Cuts among the unit's decoded samples (positions `unit` of `wanted`; the samples around
+    it are the detector's context), then windows of at most `clip_frames` samples inside each
+    shot. Undecodable samples are left out of the detection; a window that holds one is
+    dropped later, like any clip whose frames did not decode."""
+    start, end = unit
+    decoded = got.decoded()
+    usable = [i for i in range(len(wanted)) if decoded[i]]
+    inside = [i for i in usable if start <= i < end]
+    before = [i for i in usable if i < start][-shots.CONTEXT_BEFORE :]
+    after = [i for i in usable if i >= end][: shots.CONTEXT_AFTER]
+    found = shots.detect_cuts(
+        got.frames[inside],
+        previous=got.frames[before] if before else None,
+        following=got.frames[after] if after else None,
+    ) if inside else []  # fmt: skip
+    cuts = [inside[p] - start for p in found]  # positions among all the unit's samples
+    clips = []
+    for k, (a, b, _) in enumerate(shots.shot_windows(end - start, cuts, clip_frames)):
+        frames = wanted[start + a : start + b]
+        frames += [frames[-1]] * (clip_frames - len(frames))
+        shot = sum(1 for c in cuts if c <= a)  # 0: the shot running when the unit starts
+        clips.append(ClipSpan(k, tuple(frames), 0.0, 0.0, shot_index=shot))
+    times = [float(got.times[start + c, 0]) for c in cuts]
+    return UnitShots(clips, [first_sample + c for c in cuts], times, wanted[start])
+
+
+def unit_columns(unit: dict, found: UnitShots | None) -> dict:
+    """A --clips shots row's unit columns: the unit's number, and on its first row (`found`),
+    its first frame, how many clips it made and its cuts (pipeline.index.shots reads them);
+    blanks on the others and where nothing was read."""
+    return {
+        "unit_index": unit["unit_index"],
+        "unit_first_frame": found.first_frame if found else -1,
+        "unit_clips": len(found.clips) if found else 0,
+        "unit_cuts": np.asarray(found.cuts if found else [], dtype=np.int64),
+        "unit_cut_times": np.asarray(found.cut_times if found else [], dtype=np.float64),
+    }
 
 
 @dataclass(frozen=True)
@@ -86,18 +141,26 @@ class DecodeUnit:
         """The unit's rows, and which reader read its frames (`DecodedFrames.reader`; None
         when nothing was read)."""
         meta = {k: unit[k] for k in UNIT_META}
+        got, found = None, None
         if unit["error_stage"]:  # the video could not be planned: its error row goes on
-            return [self._error_row(meta, unit, {k: unit[k] for k in ERROR_FIELDS})], None
-        got = None
+            rows = [self._error_row(meta, unit, {k: unit[k] for k in ERROR_FIELDS})]
+            return self._with_unit_columns(rows, unit, found), None
         try:
-            info, clips, wanted, got = self._read(unit)
+            info, clips, wanted, got, found = self._read(unit)
             rows = list(self._clip_rows(unit, meta, info, clips, wanted, got))
         except Exception as e:  # recorded on the row: see class docstring
             rows = [self._error_row(meta, unit, error_fields("decode", e))]
         else:
             for i, row in enumerate(rows):  # the unit counted once, on its first row
                 row["unit_frames"] = unit["sampled_frames"] if i == 0 else 0
-        return rows, (got.reader if got is not None else None)
+        return self._with_unit_columns(rows, unit, found), (got.reader if got is not None else None)
+
+    def _with_unit_columns(self, rows: list[dict], unit: dict, found) -> list[dict]:
+        """--clips shots: what the driver numbers the video's clips and shots by."""
+        if self.sampling.by_shot:
+            for i, row in enumerate(rows):
+                row |= unit_columns(unit, found if i == 0 else None)
+        return rows
 
     def _error_row(self, meta: dict, unit: dict, error: dict) -> dict:
         size, frames = self.sampling.image_size, self.sampling.clip_frames
@@ -108,12 +171,14 @@ class DecodeUnit:
             "end_s": 0.0,
             "frame_indices": np.zeros(frames, dtype=np.int32),
             "frames": np.zeros((frames, size, size, 3), np.uint8),
+            "shot_index": -1,
             "unit_frames": unit["sampled_frames"],
             **error,
         }
 
-    def _read(self, unit: dict) -> tuple[VideoInfo, list, list[int], DecodedFrames]:
-        """The unit's clips, the frames they take and what reading them gave (guarded)."""
+    def _read(self, unit: dict) -> tuple:
+        """The unit's clips, the frames they take, what reading them gave (guarded), and the
+        unit's shots (UnitShots; None for fixed windows)."""
         info = VideoInfo(
             int(unit["num_frames"]),
             float(unit["fps"]),
@@ -121,11 +186,27 @@ class DecodeUnit:
             int(unit["height"]),
             reader=unit.get("reader") or "",
         )
+        if self.sampling.by_shot:
+            return self._read_shots(unit, info)
         clips = plan_clips(info.num_frames, info.fps, self.sampling)
         clips = clips[unit["clip_start"] : unit["clip_end"]]
         wanted = sorted({f for c in clips for f in c.frame_indices})
+        return info, clips, wanted, self._fetch(unit, info, wanted), None
+
+    def _read_shots(self, unit: dict, info: VideoInfo) -> tuple:
+        """--clips shots: the unit's samples and the few around it that the cut detector reads
+        (so a unit boundary neither invents nor hides a cut), then clips that tile each shot."""
+        samples = sampled_frame_indices(info.num_frames, info.fps, self.sampling.fps)
+        a, b = unit["sample_start"], unit["sample_end"]
+        lo, hi = max(0, a - shots.CONTEXT_BEFORE), min(len(samples), b + shots.CONTEXT_AFTER)
+        wanted = [int(f) for f in samples[lo:hi]]
+        got = self._fetch(unit, info, wanted)
+        found = unit_shots(got, wanted, (a - lo, b - lo), a, self.sampling.clip_frames)
+        return info, found.clips, wanted, got, found
+
+    def _fetch(self, unit: dict, info: VideoInfo, wanted: list[int]) -> DecodedFrames:
         first, last = unit["clip_start"], unit["clip_end"] - 1
-        got = guarded(
+        return guarded(
             fetch_and_read,
             unit["video_uri"],
             unit["fingerprint"],
@@ -139,7 +220,6 @@ class DecodeUnit:
             key=f"decode {unit['video_uri']} {unit['fingerprint']} {first}",
             book=self.book,
         )
-        return info, clips, wanted, got
 
     def _clip_rows(
         self, unit: dict, meta: dict, info: VideoInfo, clips: list, wanted: list[int], got
@@ -161,6 +241,7 @@ class DecodeUnit:
                 "end_s": float(got.times[take[-1], 1]),
                 "frame_indices": np.asarray(clip.frame_indices, dtype=np.int32),
                 "frames": got.frames[take],
+                "shot_index": -1 if clip.shot_index is None else clip.shot_index,
                 **no_error(),
             }
         for failure in got.failures:  # after the clips: a unit's first row is a clip if any

@@ -18,7 +18,12 @@ from pipeline.faults import crash_point
 from pipeline.schema import error_fields, no_error
 from pipeline.video.guard import guarded
 from pipeline.video.io import VideoInfo, probe
-from pipeline.video.sampling import group_clips, plan_clips
+from pipeline.video.sampling import (
+    group_clips,
+    plan_clips,
+    sample_ranges,
+    sampled_frame_indices,
+)
 
 VIDEO_META_DEFAULTS = {
     "num_frames": 0,
@@ -80,8 +85,7 @@ class PlanVideo:
                 book=self.book,
             )
             per_unit = self.plan.frames_per_unit(info.width, info.height, self.sampling.image_size)
-            clips = plan_clips(info.num_frames, info.fps, self.sampling)
-            ranges = group_clips(clips, per_unit)
+            units = self._units(info, per_unit)
         except Exception as e:  # any unreadable video becomes an error row, never a lost run
             return [
                 {
@@ -91,6 +95,8 @@ class PlanVideo:
                     "num_units": 0,
                     "clip_start": 0,
                     "clip_end": 0,
+                    "sample_start": 0,
+                    "sample_end": 0,
                     "sampled_frames": 0,
                     "reader": "",
                     **error_fields("plan", e),
@@ -102,22 +108,35 @@ class PlanVideo:
             "duration_s": info.duration_s,
             "width": info.width,
             "height": info.height,
-            "num_clips": len(clips),
+            "num_clips": sum(u["clip_end"] - u["clip_start"] for u in units),
         }
         return [
-            {
-                **base,
-                **meta,
-                "unit_index": i,
-                "num_units": len(ranges),
-                "clip_start": a,
-                "clip_end": b,
-                "sampled_frames": len({f for c in clips[a:b] for f in c.frame_indices}),
-                "reader": info.reader,
-                **no_error(),
-            }
-            for i, (a, b) in enumerate(ranges)
-        ]
+            {**base, **meta, **unit, "unit_index": i, "num_units": len(units),
+             "reader": info.reader, **no_error()}
+            for i, unit in enumerate(units)
+        ]  # fmt: skip
+
+    def _units(self, info: VideoInfo, per_unit: int) -> list[dict]:
+        """The video's work units: runs of clips (fixed windows), or runs of samples whose
+        clips the decode stage cuts at shots (--clips shots; `clip_start`/`clip_end` then
+        count the windows the samples would make without cuts, for progress)."""
+        if self.sampling.by_shot:
+            count = len(sampled_frame_indices(info.num_frames, info.fps, self.sampling.fps))
+            units, windows = [], 0
+            for a, b in sample_ranges(count, per_unit):
+                estimate = -(-(b - a) // self.sampling.clip_frames)
+                units.append(
+                    {"clip_start": windows, "clip_end": windows + estimate, "sample_start": a,
+                     "sample_end": b, "sampled_frames": b - a}
+                )  # fmt: skip
+                windows += estimate
+            return units
+        clips = plan_clips(info.num_frames, info.fps, self.sampling)
+        return [
+            {"clip_start": a, "clip_end": b, "sample_start": 0, "sample_end": 0,
+             "sampled_frames": len({f for c in clips[a:b] for f in c.frame_indices})}
+            for a, b in group_clips(clips, per_unit)
+        ]  # fmt: skip
 
 
 def group_units(units: list[dict], max_frames: int) -> list[list[dict]]:

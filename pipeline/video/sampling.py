@@ -17,6 +17,7 @@ class ClipSpan:
     frame_indices: tuple[int, ...]
     start_s: float
     end_s: float
+    shot_index: int | None = None  # --clips shots: the shot's number within the work unit
 
 
 def sampled_frame_indices(num_frames: int, native_fps: float, target_fps: float) -> np.ndarray:
@@ -75,3 +76,10 @@ def group_clips(clips: list[ClipSpan], max_frames: int) -> list[tuple[int, int]]
     if clips:
         ranges.append((first, len(clips)))
     return ranges
+
+
+def sample_ranges(num_samples: int, max_frames: int) -> list[tuple[int, int]]:
+    """The sampled sequence cut into consecutive [start, end) ranges of at most `max_frames`:
+    the work units of --clips shots, whose clips are only known once the frames are seen."""
+    step = max(1, max_frames)
+    return [(a, min(a + step, num_samples)) for a in range(0, num_samples, step)]
