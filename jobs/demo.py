@@ -18,8 +18,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
 
 from pipeline.cli import configure_logging  # noqa: E402
-from pipeline.config import IndexConfig  # noqa: E402
-from pipeline.samples import VideoSpec, make_sample_corpus  # noqa: E402
+from pipeline.config import IndexConfig, SamplingConfig  # noqa: E402
+from pipeline.samples import (  # noqa: E402
+    VideoSpec,
+    make_sample_corpus,
+    shot_corpus,
+    write_copy,
+    write_shots,
+)
 
 SHOW_SQL = """\
 SELECT regexp_extract(video_uri, '[^/]+$') AS video, status, num_frames, fps, num_clips,
@@ -33,6 +39,12 @@ SELECT count(*) AS val_videos,
                  THEN 1 ELSE 0 END), 3) AS accuracy
 FROM read_parquet('{out}/videos/**/*.parquet', hive_partitioning = true)
 WHERE video_uri LIKE '%/val/%' AND status = 'ok'"""
+SHOTS_SQL = """\
+SELECT regexp_extract(video_uri, '[^/]+$') AS video, shot_index, round(start_s, 2) AS start_s,
+       round(end_s, 2) AS end_s, num_clips
+FROM read_parquet('{out}/shots/**/*.parquet', hive_partitioning = true)
+WHERE video_uri LIKE '%/more/%'
+ORDER BY video, shot_index"""
 DEMO_EPOCHS = 6  # val accuracy reaches 1.0 by epoch 3 here
 # The one training worker takes up to this many of Ray's CPUs (its torch threads): the clips
 # are decoded before training starts, so nothing else needs them (2 CPUs instead of 1 on 2
@@ -41,10 +53,16 @@ DEMO_TRAIN_CPUS = 4
 
 
 def make_corpus(root: Path) -> Path:
-    """Sample videos of shapes moving right or left, plus one broken file to show errors/."""
+    """Sample videos of shapes moving right or left, plus one broken file to show errors/, and
+    under more/ two videos of several shots (cuts, a dissolve, a pan, a flash) and a trimmed,
+    resized copy of one of them, to show shots/ and --duplicates."""
     spec = VideoSpec(width=160, height=96, fps=10, seconds=4.0)
     make_sample_corpus(root, per_class=16, val_per_class=4, spec=spec)
     (root / "broken.mp4").write_bytes(b"this is not a video")
+    shots = shot_corpus(videos=2, seed=1)
+    for name in ("mixed_0", "mixed_1"):
+        write_shots(shots[name], root / "more" / f"{name}.mp4", width=160, height=96, fps=12)
+    write_copy(root / "more" / "mixed_0.mp4", root / "more" / "mixed_0_copy.mp4")
     return root
 
 
@@ -53,7 +71,7 @@ def show(out: Path) -> None:
 
     con = duckdb.connect()
     print("\nRows per table:")
-    for table in ("videos", "clips", "errors"):
+    for table in ("videos", "clips", "errors", "shots"):
         n = con.execute(
             f"SELECT count(*) FROM read_parquet('{out}/{table}/**/*.parquet')"
         ).fetchall()[0]
@@ -67,6 +85,25 @@ def show(out: Path) -> None:
         f"SELECT regexp_extract(video_uri, '[^/]+$') AS video, stage, error_type, message "
         f"FROM read_parquet('{out}/errors/**/*.parquet')"
     ).show(max_width=120)
+    print("Shots of the videos under more/ (--clips shots: clips never cross a cut):")
+    con.sql(SHOTS_SQL.format(out=out)).show(max_width=120)
+
+
+def show_copies(out: Path) -> None:
+    """The groups of copies (jobs/query.py --duplicates): the first is the copy under more/."""
+    from pipeline.query import DuplicatesQuery, run
+
+    groups = run(DuplicatesQuery(str(out))).to_pylist()
+    first = [g for g in groups if g["group_id"] == 0]
+    print("Copies (jobs/query.py --duplicates), the first group:")
+    for g in first:
+        print(f"  group {g['group_id']}  {Path(g['video_uri']).name:22s} {g['similarity']:.3f}")
+    others = {g["group_id"] for g in groups} - {0}
+    if others:
+        print(
+            f"  and {len(others)} groups among the class videos: one square on one path over a "
+            "flat tint, they differ by a shift and a colour, which is what a copy looks like"
+        )
 
 
 def next_steps(out: Path, run_id: str, first_video: str) -> str:
@@ -81,6 +118,8 @@ def next_steps(out: Path, run_id: str, first_video: str) -> str:
             f"  {query} {shlex.quote(labels)}",
             f"  {query} --similar {shlex.quote(first_video)} -k 5",
             f'  {query} "SELECT * FROM errors" --format json',
+            f"  {query} --duplicates",
+            f'  {query} "SELECT * FROM shots"',
             f"  open {out / '_runs' / run_id / 'report.html'}   # the run's report",
             "  more questions: docs/queries.md; real models: README, 'Pretrained models'",
         ]
@@ -110,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             data_uri=str(corpus / "manifest.csv"),  # uri,label,split of the good videos
             output_uri=str(model_dir),
             optim=OptimConfig(epochs=DEMO_EPOCHS, batch_size=8),
+            sampling=SamplingConfig(fps=2, clips="shots"),  # the index follows the checkpoint
             workers=WorkersConfig(cpus_per_worker=train_cpus),
         )
     )
@@ -120,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("\n" + summary.line())
     show(out)
+    show_copies(out)
     first = sorted(str(p) for p in corpus.rglob("*.mp4") if p.name != "broken.mp4")[0]
     print(next_steps(out, summary.run_id, first))
     return 0

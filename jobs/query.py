@@ -42,6 +42,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="videos or clips nearest a text, through the index's own CLIP model (an index "
         "made with --encoder clip --temporal mean)",
     )
+    p.add_argument(
+        "--duplicates",
+        action="store_true",
+        help="groups of videos that are copies of each other (re-encoded, resized, trimmed, "
+        "cropped, colour-shifted): group_id, video_uri, similarity to the group's first",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.7,
+        help="--duplicates: share of the shorter video's frames found in the other (default 0.7)",
+    )
     p.add_argument("-k", type=int, default=10, help="neighbours to return (default 10)")
     p.add_argument("--level", default="video", help="video or clip (default video)")
     p.add_argument(
@@ -62,16 +74,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def build_query(args: argparse.Namespace):
     from pipeline.config import ConfigError, StorageConfig
-    from pipeline.query import SimilarQuery, SqlQuery, TextQuery
+    from pipeline.query import DuplicatesQuery, SimilarQuery, SqlQuery, TextQuery
     from pipeline.query.config import OutputConfig
 
     storage = StorageConfig.from_json(args.storage_options)
     output = OutputConfig(args.format, args.out)
     similar = args.similar is not None or args.similar_to_file is not None
-    asked = [similar, args.sql is not None, args.text is not None]
+    asked = [similar, args.sql is not None, args.text is not None, args.duplicates]
     if sum(asked) > 1:
-        raise ConfigError("give one of SQL, --similar/--similar-to-file and --text")
-    if args.text is not None:
+        raise ConfigError("give one of SQL, --similar/--similar-to-file, --text and --duplicates")
+    if args.duplicates:
+        query = DuplicatesQuery(args.output, threshold=args.threshold, storage=storage)
+    elif args.text is not None:
         query = TextQuery(
             output_uri=args.output,
             text=args.text,

@@ -25,6 +25,7 @@ def configure_logging() -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader's CPU-feature probing
 
 
 def add_sampling_flags(p: argparse.ArgumentParser) -> None:

@@ -40,6 +40,7 @@ __all__ = [
     "render_shots",
     "scene_hue",
     "shot_corpus",
+    "write_copy",
     "write_shots",
     "write_video",
 ]
@@ -284,6 +285,31 @@ def write_video(spec: VideoSpec, path: str | Path) -> Path:
         codec=spec.codec,
         keyframe_interval=spec.keyframe_interval,
     )
+
+
+def write_copy(
+    source: str | Path,
+    path: str | Path,
+    *,
+    scale: float = 0.75,
+    keep: tuple[float, float] = (0.2, 0.8),
+) -> Path:
+    """A near-duplicate of `source`, as copies on the web are: resized by `scale`, trimmed to
+    the fraction `keep` of its length, re-encoded (H.264 at another quality)."""
+    with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        fps = int(round(float(stream.average_rate or 24)))
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+    first, last = int(len(frames) * keep[0]), int(len(frames) * keep[1])
+    height, width = frames[0].shape[:2]
+    size = (2 * round(width * scale / 2), 2 * round(height * scale / 2))
+    resized = [
+        av.VideoFrame.from_ndarray(f, format="rgb24")
+        .reformat(width=size[0], height=size[1])
+        .to_ndarray(format="rgb24")
+        for f in frames[first:last]
+    ]
+    return encode_video(np.stack(resized), path, fps=fps)
 
 
 # Multi-shot videos with known hard cuts, for shot-cut detection (pipeline.video.shots).

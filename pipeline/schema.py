@@ -58,6 +58,10 @@ def videos_schema(dim: int) -> pa.Schema:
 # clips made and cuts found, on its first row; the driver numbers clips and shots from them
 UNIT_SHOT_COLUMNS = ("unit_index", "unit_first_frame", "unit_clips", "unit_cuts", "unit_cut_times")
 
+# per frame of a clip: 64-bit perceptual hashes (pipeline.video.fingerprint) of the whole frame
+# and of its centre, as int64 bit patterns (Parquet readers without unsigned types read them)
+FRAME_HASHES_TYPE = pa.list_(pa.list_(pa.int64(), 2))
+
 FRAME_FEATURES = "frame_features"  # optional clips column: (T, D) CNN features per clip
 
 
@@ -72,6 +76,7 @@ def clips_schema(dim: int, frame_features: tuple[int, int] | None = None) -> pa.
             ("start_s", pa.float64()),
             ("end_s", pa.float64()),
             ("frame_indices", pa.list_(pa.int32())),
+            ("frame_hashes", FRAME_HASHES_TYPE),
             ("embedding", embedding_type(dim)),
             ("label", pa.string()),
             ("score", pa.float32()),

@@ -33,6 +33,7 @@ def clip_rows(n: int, frames: int, size: int, seed: int) -> dict[str, np.ndarray
         "error_message": np.asarray([""] * n),
         "frame_indices": np.tile(np.arange(frames, dtype=np.int32), (n, 1)),
         "shot_index": np.full(n, -1),  # fixed windows
+        "frame_hashes": np.zeros((n, frames, 2), dtype=np.int64),
         "frames": rng.integers(0, 256, (n, frames, size, size, 3), dtype=np.uint8),
     }
     return rows

@@ -24,7 +24,7 @@ def doc_type(arrow_type: pa.DataType) -> str:
     """How docs/schema.md spells an Arrow type."""
     if pa.types.is_fixed_size_list(arrow_type):
         inner = doc_type(arrow_type.value_type)
-        size = "D" if arrow_type.list_size == D else "T"
+        size = {D: "D", 16: "T"}.get(arrow_type.list_size, str(arrow_type.list_size))
         return f"fixed_size_list<{inner}>[{size}]"
     if pa.types.is_list(arrow_type):
         return f"list<{doc_type(arrow_type.value_type)}>"

@@ -285,6 +285,8 @@ def test_index_run_through_faulty_storage_indexes_every_video_once(
     assert summary.counts["clips"] == len(clips)
     assert not [k for k in keys(s3_bucket, "index/") if schema.STAGING in k]
     assert set(record["files"]) == {
-        f"s3://{s3_bucket}/{k}" for k in keys(s3_bucket, "index/") if k.endswith(".parquet")
+        f"s3://{s3_bucket}/{k}"
+        for k in keys(s3_bucket, "index/")
+        if k.endswith((".parquet", ".faiss"))  # the tables and the search graphs
     }
     assert SECRET not in json.dumps(record)

@@ -201,7 +201,8 @@ class ProgressLog:
         self.timeline.append(counts)
         # clips of the videos planned so far, scaled by the share of videos planned
         planned = counts["planned_videos"] / max(self.total_videos, 1)
-        done = counts["inferred_clips"] / max(counts["planned_clips"], 1) * planned
+        # (--clips shots plans clips without the cuts: more may come than planned)
+        done = min(1.0, counts["inferred_clips"] / max(counts["planned_clips"], 1)) * planned
         rate = counts["inferred_frames"] / max(t, 1e-9)
         eta = (t / done - t) if 0 < done < 1 else 0.0
         log.info(

@@ -31,6 +31,14 @@ PASS_THROUGH = (
 )
 
 
+def hash_lists(hashes: np.ndarray, valid: np.ndarray) -> pa.Array:
+    """(N, T, Z) int64 frame hashes -> list<fixed_size_list<int64>[Z]>, null where not valid."""
+    n, t, z = hashes.shape
+    per_frame = pa.FixedSizeListArray.from_arrays(pa.array(hashes.reshape(-1)), z)
+    offsets = pa.array(np.arange(n + 1, dtype=np.int32) * t)
+    return pa.ListArray.from_arrays(offsets, per_frame, mask=pa.array(~valid))
+
+
 def fixed_size_lists(values: np.ndarray, valid: np.ndarray) -> pa.Array:
     """(N, D) float32 -> fixed_size_list<float32>[D], null where not `valid`."""
     flat = pa.array(np.ascontiguousarray(values, dtype=np.float32).reshape(-1))
@@ -199,6 +207,7 @@ class ClipInferencer:
         top_scores = np.take_along_axis(probs, order, axis=1)
         columns = {name: batch[name] for name in PASS_THROUGH}
         columns["frame_indices"] = [np.asarray(f, dtype=np.int32) for f in batch["frame_indices"]]
+        columns["frame_hashes"] = hash_lists(np.asarray(batch["frame_hashes"]), ok)
         shot = np.asarray(batch["shot_index"], dtype=np.int32)  # -1: fixed windows, or no clip
         columns["shot_index"] = pa.array(shot, pa.int32(), mask=shot < 0)
         for name in schema.UNIT_SHOT_COLUMNS:  # lists per row: numpy may hand a 2-D array

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipeline.config import ConfigError, StorageConfig
+from pipeline.query.duplicates import DEFAULT_THRESHOLD
 from pipeline.query.formats import FORMATS
 from pipeline.query.vectors import LEVELS
 
@@ -88,3 +89,19 @@ class SimilarQuery:
             raise ConfigError(f"--clip-index must be >= 0 (got {self.clip_index})")
         if self.device not in ("cpu", "cuda"):
             raise ConfigError(f"--device must be cpu or cuda (got {self.device!r})")
+
+
+@dataclass(frozen=True)
+class DuplicatesQuery:
+    """Groups of videos that are copies of each other, from their stored frame hashes."""
+
+    output_uri: str
+    threshold: float = DEFAULT_THRESHOLD
+    storage: StorageConfig = StorageConfig()
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold <= 1.0:
+            raise ConfigError(
+                f"--threshold must be in (0, 1] (got {self.threshold}): the share of the shorter "
+                f"video's frames found in the other; {DEFAULT_THRESHOLD} by default"
+            )

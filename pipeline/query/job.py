@@ -2,21 +2,42 @@
 
 from __future__ import annotations
 
+import logging
+
 import pyarrow as pa
 
 from pipeline import storage
 from pipeline.query import graphs, vectors, views
 from pipeline.query.catalog import load_catalog
-from pipeline.query.config import SimilarQuery, SqlQuery, TextQuery
+from pipeline.query.config import DuplicatesQuery, SimilarQuery, SqlQuery, TextQuery
 from pipeline.query.errors import QueryError
 
+log = logging.getLogger("reelay.query")
 
-def run(query: SqlQuery | SimilarQuery | TextQuery) -> pa.Table:
+
+def run(query: SqlQuery | SimilarQuery | TextQuery | DuplicatesQuery) -> pa.Table:
     if isinstance(query, SqlQuery):
         return run_sql(query)
     if isinstance(query, TextQuery):
         return run_text(query)
+    if isinstance(query, DuplicatesQuery):
+        return run_duplicates(query)
     return run_similar(query)
+
+
+def run_duplicates(query: DuplicatesQuery) -> pa.Table:
+    """Groups of copies among the indexed videos (pipeline.query.duplicates), each video by the
+    frame hashes of its newest run."""
+    from pipeline.query.duplicates import find_duplicates
+
+    catalog = load_catalog(query.output_uri, query.storage)
+    hashes, unhashed = vectors.frame_hashes(catalog)
+    if unhashed:
+        log.warning(
+            "%d videos were indexed before frame hashes were stored and are not compared; "
+            "index them again (jobs/index.py --reindex) to include them", unhashed,
+        )  # fmt: skip
+    return find_duplicates(hashes, threshold=query.threshold)
 
 
 def run_sql(query: SqlQuery) -> pa.Table:

@@ -72,6 +72,48 @@ def read_run(catalog: Catalog, run: Run, level: str) -> pa.Table:
     return _numbered(_read_files(catalog, list(run.files.get(TABLE_OF[level], ())), columns))
 
 
+def frame_hashes(catalog: Catalog) -> tuple[dict[str, np.ndarray], int]:
+    """Each video's frame hashes ((T, 2) uint64: whole frame, centre) in frame order, from the
+    clips of the newest run that indexed it (each sampled frame once: clips overlap and pad);
+    and how many videos have clips without hashes (indexed before they were stored)."""
+    runs = list(reversed(catalog.runs))
+    jobs = [(run, uri) for run in runs for uri in run.files.get(schema.CLIPS, ())]
+    columns = ["video_uri", "frame_indices", "frame_hashes"]
+    fs = storage.arrow_filesystem(catalog.output_uri, catalog.storage)
+
+    def read(uri: str) -> pa.Table:
+        path = storage.strip_scheme(uri)
+        names = pq.read_schema(path, filesystem=fs).names
+        return pq.read_table(path, columns=[c for c in columns if c in names], filesystem=fs)
+
+    with ThreadPoolExecutor(max(1, min(READ_THREADS, len(jobs)))) as pool:
+        tables = list(pool.map(read, [uri for _, uri in jobs]))
+    newest: dict[str, str] = {}  # video -> the run whose clips stand for it
+    for (run, _), table in zip(jobs, tables, strict=True):
+        for uri in pc.unique(table["video_uri"]).to_pylist():
+            newest.setdefault(uri, run.run_id)
+    frames: dict[str, dict[int, np.ndarray]] = {}
+    unhashed = set()
+    for (run, _), table in zip(jobs, tables, strict=True):
+        mine = pc.equal(pa.array([newest[u] for u in table["video_uri"].to_pylist()], pa.string()),
+                        run.run_id)  # fmt: skip
+        table = table.filter(mine)
+        if "frame_hashes" not in table.column_names:
+            unhashed.update(table["video_uri"].to_pylist())
+            continue
+        indices = table["frame_indices"].to_pylist()
+        hashes = table["frame_hashes"].to_pylist()
+        for uri, idx, h in zip(table["video_uri"].to_pylist(), indices, hashes, strict=True):
+            seen = frames.setdefault(uri, {})
+            for f, pair in zip(idx, h, strict=True):
+                seen.setdefault(f, pair)
+    out = {
+        uri: np.asarray([seen[f] for f in sorted(seen)], dtype=np.int64).view(np.uint64)
+        for uri, seen in frames.items()
+    }
+    return out, len(unhashed)
+
+
 def _numbered(tables: list[pa.Table]) -> pa.Table:
     table = pa.concat_tables(tables)
     return table.append_column(POSITION, pa.array(np.arange(table.num_rows, dtype=np.int64)))

@@ -21,6 +21,7 @@ from pipeline.faults import crash_point
 from pipeline.ray_env import this_node
 from pipeline.schema import ERROR_FIELDS, error_fields, no_error
 from pipeline.video import shots
+from pipeline.video.fingerprint import ZOOMS, frame_fingerprints
 from pipeline.video.guard import guarded
 from pipeline.video.io import (
     DecodedFrames,
@@ -171,6 +172,7 @@ class DecodeUnit:
             "end_s": 0.0,
             "frame_indices": np.zeros(frames, dtype=np.int32),
             "frames": np.zeros((frames, size, size, 3), np.uint8),
+            "frame_hashes": np.zeros((frames, len(ZOOMS)), np.int64),
             "shot_index": -1,
             "unit_frames": unit["sampled_frames"],
             **error,
@@ -227,6 +229,7 @@ class DecodeUnit:
         """The unit's clip rows, then one error row per run of frames that did not decode."""
         position = {f: i for i, f in enumerate(wanted)}
         decoded = got.decoded()
+        hashes = frame_fingerprints(got.frames).view(np.int64)  # (N, 2): whole, zoomed
         if got.frame_size is not None:  # as decoded: the plan read the header's coded size
             meta = {**meta, "width": got.frame_size[0], "height": got.frame_size[1]}
         for clip in clips:
@@ -241,6 +244,7 @@ class DecodeUnit:
                 "end_s": float(got.times[take[-1], 1]),
                 "frame_indices": np.asarray(clip.frame_indices, dtype=np.int32),
                 "frames": got.frames[take],
+                "frame_hashes": hashes[take],
                 "shot_index": -1 if clip.shot_index is None else clip.shot_index,
                 **no_error(),
             }
