@@ -25,6 +25,10 @@ BUILD_BREADTH = 80  # efConstruction
 SEARCH_BREADTH = 64  # efSearch: recall@10 0.97 at a million rows (docs/benchmarks.md)
 SHARD_ROWS = 1_000_000  # rows per graph: ~0.75 GB and ~100 s of build per shard at 128-d
 SUFFIX = ".faiss"
+FRAMES = "frames"  # `_search/frames/`: each run's table of its clips' frame hashes
+# the frame-hash tables: faiss multi-index hashing, 3 substrings of 21 bits looked up with up
+# to 2 bits flipped, so two hashes within 3 x 2 + 2 = 8 bits are always found (pigeonhole)
+HASH_SUBSTRINGS, HASH_FLIPS = 3, 2
 
 
 def unit_rows(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -56,6 +60,39 @@ def build(matrix: np.ndarray, ids: np.ndarray) -> bytes:
     index = faiss.IndexIDMap2(graph)
     index.add_with_ids(np.ascontiguousarray(matrix, dtype=np.float32), ids.astype(np.int64))
     return faiss.serialize_index(index).tobytes()
+
+
+def hash_codes(hashes: np.ndarray) -> np.ndarray:
+    """uint64 hashes as faiss's binary codes: (N, 8) uint8."""
+    return np.ascontiguousarray(hashes, dtype=np.uint64).view(np.uint8).reshape(-1, 8)
+
+
+def hash_table(hashes: np.ndarray, ids: np.ndarray):
+    """A multi-index hash table of 64-bit frame hashes (uint64), hash i known by `ids[i]`:
+    what --duplicates looks each frame up in (`range_search` by Hamming distance)."""
+    import faiss
+
+    table = faiss.IndexBinaryMultiHash(64, HASH_SUBSTRINGS, 64 // HASH_SUBSTRINGS)
+    table.nflip = HASH_FLIPS
+    index = faiss.IndexBinaryIDMap2(table)
+    index.add_with_ids(hash_codes(hashes), ids.astype(np.int64))
+    index.own_fields = True  # the id map keeps its table alive
+    table.this.disown()
+    return index
+
+
+def build_hash_table(hashes: np.ndarray, ids: np.ndarray) -> bytes:
+    """`hash_table`, serialized (each index run's `_search/frames/` files)."""
+    import faiss
+
+    return faiss.serialize_index_binary(hash_table(hashes, ids)).tobytes()
+
+
+def load_hash_table(data: bytes):
+    """A table `build_hash_table` wrote (a faiss binary index: `range_search` by Hamming)."""
+    import faiss
+
+    return faiss.deserialize_index_binary(np.frombuffer(data, dtype=np.uint8))
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import schema, storage
+from pipeline.ann import FRAMES
 from pipeline.ann import SUFFIX as SEARCH_SUFFIX
 from pipeline.config import StorageConfig
 from pipeline.faults import crash_point
@@ -32,6 +33,7 @@ log = logging.getLogger("reelay.output")
 
 TABLES = (schema.VIDEOS, schema.CLIPS, schema.ERRORS, schema.SHOTS, schema.LEDGER)
 SEARCHED = (schema.VIDEOS, schema.CLIPS)  # tables with nearest-neighbour graphs (pipeline.ann)
+SEARCH_FOLDERS = (*SEARCHED, FRAMES)  # under _search/: the graphs, and the frame-hash tables
 COMMIT_PLAN = "_commit.json"
 
 
@@ -129,7 +131,7 @@ class RunOutput:
         fs = self.fs
         moves = []
         staged = [(t, ".parquet") for t in TABLES]
-        staged += [(f"{schema.SEARCH}/{t}", SEARCH_SUFFIX) for t in SEARCHED]
+        staged += [(f"{schema.SEARCH}/{t}", SEARCH_SUFFIX) for t in SEARCH_FOLDERS]
         for table, suffix in staged:
             moves += [
                 (src, self.final_name(table, i))

@@ -1,19 +1,23 @@
 """Stage 4c of the index job: nearest-neighbour graphs over the run's own rows (pipeline.ann).
 
 The staged videos and clips files are read in commit order and cut into shards of at most
-`ann.SHARD_ROWS` rows (a file is never split); each shard's graph is built by one Ray task and
-staged under `_staging/<run_id>/_search/<table>/`, so the commit publishes it with the
-tables. Ids are row positions in the run's files, so a graph needs no key column of its own.
+`ann.SHARD_ROWS` rows (a file is never split); each shard's graph (and for clips, the table of
+their frame hashes, `_search/frames/`) is built by one Ray task and staged under
+`_staging/<run_id>/_search/`, so the commit publishes it with the tables. Ids are row
+positions in the run's files, so neither needs a key column of its own.
 """
 
 from __future__ import annotations
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
 
 from pipeline import ann, schema, storage
 from pipeline.index.commit import SEARCHED, RunOutput
+from pipeline.video.fingerprint import informative
 
 DRIVER_ROWS = 20_000  # up to this many rows in all, the driver builds the graphs (~1 s)
 
@@ -34,20 +38,44 @@ def shards(row_counts: list[int], max_rows: int) -> list[tuple[int, int, int]]:
 
 
 def build_shard(out: RunOutput, table: str, paths: list[str], first_row: int, n: int) -> int:
-    """One shard's graph into staging; returns the rows it holds (rows without an embedding,
-    the failed videos, are left out: their positions are never found)."""
+    """One shard's graph into staging, and for clips its frame-hash table; returns the rows
+    the graph holds (rows without an embedding, the failed videos, are left out: their
+    positions are never found)."""
     fs = storage.arrow_filesystem(out.output_uri, out.storage)
-    column = pq.read_table(paths, columns=["embedding"], filesystem=fs)["embedding"]
+    columns = ["embedding", *(["frame_hashes"] if table == schema.CLIPS else [])]
+    read = pq.read_table(paths, columns=columns, filesystem=fs)
+    if table == schema.CLIPS:
+        stage(out, ann.FRAMES, n, frame_table(read["frame_hashes"], first_row))
+    column = read["embedding"]
     valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
     positions = first_row + valid.nonzero()[0]
     if not len(positions):
         return 0
     matrix = ann.unit_rows(column.filter(pc.is_valid(column)))
-    data = ann.build(matrix, positions)
-    path = f"{out.staging(f'{schema.SEARCH}/{table}')}/{n:05d}{ann.SUFFIX}"
+    stage(out, table, n, ann.build(matrix, positions))
+    return len(positions)
+
+
+def frame_table(column: pa.ChunkedArray, first_row: int) -> bytes:
+    """The clips' whole-frame hashes, each known by its clip's row position; hashes without
+    structure (fingerprint.NO_HASH, far from half the bits set) left out, each clip's
+    distinct hashes once."""
+    lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy()
+    pairs = pc.list_flatten(column.combine_chunks()) if len(column) else pa.array([])
+    whole = (
+        pc.list_flatten(pairs).to_numpy(zero_copy_only=False).reshape(-1, 2)[:, 0]
+        if len(pairs) else np.zeros(0, np.int64)
+    ).astype(np.int64).view(np.uint64)  # fmt: skip
+    rows = first_row + np.repeat(np.arange(len(lengths)), lengths)
+    keep = informative(whole)
+    keys = np.unique(np.stack([rows[keep], whole[keep].view(np.int64)], axis=1), axis=0)
+    return ann.build_hash_table(keys[:, 1].view(np.uint64), keys[:, 0])
+
+
+def stage(out: RunOutput, folder: str, n: int, data: bytes) -> None:
+    path = f"{out.staging(f'{schema.SEARCH}/{folder}')}/{n:05d}{ann.SUFFIX}"
     out.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     storage.write_whole(out.fs, path, data)
-    return len(positions)
 
 
 def stage_graphs(out: RunOutput) -> dict[str, int]:

@@ -6,8 +6,10 @@ merely looks alike matches a frame here and there. Two videos are compared by th
 the shorter one's frames that match a frame of the other at one time offset (the shorter: a
 trimmed copy lies wholly inside its original). Nothing is compared all-pairs:
 
-1. candidates: the frame hashes go into a faiss multi-index hash table (`IndexBinaryMultiHash`,
-   3 substrings of 21 bits, each looked up with up to 2 bits flipped). Two hashes within
+1. candidates: the frame hashes are in faiss multi-index hash tables (`IndexBinaryMultiHash`,
+   3 substrings of 21 bits, each looked up with up to 2 bits flipped): each index run builds
+   one over its own clips (`_search/frames/`, pipeline.ann.hash_table), and one is built here
+   for videos of runs that have none. Two hashes within
    CANDIDATE_DISTANCE bits agree within 2 bits on one substring (pigeonhole), so the range
    search finds every such frame pair, exactly, reading only the buckets it hits. Each frame is
    queried whole and zoomed (its crop hash) against the whole frames, so crops are found too.
@@ -28,7 +30,7 @@ still scene) is looked up once.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -36,7 +38,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.video.fingerprint import HASH_BITS, popcount
+from pipeline import ann
+from pipeline.video.fingerprint import informative, popcount
 
 __all__ = [
     "CANDIDATE_DISTANCE",
@@ -65,13 +68,10 @@ MIN_MATCHED_FRAMES = 3  # distinct matched frames a pair needs, whatever its fra
 # share, and how far apart those two may be (half the hash: the path then fixes 32 bits or more)
 BETWEEN_DISTANCE, BETWEEN_SPAN = 4, 32
 COLLAPSE_DISTANCE = 3  # bits: a frame this close to the one before it adds weight, not a search
-# A real hash has half its bits set (pipeline.video.fingerprint); one far from half is a flat
-# frame's, or another hasher's "no information" value (all zeros, all ones).
-MIN_SET_BITS, MAX_SET_BITS = 16, 48
-# faiss multi-hash: 3 tables of 21 bits (2M buckets each; bit 63 is in none). Two hashes within
-# CANDIDATE_DISTANCE = 8 bits agree within 2 bits on one table: 3 x 232 buckets a query. At a
-# million hashes this is 67 us a query on 2 cores (4 tables of 16 bits: 105 us for 7 bits).
-SUBSTRINGS = 3
+# The tables (pipeline.ann.hash_table): 3 substrings of 21 bits (2M buckets each; bit 63 is in
+# none). Two hashes within CANDIDATE_DISTANCE = 8 bits agree within 2 bits on one substring:
+# 3 x 232 buckets a query. At a million hashes this is 67 us a query on 2 cores (4 of 16 bits:
+# 105 us for 7 bits).
 QUERY_BATCH = 65_536  # range-search queries at a time: the result arrays stay small
 COLUMNS = ("group_id", "video_uri", "similarity")
 SCHEMA = pa.schema(
@@ -88,6 +88,15 @@ PAIR_SCHEMA = pa.schema(
 
 
 @dataclass(frozen=True)
+class Table:
+    """A frame-hash table (pipeline.ann.hash_table) and the video position each of its ids
+    stands for (`owner[id]`; -1: a row no video here takes part with, e.g. superseded)."""
+
+    index: object
+    owner: np.ndarray
+
+
+@dataclass(frozen=True)
 class Video:
     """One video's informative frames: their hashes, sample positions and runs."""
 
@@ -101,12 +110,6 @@ class Video:
     def searched(self) -> np.ndarray:
         """The first frame of each run: the frames the candidate search looks up."""
         return np.flatnonzero(np.diff(self.runs, prepend=-1))
-
-
-def informative(hashes: np.ndarray) -> np.ndarray:
-    """Which hashes carry structure (about half their bits set)."""
-    bits = popcount(hashes)
-    return (bits >= MIN_SET_BITS) & (bits <= MAX_SET_BITS)
 
 
 def as_video(uri: str, hashes: np.ndarray) -> Video:
@@ -159,34 +162,37 @@ def _videos(hashes: Mapping[str, np.ndarray] | pa.Table) -> list[Video]:
     return [as_video(uri, hashes[uri]) for uri in sorted(hashes)]
 
 
-def _codes(values: np.ndarray) -> np.ndarray:
-    """uint64 hashes as faiss's binary codes: (N, 8) uint8."""
-    return np.ascontiguousarray(values, dtype=np.uint64).view(np.uint8).reshape(-1, 8)
-
-
-def candidate_pairs(videos: list[Video], distance: int = CANDIDATE_DISTANCE) -> np.ndarray:
+def candidate_pairs(
+    videos: list[Video], distance: int = CANDIDATE_DISTANCE, tables: Sequence[Table] = ()
+) -> np.ndarray:
     """(P, 2) int64, a < b: the videos with a frame pair within `distance` bits (the whole
-    frame of one, whole or zoomed frame of the other), from a faiss multi-index hash search."""
-    import faiss  # the query side only: the index job never loads it
-
+    frame of one, whole or zoomed frame of the other), from faiss multi-index hash tables:
+    `tables` (each run's, with the video each id stands for), and one built here over the
+    videos no table holds."""
+    held = np.zeros(len(videos), dtype=bool)
+    for table in tables:
+        held[table.owner[table.owner >= 0]] = True
     owner = np.repeat(np.arange(len(videos)), [len(v.searched) for v in videos])
     if not len(owner):
         return np.zeros((0, 2), dtype=np.int64)
-    table = np.concatenate([v.hashes[v.searched] for v in videos])
-    index = faiss.IndexBinaryMultiHash(HASH_BITS, SUBSTRINGS, HASH_BITS // SUBSTRINGS)
-    index.nflip = distance // SUBSTRINGS  # pigeonhole: one substring within that many bits
-    index.add(_codes(table[:, 0]))
+    searched = np.concatenate([v.hashes[v.searched] for v in videos])
+    tables = list(tables)
+    if not held.all():
+        rows = np.flatnonzero(~held[owner])
+        tables.append(Table(ann.hash_table(searched[rows, 0], rows), owner))
     found = []
-    for column in range(table.shape[1]):
-        rows = np.flatnonzero(table[:, column] != 0)
-        for start in range(0, len(rows), QUERY_BATCH):
-            batch = rows[start : start + QUERY_BATCH]
-            limits, _, hits = index.range_search(_codes(table[batch, column]), distance + 1)
-            a = owner[np.repeat(batch, np.diff(limits.astype(np.int64)))]
-            b = owner[hits]
-            other = a != b
-            low, high = np.minimum(a[other], b[other]), np.maximum(a[other], b[other])
-            found.append(np.unique(low * len(videos) + high))
+    for table in tables:
+        for column in range(searched.shape[1]):
+            rows = np.flatnonzero(searched[:, column] != 0)
+            for start in range(0, len(rows), QUERY_BATCH):
+                batch = rows[start : start + QUERY_BATCH]
+                codes = ann.hash_codes(searched[batch, column])
+                limits, _, hits = table.index.range_search(codes, distance + 1)
+                a = owner[np.repeat(batch, np.diff(limits.astype(np.int64)))]
+                b = table.owner[hits]
+                other = (b >= 0) & (a != b)
+                low, high = np.minimum(a[other], b[other]), np.maximum(a[other], b[other])
+                found.append(np.unique(low * len(videos) + high))
     keys = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
     return np.stack([keys // len(videos), keys % len(videos)], axis=1)
 
@@ -256,9 +262,11 @@ def pair_similarities(
     return _pair_table(videos, _similarities(videos, max_distance))
 
 
-def _similarities(videos: list[Video], max_distance: int) -> list[tuple[int, int, float, int]]:
+def _similarities(
+    videos: list[Video], max_distance: int, tables: Sequence[Table] = ()
+) -> list[tuple[int, int, float, int]]:
     out = []
-    for a, b in candidate_pairs(videos).tolist():
+    for a, b in candidate_pairs(videos, tables=tables).tolist():
         value, matched = similarity(videos[a], videos[b], max_distance)
         out.append((a, b, value, matched))
     return out
@@ -327,17 +335,25 @@ def find_duplicates(
     threshold: float = DEFAULT_THRESHOLD,
     max_distance: int = MAX_DISTANCE,
     min_matched_frames: int = MIN_MATCHED_FRAMES,
+    tables: Sequence[tuple[object, Sequence[str | None]]] = (),
 ) -> pa.Table:
     """Groups of copies: one row per video in a group (group_id, video_uri, similarity to the
     group's first member, the longest), by group, the first member on top, then by similarity
     descending. Videos without a copy are not listed.
 
     `hashes`: uri -> (T,) or (T, Z) uint64 frame hashes (`frame_fingerprints`), or a table
-    `hashes_by_video` reads."""
+    `hashes_by_video` reads. `tables`: frame-hash tables already built (each index run's), with
+    the video each id stands for (None: an id no video takes part with); the videos they do
+    not hold get one built here."""
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
     videos = _videos(hashes)
-    pairs = _pair_table(videos, _similarities(videos, max_distance))
+    where = {v.uri: i for i, v in enumerate(videos)}
+    known = [
+        Table(index, np.array([where.get(u, -1) if u else -1 for u in owners], dtype=np.int64))
+        for index, owners in tables
+    ]
+    pairs = _pair_table(videos, _similarities(videos, max_distance, known))
     return group_pairs(pairs, {v.uri: v.frames for v in videos}, threshold, min_matched_frames)
 
 

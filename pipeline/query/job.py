@@ -27,17 +27,25 @@ def run(query: SqlQuery | SimilarQuery | TextQuery | DuplicatesQuery) -> pa.Tabl
 
 def run_duplicates(query: DuplicatesQuery) -> pa.Table:
     """Groups of copies among the indexed videos (pipeline.query.duplicates), each video by the
-    frame hashes of its newest run."""
+    frame hashes of its newest run, looked up in the runs' own frame-hash tables."""
+    from pipeline import ann
     from pipeline.query.duplicates import find_duplicates
 
     catalog = load_catalog(query.output_uri, query.storage)
-    hashes, unhashed = vectors.frame_hashes(catalog)
-    if unhashed:
+    found = vectors.frame_hashes(catalog)
+    if found.unhashed:
         log.warning(
             "%d videos were indexed before frame hashes were stored and are not compared; "
-            "index them again (jobs/index.py --reindex) to include them", unhashed,
+            "index them again (jobs/index.py --reindex) to include them", found.unhashed,
         )  # fmt: skip
-    return find_duplicates(hashes, threshold=query.threshold)
+    fs = catalog.filesystem()
+    tables = [
+        (ann.load_hash_table(fs.cat_file(storage.strip_scheme(uri))), found.owners[run.run_id])
+        for run in catalog.runs
+        if run.run_id in found.owners
+        for uri in run.graphs.get(ann.FRAMES, ())
+    ]
+    return find_duplicates(found.hashes, threshold=query.threshold, tables=tables)
 
 
 def run_sql(query: SqlQuery) -> pa.Table:

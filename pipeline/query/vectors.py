@@ -72,10 +72,20 @@ def read_run(catalog: Catalog, run: Run, level: str) -> pa.Table:
     return _numbered(_read_files(catalog, list(run.files.get(TABLE_OF[level], ())), columns))
 
 
-def frame_hashes(catalog: Catalog) -> tuple[dict[str, np.ndarray], int]:
+@dataclass(frozen=True)
+class FrameHashes:
     """Each video's frame hashes ((T, 2) uint64: whole frame, centre) in frame order, from the
-    clips of the newest run that indexed it (each sampled frame once: clips overlap and pad);
-    and how many videos have clips without hashes (indexed before they were stored)."""
+    clips of the newest run that indexed it; per run, the video each clip row stands for (None
+    where a newer run has the video: the row position is the id in the run's frame-hash
+    tables); and how many videos have clips without hashes (indexed before they were stored)."""
+
+    hashes: dict[str, np.ndarray]
+    owners: dict[str, list[str | None]]
+    unhashed: int
+
+
+def frame_hashes(catalog: Catalog) -> FrameHashes:
+    """The committed clips' frame hashes, each sampled frame once (clips overlap and pad)."""
     runs = list(reversed(catalog.runs))
     jobs = [(run, uri) for run in runs for uri in run.files.get(schema.CLIPS, ())]
     columns = ["video_uri", "frame_indices", "frame_hashes"]
@@ -92,26 +102,30 @@ def frame_hashes(catalog: Catalog) -> tuple[dict[str, np.ndarray], int]:
     for (run, _), table in zip(jobs, tables, strict=True):
         for uri in pc.unique(table["video_uri"]).to_pylist():
             newest.setdefault(uri, run.run_id)
-    frames: dict[str, dict[int, np.ndarray]] = {}
+    frames: dict[str, dict[int, tuple[int, int]]] = {}
+    owners: dict[str, list[str | None]] = {}
     unhashed = set()
     for (run, _), table in zip(jobs, tables, strict=True):
-        mine = pc.equal(pa.array([newest[u] for u in table["video_uri"].to_pylist()], pa.string()),
-                        run.run_id)  # fmt: skip
-        table = table.filter(mine)
+        uris = table["video_uri"].to_pylist()
+        mine = [newest[u] == run.run_id for u in uris]
+        owners.setdefault(run.run_id, []).extend(
+            u if m else None for u, m in zip(uris, mine, strict=True)
+        )
         if "frame_hashes" not in table.column_names:
-            unhashed.update(table["video_uri"].to_pylist())
+            unhashed.update(u for u, m in zip(uris, mine, strict=True) if m)
             continue
+        table = table.filter(pa.array(mine, pa.bool_()))
         indices = table["frame_indices"].to_pylist()
         hashes = table["frame_hashes"].to_pylist()
         for uri, idx, h in zip(table["video_uri"].to_pylist(), indices, hashes, strict=True):
             seen = frames.setdefault(uri, {})
             for f, pair in zip(idx, h, strict=True):
                 seen.setdefault(f, pair)
-    out = {
+    hashes = {
         uri: np.asarray([seen[f] for f in sorted(seen)], dtype=np.int64).view(np.uint64)
         for uri, seen in frames.items()
     }
-    return out, len(unhashed)
+    return FrameHashes(hashes, owners, len(unhashed))
 
 
 def _numbered(tables: list[pa.Table]) -> pa.Table:

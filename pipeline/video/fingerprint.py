@@ -34,6 +34,7 @@ __all__ = [
     "frame_fingerprints",
     "frame_hashes",
     "hamming",
+    "informative",
     "popcount",
 ]
 
@@ -140,6 +141,17 @@ def frame_hashes(
     """(T, H, W, 3) uint8 RGB -> (T,) uint64 perceptual hashes of the frames (of their central
     1 / zoom); NO_HASH for a frame without structure."""
     return frame_fingerprints(frames, (zoom,), min_contrast)[:, 0]
+
+
+# A real hash has half its bits set (pipeline.video.fingerprint); one far from half is a flat
+# frame's, or another hasher's "no information" value (all zeros, all ones).
+MIN_SET_BITS, MAX_SET_BITS = 16, 48
+
+
+def informative(hashes: np.ndarray) -> np.ndarray:
+    """Which hashes carry structure (about half their bits set)."""
+    bits = popcount(hashes)
+    return (bits >= MIN_SET_BITS) & (bits <= MAX_SET_BITS)
 
 
 _BYTE_BITS = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)

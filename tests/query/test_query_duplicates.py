@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pyarrow as pa
@@ -43,6 +44,21 @@ def test_copies_are_grouped_and_lookalikes_are_not(copies_index, cli):
         members = [r for r in rows if r["group_id"] == group]
         assert members[0]["similarity"] == 1.0 and len(members) >= 2
         assert all(0.5 <= r["similarity"] <= 1.0 for r in members)
+
+
+def test_the_runs_own_frame_tables_find_what_a_table_built_at_query_time_finds(
+    copies_index, tmp_path
+):
+    _, out = copies_index
+    with_tables = run(DuplicatesQuery(str(out)))
+    moved = tmp_path / "index"
+    shutil.copytree(out, moved)
+    (record_path,) = (moved / "_runs").glob("*.json")
+    record = json.loads(record_path.read_text())
+    assert any("/_search/frames/" in f for f in record["files"])
+    record["files"] = [f for f in record["files"] if "/_search/frames/" not in f]
+    record_path.write_text(json.dumps(record))  # as a run from before the tables existed
+    assert run(DuplicatesQuery(str(moved))).to_pylist() == with_tables.to_pylist()
 
 
 def test_a_higher_threshold_keeps_fewer_pairs(copies_index):

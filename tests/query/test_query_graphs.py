@@ -31,7 +31,7 @@ def assert_same(exact, approximate) -> None:
 def test_the_run_commits_its_graphs(local_index):
     record = local_index.record
     graphs = [f for f in record["files"] if "/_search/" in f]
-    assert sorted(Path(f).parent.name for f in graphs) == ["clips", "videos"]
+    assert sorted(Path(f).parent.name for f in graphs) == ["clips", "frames", "videos"]
     assert all(Path(f).exists() for f in graphs)
     rows = record["search_index"]["rows"]
     assert rows["clips"] == record["counts"]["clips"]
