@@ -85,28 +85,21 @@ def build_query(args: argparse.Namespace):
         raise ConfigError("give one of SQL, --similar/--similar-to-file, --text and --duplicates")
     if args.duplicates:
         query = DuplicatesQuery(args.output, threshold=args.threshold, storage=storage)
-    elif args.text is not None:
-        query = TextQuery(
-            output_uri=args.output,
-            text=args.text,
-            k=args.k,
-            level=args.level,
-            search=args.search,
-            storage=storage,
+    elif args.text is not None or similar:  # nearest neighbours: of a text, a video or a file
+        common = dict(
+            output_uri=args.output, k=args.k, level=args.level, search=args.search, storage=storage
         )
-    elif similar:
-        query = SimilarQuery(
-            output_uri=args.output,
-            video_uri=args.similar,
-            file=args.similar_to_file,
-            k=args.k,
-            level=args.level,
-            clip_index=args.clip_index,
-            exclude_self=args.exclude_self,
-            device=args.device,
-            search=args.search,
-            storage=storage,
-        )
+        if args.text is not None:
+            query = TextQuery(text=args.text, **common)
+        else:
+            query = SimilarQuery(
+                video_uri=args.similar,
+                file=args.similar_to_file,
+                clip_index=args.clip_index,
+                exclude_self=args.exclude_self,
+                device=args.device,
+                **common,
+            )
     elif args.sql is not None:
         sql = sys.stdin.read() if args.sql == "-" else args.sql
         query = SqlQuery(output_uri=args.output, sql=sql, storage=storage)

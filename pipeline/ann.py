@@ -8,8 +8,8 @@ then merges the runs' candidates by score. An id in a graph is the row's positio
 table files, read in the order the run record lists them.
 
 Why faiss HNSW: `make bench` (benchmarks/ann.py) measured, at a million 128-d clips on two
-cores, recall@10 0.97 and a 0.16 ms p50 for one graph (exact search: 52 ms), and 0.999 with
-1.3 ms for ten per-run graphs merged; faiss filters a search by id (`IDSelectorBitmap`), which
+cores, recall@10 0.97 and a 0.25 ms p50 for one graph (exact search: 25 ms), and 0.999 with
+2 ms for ten per-run graphs merged; faiss filters a search by id (`IDSelectorBitmap`), which
 is how superseded rows stay out without over-fetching.
 """
 

@@ -145,7 +145,7 @@ def test_run_record_and_layout_on_s3(s3_run):
         if m:  # table files; other folders (e.g. a ledger) have their own layout
             assert m["run"] == "s3-run", k
     graphs = [k for k in s3_run["keys"] if k.endswith(".faiss")]
-    assert sorted(k.split("/")[-2] for k in graphs) == [schema.CLIPS, schema.VIDEOS]
+    assert sorted(k.split("/")[-2] for k in graphs) == [schema.CLIPS, "frames", schema.VIDEOS]
     assert {f"s3://{bucket}/{k}" for k in parquet + graphs} == set(record["files"])
 
 

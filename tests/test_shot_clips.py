@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import pyarrow.compute as pc
 import pytest
 
 from pipeline.config import ConfigError, IndexConfig, PlanConfig, SamplingConfig
@@ -125,14 +124,6 @@ def test_a_shot_shorter_than_a_clip_is_its_own_clip(indexed, shot_videos):
         "'%two_short_shots.mp4' GROUP BY 1 ORDER BY 1",
     ).to_pylist()
     assert [r["shot_index"] for r in rows] == [0, 1]
-
-
-def test_fixed_windows_have_no_shots(ray_local, shot_videos, tmp_path):
-    folder, _ = shot_videos
-    out = index(folder, tmp_path / "windows", unit_frames=1000, clips="windows")
-    assert sql(out, "SELECT count(*) AS n FROM shots")["n"][0].as_py() == 0
-    shot_index = sql(out, "SELECT shot_index FROM clips")["shot_index"]
-    assert pc.all(pc.is_null(shot_index)).as_py()
 
 
 def test_clip_mode_flags():

@@ -75,3 +75,13 @@ def test_empty_views_keep_their_columns(index_copy):
     got = run(SqlQuery(str(out), "DESCRIBE errors"))
     assert got["column_name"].to_pylist() == [*schema.ERRORS_SCHEMA.names, schema.PARTITION_KEY]
     assert run(SqlQuery(str(out), "SELECT count(*) AS n FROM errors"))["n"].to_pylist() == [0]
+
+
+def test_fixed_windows_have_no_shots(local_index):
+    """The query index is made with fixed windows: no shots rows, clips without a shot."""
+    assert (
+        run(SqlQuery(local_index.output_uri, "SELECT count(*) AS n FROM shots"))["n"][0].as_py()
+        == 0
+    )
+    got = run(SqlQuery(local_index.output_uri, "SELECT count(shot_index) AS n FROM clips"))
+    assert got["n"][0].as_py() == 0

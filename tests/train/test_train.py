@@ -22,7 +22,8 @@ from pipeline.train import OptimConfig, TrainConfig, run
 from pipeline.writer_lease import WriterLease
 
 SMALL = dict(
-    sampling=SamplingConfig(fps=5.0, clip_frames=8, image_size=32),
+    # --clips shots: the sample videos have no cut, so their clips are the windows' (2 a video)
+    sampling=SamplingConfig(fps=5.0, clip_frames=8, image_size=32, clips="shots"),
     model=ModelConfig(encoder="small_cnn", temporal="gru", hidden_dim=32, num_classes=2),
     optim=OptimConfig(epochs=1, batch_size=4),
 )
@@ -109,6 +110,7 @@ def test_index_job_uses_the_trained_checkpoint(trained, sample_corpus, tmp_path)
         )
     )
     assert result.model_version == f"ckpt-{best.model_version}"
+    assert best.sampling["clips"] == "shots" and result.counts["shots"] == 2  # as trained
     videos = pq.read_table(tmp_path / "index" / "videos").to_pylist()
     assert len(videos) == 2
     assert {v["label"] for v in videos} <= {"left", "right"}
