@@ -31,6 +31,7 @@ __all__ = [
     "SHAPES",
     "SHOT_ENTRANCES",
     "ShotSpec",
+    "Sound",
     "VideoSpec",
     "encode_video",
     "extension_for",
@@ -40,6 +41,7 @@ __all__ = [
     "render_shots",
     "scene_hue",
     "shot_corpus",
+    "tone",
     "write_copy",
     "write_shots",
     "write_video",
@@ -167,11 +169,55 @@ def render_frames(spec: VideoSpec) -> np.ndarray:
     return frames
 
 
+@dataclass(frozen=True)
+class Sound:
+    """A mono audio track for a sample video: float samples in [-1, 1] at `rate`."""
+
+    samples: np.ndarray
+    rate: int = 16_000
+
+
+def _sound_stream(container, sound: Sound):
+    """An AAC mono stream, added with the video's before anything is written."""
+    stream = container.add_stream("aac", rate=sound.rate, layout="mono")
+    stream.time_base = Fraction(1, sound.rate)
+    return stream
+
+
+def _mux_sound(container, stream, sound: Sound) -> None:
+    """The sound in 1024-sample frames (AAC's frame size)."""
+    samples = np.asarray(sound.samples, dtype=np.float32).reshape(-1)
+    for i, start in enumerate(range(0, len(samples), 1024)):
+        chunk = np.zeros(1024, np.float32)
+        part = samples[start : start + 1024]
+        chunk[: len(part)] = part
+        frame = av.AudioFrame.from_ndarray(chunk[None, :], format="fltp", layout="mono")
+        frame.sample_rate = sound.rate
+        frame.pts = i * 1024
+        frame.time_base = Fraction(1, sound.rate)
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode(None))
+
+
+def tone(seconds: float, freq: float, rate: int = 16_000, amplitude: float = 0.5) -> np.ndarray:
+    """A sine of `freq` Hz: the simplest sound a test can recognise by its spectrum."""
+    t = np.arange(round(seconds * rate)) / rate
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
 def _encode(
-    frames: np.ndarray, path: Path, *, fps: int, codec: str, keyframe_interval: int | None
+    frames: np.ndarray,
+    path: Path,
+    *,
+    fps: int,
+    codec: str,
+    keyframe_interval: int | None,
+    sound: Sound | None = None,
 ) -> None:
     with _scheduling_kept():
-        _encode_frames(frames, path, fps=fps, codec=codec, keyframe_interval=keyframe_interval)
+        _encode_frames(
+            frames, path, fps=fps, codec=codec, keyframe_interval=keyframe_interval, sound=sound
+        )
 
 
 @contextlib.contextmanager
@@ -191,7 +237,13 @@ def _scheduling_kept():
 
 
 def _encode_frames(
-    frames: np.ndarray, path: Path, *, fps: int, codec: str, keyframe_interval: int | None
+    frames: np.ndarray,
+    path: Path,
+    *,
+    fps: int,
+    codec: str,
+    keyframe_interval: int | None,
+    sound: Sound | None = None,
 ) -> None:
     encoder, pix_fmt, _, options = CODECS[codec]
     _, height, width, _ = frames.shape
@@ -203,12 +255,15 @@ def _encode_frames(
         stream.codec_context.time_base = Fraction(1, fps)
         if keyframe_interval is not None:
             stream.codec_context.gop_size = int(keyframe_interval)
+        audio = _sound_stream(container, sound) if sound is not None else None
         for i, array in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(array, format="rgb24")
             frame.pts = i
             frame.time_base = Fraction(1, fps)
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
+        if audio is not None:
+            _mux_sound(container, audio, sound)
 
 
 _CHILD_CODE = """
@@ -246,8 +301,10 @@ def encode_video(
     fps: int,
     codec: str = "h264",
     keyframe_interval: int | None = None,
+    sound: Sound | None = None,
 ) -> Path:
-    """Encode (N, H, W, 3) uint8 RGB frames to ``path``; the container follows the extension."""
+    """Encode (N, H, W, 3) uint8 RGB frames to ``path``, with `sound` as an AAC track when
+    given; the container follows the extension."""
     path = Path(path)
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -265,11 +322,13 @@ def encode_video(
 
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        _encode(frames, path, fps=fps, codec=codec, keyframe_interval=keyframe_interval)
+        _encode(
+            frames, path, fps=fps, codec=codec, keyframe_interval=keyframe_interval, sound=sound
+        )
     except av.FFmpegError:
         # decord loads its bundled libavcodec/libvpx 6.4 with RTLD_GLOBAL; once it is imported
         # before PyAV, PyAV's libvpx-vp9 encoder binds to the old libvpx and fails to open.
-        if codec != "vp9" or "decord" not in sys.modules:
+        if codec != "vp9" or "decord" not in sys.modules or sound is not None:
             raise
         path.unlink(missing_ok=True)
         _encode_in_fresh_interpreter(frames, path, fps=fps, keyframe_interval=keyframe_interval)

@@ -40,6 +40,7 @@ def videos_schema(dim: int) -> pa.Schema:
             ("duration_s", pa.float64()),
             ("width", pa.int32()),
             ("height", pa.int32()),
+            ("has_audio", pa.bool_()),  # the file has a sound track (its header lists one)
             ("num_clips", pa.int32()),
             ("embedding", embedding_type(dim)),
             ("label", pa.string()),
@@ -123,6 +124,7 @@ VIDEO_META_COLUMNS = (
     "duration_s",
     "width",
     "height",
+    "has_audio",
     "size_bytes",
     "fingerprint",
 )

@@ -40,6 +40,7 @@ UNIT_META = (
     "duration_s",
     "width",
     "height",
+    "has_audio",
     "num_clips",
 )
 

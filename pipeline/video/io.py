@@ -24,6 +24,7 @@ class VideoInfo:
     height: int
     # '' where decord reads the stream; "pyav: <why>" where PyAV reads it alone
     reader: str = ""
+    has_audio: bool = False  # the header lists an audio stream
 
     @property
     def duration_s(self) -> float:
@@ -158,6 +159,7 @@ class Header:
     codec: str  # FFmpeg's codec name: "h264", "av1"
     video_streams: int
     stream_index: int
+    audio_streams: int = 0
 
 
 def read_header(path: Path) -> Header | None:
@@ -173,7 +175,8 @@ def read_header(path: Path) -> Header | None:
             context = stream.codec_context
             size = (context.width, context.height) if context.width and context.height else None
             codec = context.codec.canonical_name  # the codec ("av1"), not the decoder ("libdav1d")
-            return Header(size, codec, len(container.streams.video), stream.index)
+            audio = len(container.streams.audio)
+            return Header(size, codec, len(container.streams.video), stream.index, audio)
     except Exception:  # noqa: BLE001 (decord then speaks for the file)
         return None
 
@@ -227,7 +230,8 @@ def probe(path: Path, check_size: Callable[[int, int], None] | None = None) -> V
         height, width = _first_frame_size(path, video)
         if check_size is not None:
             check_size(int(width), int(height))
-    return VideoInfo(num_frames=num_frames, fps=fps, width=int(width), height=int(height))
+    has_audio = header is not None and header.audio_streams > 0
+    return VideoInfo(num_frames, fps, int(width), int(height), has_audio=has_audio)
 
 
 def checked_fps(fps: float) -> float:
@@ -252,7 +256,8 @@ def probe_alone(path: Path, header: Header, reader: str) -> VideoInfo:
         raise UnreadableVideo(f"cannot open video: {diagnose(path) or 'no video frames'}")
     fps = checked_fps(float(rate) if rate else 0.0)
     width, height = header.size or (0, 0)
-    return VideoInfo(num_frames, fps, int(width), int(height), reader=reader)
+    has_audio = header.audio_streams > 0
+    return VideoInfo(num_frames, fps, int(width), int(height), reader=reader, has_audio=has_audio)
 
 
 def _first_frame_size(path: Path, reader) -> tuple[int, int]:

@@ -31,6 +31,7 @@ VIDEO_META_DEFAULTS = {
     "duration_s": 0.0,
     "width": 0,
     "height": 0,
+    "has_audio": False,
     "num_clips": 0,
 }
 
@@ -108,6 +109,7 @@ class PlanVideo:
             "duration_s": info.duration_s,
             "width": info.width,
             "height": info.height,
+            "has_audio": info.has_audio,
             "num_clips": sum(u["clip_end"] - u["clip_start"] for u in units),
         }
         return [

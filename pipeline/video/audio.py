@@ -1,0 +1,75 @@
+"""The audio track of a video, as the decode stage will read it beside the frames (PyAV).
+
+Audio is decoded for a time range only (a clip's, or a work unit's), resampled by FFmpeg's
+resampler to one rate, mono, float32 in [-1, 1]: memory follows the range, not the video. A
+video without an audio stream is a fact (`AudioTrack.absent`), not an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+RATE = 16_000  # samples per second: what speech and sound-event models take
+
+
+@dataclass(frozen=True)
+class AudioTrack:
+    """A range of a video's sound: mono float32 samples at `rate`, from `start_s`."""
+
+    samples: np.ndarray
+    rate: int
+    start_s: float
+
+    @classmethod
+    def absent(cls, rate: int = RATE) -> AudioTrack:
+        return cls(np.zeros(0, np.float32), rate, 0.0)
+
+    @property
+    def seconds(self) -> float:
+        return len(self.samples) / self.rate
+
+    def rms(self) -> float:
+        """Loudness: the root mean square of the samples (0 for silence or no sound)."""
+        if not len(self.samples):
+            return 0.0
+        return float(np.sqrt(np.mean(np.square(self.samples, dtype=np.float64))))
+
+    def between(self, start_s: float, end_s: float) -> np.ndarray:
+        """The samples of [start_s, end_s) (a clip's part of a unit's range)."""
+        a = max(0, round((start_s - self.start_s) * self.rate))
+        b = max(a, round((end_s - self.start_s) * self.rate))
+        return self.samples[a:b]
+
+
+def read_audio(path: str | Path, start_s: float, end_s: float, rate: int = RATE) -> AudioTrack:
+    """The sound of [start_s, end_s): the container's best audio stream, decoded from the
+    packet before `start_s` on and resampled to `rate`, mono. `AudioTrack.absent()` for a
+    video without sound. Raises av.FFmpegError where the stream cannot be decoded."""
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return AudioTrack.absent(rate)
+        stream = container.streams.best("audio")
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        if start_s > 0:  # the demuxer's index: the nearest packet at or before start_s
+            container.seek(int(start_s / stream.time_base), stream=stream, backward=True)
+        chunks, first = [], None
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                continue
+            t = float(frame.pts * frame.time_base)
+            if t >= end_s:
+                break
+            for out in resampler.resample(frame):
+                if first is None:
+                    first = t
+                chunks.append(out.to_ndarray().reshape(-1))
+        for out in resampler.resample(None):  # what the resampler still holds
+            chunks.append(out.to_ndarray().reshape(-1))
+    if first is None:
+        return AudioTrack(np.zeros(0, np.float32), rate, start_s)
+    track = AudioTrack(np.concatenate(chunks).astype(np.float32), rate, first)
+    return AudioTrack(track.between(start_s, end_s).copy(), rate, max(start_s, first))
