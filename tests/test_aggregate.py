@@ -14,8 +14,8 @@ from pipeline.aggregate import block_summary, merge_sums, sums_rows, videos_tabl
 from pipeline.models.inference import fixed_size_lists
 
 LABELS = ["a", "b", "c"]
-META = {"num_frames": 300, "fps": 30.0, "duration_s": 10.0, "width": 64, "height": 48, "has_audio": True,
-        "size_bytes": 1000, "fingerprint": "f"}  # fmt: skip
+META = {"num_frames": 300, "fps": 30.0, "duration_s": 10.0, "width": 64, "height": 48,
+        "has_audio": True, "size_bytes": 1000, "fingerprint": "f"}  # fmt: skip
 
 
 def clip_results(uris: list[str], emb: np.ndarray, probs: np.ndarray, errors: list[str]):

@@ -102,9 +102,9 @@ def frame_hashes(catalog: Catalog) -> FrameHashes:
     for (run, _), table in zip(jobs, tables, strict=True):
         for uri in pc.unique(table["video_uri"]).to_pylist():
             newest.setdefault(uri, run.run_id)
-    frames: dict[str, dict[int, tuple[int, int]]] = {}
     owners: dict[str, list[str | None]] = {}
-    unhashed = set()
+    unhashed: set[str] = set()
+    kept = []  # (video_uri, frame_indices, frame_hashes) of each video's newest run
     for (run, _), table in zip(jobs, tables, strict=True):
         uris = table["video_uri"].to_pylist()
         mine = [newest[u] == run.run_id for u in uris]
@@ -114,18 +114,30 @@ def frame_hashes(catalog: Catalog) -> FrameHashes:
         if "frame_hashes" not in table.column_names:
             unhashed.update(u for u, m in zip(uris, mine, strict=True) if m)
             continue
-        table = table.filter(pa.array(mine, pa.bool_()))
-        indices = table["frame_indices"].to_pylist()
-        hashes = table["frame_hashes"].to_pylist()
-        for uri, idx, h in zip(table["video_uri"].to_pylist(), indices, hashes, strict=True):
-            seen = frames.setdefault(uri, {})
-            for f, pair in zip(idx, h, strict=True):
-                seen.setdefault(f, pair)
-    hashes = {
-        uri: np.asarray([seen[f] for f in sorted(seen)], dtype=np.int64).view(np.uint64)
-        for uri, seen in frames.items()
-    }
+        kept.append(table.filter(pa.array(mine, pa.bool_())).select(columns))
+    hashes = _per_video_frames(pa.concat_tables(kept)) if kept else {}
     return FrameHashes(hashes, owners, len(unhashed))
+
+
+def _per_video_frames(clips: pa.Table) -> dict[str, np.ndarray]:
+    """Clip rows -> each video's (T, 2) uint64 hashes in frame order, each frame once (the
+    first clip's hash of it): arrays throughout, no loop per clip or frame."""
+    clips = clips.filter(pc.is_valid(clips["frame_hashes"]))
+    lengths = pc.list_value_length(clips["frame_indices"]).to_numpy(zero_copy_only=False)
+    videos = pc.dictionary_encode(clips["video_uri"]).combine_chunks()
+    video = np.repeat(videos.indices.to_numpy(zero_copy_only=False), lengths)
+    frame = pc.list_flatten(clips["frame_indices"]).to_numpy(zero_copy_only=False)
+    pairs = pc.list_flatten(pc.list_flatten(clips["frame_hashes"])).to_numpy(zero_copy_only=False)
+    pairs = pairs.astype(np.int64).reshape(-1, 2).view(np.uint64)
+    key = (video.astype(np.int64) << 32) | frame.astype(np.int64)
+    key, first = np.unique(key, return_index=True)  # sorted: by video, then frame
+    pairs, video = pairs[first], key >> 32
+    starts = np.flatnonzero(np.diff(video, prepend=-1))
+    names = videos.dictionary.to_pylist()
+    return {
+        names[int(video[a])]: pairs[a:b]
+        for a, b in zip(starts, [*starts[1:], len(video)], strict=True)
+    }
 
 
 def _numbered(tables: list[pa.Table]) -> pa.Table:

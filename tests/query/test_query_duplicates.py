@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -94,3 +95,29 @@ def test_bad_threshold_fails_fast(copies_index, cli):
     _, out = copies_index
     got = cli(out, "--duplicates", "--threshold", "0")
     assert got.code == 2 and "--threshold must be in (0, 1]" in got.err
+
+
+def test_each_sampled_frame_counts_once_in_frame_order():
+    from pipeline.query.vectors import _per_video_frames
+
+    def pairs(*values):
+        return [[v, -v] for v in values]
+
+    clips = pa.table(
+        {
+            "video_uri": ["b", "a", "a"],
+            "frame_indices": [[0, 5, 5], [10, 20, 30], [20, 30, 30]],  # overlap, padding
+            "frame_hashes": [pairs(1, 2, 2), pairs(7, 8, 9), pairs(8, 9, 9)],
+        },
+        schema=pa.schema(
+            [
+                ("video_uri", pa.string()),
+                ("frame_indices", pa.list_(pa.int32())),
+                ("frame_hashes", pa.list_(pa.list_(pa.int64(), 2))),
+            ]
+        ),
+    )
+    got = _per_video_frames(clips)
+    assert sorted(got) == ["a", "b"]
+    assert got["a"][:, 0].tolist() == [7, 8, 9] and got["b"][:, 0].tolist() == [1, 2]
+    assert got["a"].dtype == np.uint64 and got["a"][0, 1] == np.int64(-7).astype(np.uint64)
