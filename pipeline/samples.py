@@ -205,21 +205,6 @@ def tone(seconds: float, freq: float, rate: int = 16_000, amplitude: float = 0.5
     return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
-def _encode(
-    frames: np.ndarray,
-    path: Path,
-    *,
-    fps: int,
-    codec: str,
-    keyframe_interval: int | None,
-    sound: Sound | None = None,
-) -> None:
-    with _scheduling_kept():
-        _encode_frames(
-            frames, path, fps=fps, codec=codec, keyframe_interval=keyframe_interval, sound=sound
-        )
-
-
 @contextlib.contextmanager
 def _scheduling_kept():
     """SVT-AV1 moves the thread that opens it to real-time scheduling (SCHED_FIFO, priority 99)
@@ -247,7 +232,8 @@ def _encode_frames(
 ) -> None:
     encoder, pix_fmt, _, options = CODECS[codec]
     _, height, width, _ = frames.shape
-    with av.open(str(path), mode="w", format=_CONTAINERS[path.suffix.lower()]) as container:
+    kind = _CONTAINERS[path.suffix.lower()]
+    with _scheduling_kept(), av.open(str(path), mode="w", format=kind) as container:
         stream = container.add_stream(encoder, rate=Fraction(fps), options=dict(options))
         stream.width = width
         stream.height = height
@@ -322,7 +308,7 @@ def encode_video(
 
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        _encode(
+        _encode_frames(
             frames, path, fps=fps, codec=codec, keyframe_interval=keyframe_interval, sound=sound
         )
     except av.FFmpegError:
