@@ -132,3 +132,32 @@ def test_clip_mode_flags():
     with pytest.raises(ConfigError, match="--clip-stride does not apply"):
         SamplingConfig(clips="shots", clip_stride=2)
     assert SamplingConfig.from_dict(SamplingConfig(clips="shots").to_dict()).by_shot
+
+
+def test_unit_offsets_number_clips_and_shots_video_wide():
+    """Three units of one video, the middle one lost (no summary): the numbers continue."""
+    import numpy as np
+    import pyarrow as pa
+
+    from pipeline.index.shots import UNITS_SCHEMA, number_units
+
+    def unit(i, first, clips, cuts, times):
+        return dict(video_uri="v", unit_index=i, first_frame=first, clips=clips, cuts=cuts,
+                    cut_times=times, duration_s=30.0, shot=-1, indexed=0)  # fmt: skip
+
+    def count(i, shot, n):
+        return dict(video_uri="v", unit_index=i, first_frame=-1, clips=0, cuts=[],
+                    cut_times=[], duration_s=0.0, shot=shot, indexed=n)  # fmt: skip
+
+    rows = [
+        unit(0, 0, 3, [5], [2.5]),  # clips 0-2; a cut at sample 5
+        unit(2, 240, 2, [20], [10.0]),  # clips 3-4 (unit 1 lost); a cut at sample 20
+        count(0, 0, 2), count(0, 1, 1), count(2, 0, 1), count(2, 1, 1),
+    ]  # fmt: skip
+    offsets, shots = number_units(pa.Table.from_pylist(rows, schema=UNITS_SCHEMA))
+    clip_add, shot_add = offsets["v"].offsets(np.array([0, 100, 240, 300]))
+    assert clip_add.tolist() == [0, 0, 3, 3] and shot_add.tolist() == [0, 0, 1, 1]
+    assert shots["shot_index"].to_pylist() == [0, 1, 2]
+    assert shots["start_s"].to_pylist() == [0.0, 2.5, 10.0]
+    assert shots["end_s"].to_pylist() == [2.5, 10.0, 30.0]
+    assert shots["num_clips"].to_pylist() == [2, 2, 1]
