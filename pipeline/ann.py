@@ -97,7 +97,7 @@ def load_hash_table(data: bytes):
 
 @dataclass(frozen=True)
 class Graph:
-    """One loaded graph and the search breadth to use."""
+    """One loaded graph (a faiss HNSW behind an id map)."""
 
     index: object  # faiss.Index
 

@@ -101,10 +101,9 @@ def _run_files(fs, root: str, output_uri: str, run_id: str, record: dict) -> dic
     `<table>/run_date=<date>/<run_id>-NNNNN.parquet`."""
     files: dict[str, list[str]] = {t: [] for t in TABLES}
     if isinstance(record.get("files"), list):
-        for uri in record["files"]:
-            parts = str(uri).rstrip("/").split("/")
-            if len(parts) >= 3 and parts[-3] in files and parts[-1].endswith(".parquet"):
-                files[parts[-3]].append(storage.join(output_uri, *parts[-3:]))
+        for (folder, _, name), uri in _listed(output_uri, record):
+            if folder in files and name.endswith(".parquet"):
+                files[folder].append(uri)
         return {t: tuple(v) for t, v in files.items()}
     own = re.compile(rf"^{re.escape(run_id)}-\d+\.parquet$")
     for table in TABLES:
@@ -121,11 +120,23 @@ def _run_graphs(output_uri: str, record: dict) -> dict[str, tuple[str, ...]]:
     """The record's nearest-neighbour graphs per table (`_search/<table>/<run_id>-N.faiss`),
     re-rooted under `output_uri`; none for runs committed before the search stage."""
     graphs: dict[str, list[str]] = {}
+    for (folder, table, name), uri in _listed(output_uri, record):
+        if folder == schema.SEARCH and name.endswith(".faiss"):
+            graphs.setdefault(table, []).append(uri)
+    return {t: tuple(v) for t, v in graphs.items()}
+
+
+def _listed(output_uri: str, record: dict) -> list[tuple[tuple[str, str, str], str]]:
+    """Each file the record lists: its last three path parts, and its URI re-rooted under
+    `output_uri` (an index may have been copied or moved since it was written)."""
+    listed = []
     for uri in record.get("files") or ():
         parts = str(uri).rstrip("/").split("/")
-        if len(parts) >= 3 and parts[-3] == schema.SEARCH and parts[-1].endswith(".faiss"):
-            graphs.setdefault(parts[-2], []).append(storage.join(output_uri, *parts[-3:]))
-    return {t: tuple(v) for t, v in graphs.items()}
+        if len(parts) >= 3:
+            listed.append(
+                ((parts[-3], parts[-2], parts[-1]), storage.join(output_uri, *parts[-3:]))
+            )
+    return listed
 
 
 def _iso(value) -> str:

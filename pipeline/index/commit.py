@@ -91,6 +91,12 @@ class RunOutput:
         found = self.fs.find(folder) if self.fs.exists(folder) else []
         return sorted(p for p in found if p.endswith(suffix))
 
+    def read_staged(self, paths: list[str]) -> list[pa.Table]:
+        """Small staged tables read back whole (the sums, the units' summaries), the files
+        fetched concurrently (object stores)."""
+        contents = self.fs.cat(list(paths))
+        return [pq.read_table(pa.BufferReader(contents[p])) for p in paths]
+
     def write_small_table(self, table_name: str, table: pa.Table, part: str) -> str:
         """Write a table that fits in memory into staging (the driver's errors, videos and
         ledger; a staging task's batch of clips); returns its path."""

@@ -47,11 +47,11 @@ def build_shard(out: RunOutput, table: str, paths: list[str], first_row: int, n:
     if table == schema.CLIPS:
         stage(out, ann.FRAMES, n, frame_table(read["frame_hashes"], first_row))
     column = read["embedding"]
-    valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
-    positions = first_row + valid.nonzero()[0]
+    valid = pc.is_valid(column)
+    positions = first_row + valid.to_numpy(zero_copy_only=False).nonzero()[0]
     if not len(positions):
         return 0
-    matrix = ann.unit_rows(column.filter(pc.is_valid(column)))
+    matrix = ann.unit_rows(column.filter(valid))
     stage(out, table, n, ann.build(matrix, positions))
     return len(positions)
 

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import ray
 
 from pipeline import schema, storage
@@ -158,10 +157,7 @@ def write_tables(
 def write_shots(staged: Staged, out: RunOutput) -> int:
     """--clips shots: the video-wide clip and shot numbers into the staged clips, and the
     shots table into staging (pipeline.index.shots); returns the shots."""
-    contents = out.fs.cat(list(staged.units_files))
-    summaries = pa.concat_tables(
-        [pq.read_table(pa.BufferReader(contents[p])) for p in staged.units_files]
-    )
+    summaries = pa.concat_tables(out.read_staged(list(staged.units_files)))
     offsets, shots = number_units(summaries)
     renumber_clips(out, offsets)
     if shots.num_rows:
@@ -185,9 +181,7 @@ def summarize(
     merged rows come back."""
     width = spec.embedding_dim + len(spec.labels)
     if num_videos * width * 8 <= DRIVER_SUMS_BYTES:
-        contents = out.fs.cat(list(staged.sums_files))  # concurrent reads on object stores
-        tables = [pq.read_table(pa.BufferReader(contents[p])) for p in staged.sums_files]
-        tables = [t for t in tables if t.num_rows]
+        tables = [t for t in out.read_staged(list(staged.sums_files)) if t.num_rows]
         if not tables:
             return None, [], dict.fromkeys(WORK_COUNTS, 0)
         table = pa.concat_tables(tables)

@@ -135,10 +135,12 @@ def as_video(uri: str, hashes: np.ndarray) -> Video:
 
 def hashes_by_video(table: pa.Table, column: str = "frame_hashes") -> dict[str, np.ndarray]:
     """uri -> (T,) or (T, Z) uint64 from rows (`video_uri`, `column`): list<uint64>, or
-    list<fixed_size_list<uint64>[Z]>; several rows of one video (its clips) are joined in row
-    order, null rows skipped. Feed each sampled frame once (overlapping clips: drop repeats)."""
+    list<fixed_size_list<uint64 or int64>[Z]>; null rows skipped. With a `frame_indices`
+    column (the clips table: overlapping clips and padding repeat frames), each frame once, in
+    frame order; without it, a video's rows joined in row order."""
+    table = table.filter(pc.is_valid(table[column]))
     hashes = table[column].combine_chunks()
-    lengths = pc.fill_null(pc.list_value_length(hashes), 0).to_numpy().astype(np.int64)
+    lengths = pc.list_value_length(hashes).to_numpy(zero_copy_only=False).astype(np.int64)
     values = pc.list_flatten(hashes)
     if pa.types.is_fixed_size_list(values.type):
         width = values.type.list_size
@@ -146,14 +148,21 @@ def hashes_by_video(table: pa.Table, column: str = "frame_hashes") -> dict[str, 
         flat = flat.reshape(-1, width)
     else:
         flat = values.to_numpy(zero_copy_only=False).astype(np.uint64)
-    parts: dict[str, list[np.ndarray]] = {}
-    starts = np.concatenate([[0], np.cumsum(lengths)])
-    for uri, start, stop in zip(
-        table["video_uri"].to_pylist(), starts[:-1], starts[1:], strict=True
-    ):
-        if stop > start:
-            parts.setdefault(uri, []).append(flat[start:stop])
-    return {uri: np.concatenate(chunks) for uri, chunks in parts.items()}
+    videos = pc.dictionary_encode(table["video_uri"]).combine_chunks()
+    video = np.repeat(videos.indices.to_numpy(zero_copy_only=False).astype(np.int64), lengths)
+    if "frame_indices" in table.column_names:
+        frame = pc.list_flatten(table["frame_indices"]).to_numpy(zero_copy_only=False)
+        key, first = np.unique((video << 32) | frame.astype(np.int64), return_index=True)
+        flat, video = flat[first], key >> 32  # sorted by video, then frame
+    else:
+        order = np.argsort(video, kind="stable")
+        flat, video = flat[order], video[order]
+    starts = np.flatnonzero(np.diff(video, prepend=-1))
+    names = videos.dictionary.to_pylist()
+    return {
+        names[int(video[a])]: flat[a:b]
+        for a, b in zip(starts, [*starts[1:], len(video)], strict=True)
+    }
 
 
 def _videos(hashes: Mapping[str, np.ndarray] | pa.Table) -> list[Video]:

@@ -60,8 +60,14 @@ class Hit:
 class GraphSearch:
     """The newest rows of one model at one level, searchable through their runs' graphs."""
 
-    def __init__(self, catalog: Catalog, level: str, model_version: str | None):
-        parts = vectors.latest_rows(vectors.read_parts(catalog, level, embeddings=False), level)
+    def __init__(
+        self, catalog: Catalog, level: str, model_version: str | None,
+        parts: list[vectors.Part] | None = None,
+    ) -> None:  # fmt: skip
+        """`parts`: the level's newest rows without embeddings (read here when not given)."""
+        if parts is None:
+            parts = vectors.read_parts(catalog, level, embeddings=False)
+            parts = vectors.latest_rows(parts, level)
         self.catalog, self.level = catalog, level
         self.runs = [RunRows(p.run, p.table) for p in parts if p.run.model_version == model_version]
         if not self.runs:

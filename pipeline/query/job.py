@@ -84,19 +84,21 @@ def run_similar(query: SimilarQuery) -> pa.Table:
     uri, part = _find_video(parts, level, query.video_uri, clip_index, catalog.output_uri)
     return nearest(
         catalog, level, part.run.model_version, None, query.k, query.search,
-        own_key=(uri, clip_index), exclude_self=query.exclude_self,
+        own_key=(uri, clip_index), exclude_self=query.exclude_self, keys=parts,
     )  # fmt: skip
 
 
 def nearest(
     catalog, level: str, model_version: str | None, vector, k: int, method: str,
     own_key: tuple[str, int | None] | None = None, exclude_self: bool = False,
+    keys: list[vectors.Part] | None = None,
 ) -> pa.Table:  # fmt: skip
     """The k rows of `model_version` nearest `vector` (None: the embedding of `own_key`, the
     query's own row, which then scores 1.0 first among ties unless `exclude_self`), exactly or
-    through the runs' graphs (graphs.use_graphs)."""
+    through the runs' graphs (graphs.use_graphs). `keys`: the newest rows' key columns, when
+    the caller has read them already."""
     if graphs.use_graphs(catalog, level, model_version, method):
-        found = graphs.GraphSearch(catalog, level, model_version)
+        found = graphs.GraphSearch(catalog, level, model_version, keys)
         own = found.find(*own_key) if own_key is not None else None
         if vector is None:
             vector = found.vector(*own)

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from pipeline import schema, storage
 from pipeline.ann import unit_rows
 from pipeline.query.catalog import Catalog, Run
+from pipeline.query.duplicates import hashes_by_video
 from pipeline.query.errors import QueryError
 
 LEVELS = ("video", "clip")
@@ -115,29 +116,8 @@ def frame_hashes(catalog: Catalog) -> FrameHashes:
             unhashed.update(u for u, m in zip(uris, mine, strict=True) if m)
             continue
         kept.append(table.filter(pa.array(mine, pa.bool_())).select(columns))
-    hashes = _per_video_frames(pa.concat_tables(kept)) if kept else {}
+    hashes = hashes_by_video(pa.concat_tables(kept)) if kept else {}
     return FrameHashes(hashes, owners, len(unhashed))
-
-
-def _per_video_frames(clips: pa.Table) -> dict[str, np.ndarray]:
-    """Clip rows -> each video's (T, 2) uint64 hashes in frame order, each frame once (the
-    first clip's hash of it): arrays throughout, no loop per clip or frame."""
-    clips = clips.filter(pc.is_valid(clips["frame_hashes"]))
-    lengths = pc.list_value_length(clips["frame_indices"]).to_numpy(zero_copy_only=False)
-    videos = pc.dictionary_encode(clips["video_uri"]).combine_chunks()
-    video = np.repeat(videos.indices.to_numpy(zero_copy_only=False), lengths)
-    frame = pc.list_flatten(clips["frame_indices"]).to_numpy(zero_copy_only=False)
-    pairs = pc.list_flatten(pc.list_flatten(clips["frame_hashes"])).to_numpy(zero_copy_only=False)
-    pairs = pairs.astype(np.int64).reshape(-1, 2).view(np.uint64)
-    key = (video.astype(np.int64) << 32) | frame.astype(np.int64)
-    key, first = np.unique(key, return_index=True)  # sorted: by video, then frame
-    pairs, video = pairs[first], key >> 32
-    starts = np.flatnonzero(np.diff(video, prepend=-1))
-    names = videos.dictionary.to_pylist()
-    return {
-        names[int(video[a])]: pairs[a:b]
-        for a, b in zip(starts, [*starts[1:], len(video)], strict=True)
-    }
 
 
 def _numbered(tables: list[pa.Table]) -> pa.Table:

@@ -98,7 +98,7 @@ def test_bad_threshold_fails_fast(copies_index, cli):
 
 
 def test_each_sampled_frame_counts_once_in_frame_order():
-    from pipeline.query.vectors import _per_video_frames
+    from pipeline.query.duplicates import hashes_by_video
 
     def pairs(*values):
         return [[v, -v] for v in values]
@@ -117,7 +117,7 @@ def test_each_sampled_frame_counts_once_in_frame_order():
             ]
         ),
     )
-    got = _per_video_frames(clips)
+    got = hashes_by_video(clips)
     assert sorted(got) == ["a", "b"]
     assert got["a"][:, 0].tolist() == [7, 8, 9] and got["b"][:, 0].tolist() == [1, 2]
     assert got["a"].dtype == np.uint64 and got["a"][0, 1] == np.int64(-7).astype(np.uint64)
