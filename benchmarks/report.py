@@ -149,6 +149,24 @@ def _shots_line(results: dict) -> str:
     )
 
 
+def _audio_line(results: dict) -> str:
+    a = results.get("audio")
+    if not a:
+        return "(audio suite not run)"
+    return (
+        f"on {a['video']}, per {a['clip_s']:g} s clip ({a['frames_per_clip']} frames at "
+        f"{a['image_size']} px; median of {a['clips']} clips, best of {a['repeats']}): reading its "
+        f"sound {a['audio_read_ms_per_clip']} ms (open, seek, decode, resample to "
+        f"{a['audio_rate_out']} Hz mono), its log-mel {a['log_mel_ms_per_clip']} ms (batch of "
+        f"{a['mel_batch']}, {a['torch_threads']} torch threads), its frames "
+        f"{a['frames_ms_per_clip']} ms: the sound costs {a['audio_read_over_frames']:.0%} of the "
+        f"frames' decode ({a['audio_with_log_mel_over_frames']:.0%} with the log-mel). Read "
+        f"whole, the video's sound is {a['whole_video_audio_read_ms_per_clip']} ms per clip "
+        f"against {a['whole_video_frames_ms_per_clip']} ms of frames "
+        f"({a['whole_video_audio_over_frames']:.0%})."
+    )
+
+
 def _memory_table(results: dict) -> str:
     mem = results["summary"]["memory"]
     if not mem:
@@ -309,6 +327,9 @@ efConstruction 80, behind an id map and the newest-row filter; synthetic cluster
 
 **Shot cuts** (`--clips shots`; `benchmarks/shots.py`, generated shots with dissolves, fades,
 fast pans and flashes, detector alone on the decoded samples): {_shots_line(results)}
+
+**Sound** (`--modalities audio`; `benchmarks/audio.py`, one generated video with sound, the
+job's audio reader and log-mel beside its frame reader): {_audio_line(results)}
 
 **Memory** on one long 720p video (summed over the process tree: driver, Ray's GCS/raylet,
 workers; PSS splits shared pages between processes). The last column names the roles whose

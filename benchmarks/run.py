@@ -20,6 +20,7 @@ Suites (default: all but `knobs`):
   encoders  the CLIP image tower's frames/s beside ResNet-18's
   ann     nearest neighbours among 1,000,000 clip embeddings: exact, one HNSW graph, ten merged
   shots   shot-cut detection: milliseconds per sampled frame, and cut F1 on generated shots
+  audio   a clip's sound (read, resampled, log-mel) in milliseconds, beside its frames' decode
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ DEFAULT_SUITES = (
     "encoders",
     "ann",
     "shots",
+    "audio",
 )
 
 
@@ -276,6 +278,12 @@ class Bench:
 
         return shots.measure(videos=4 if self.quick else 12)
 
+    def suite_audio(self) -> dict:
+        """A clip's sound against its frames, in milliseconds per clip (benchmarks/audio.py)."""
+        from benchmarks import audio
+
+        return audio.measure(seconds=30.0 if self.quick else 60.0, repeats=2 if self.quick else 3)
+
     def suite_sparse(self) -> dict:
         c = self.corpus(self.profile.sparse)
         w = replace(self.workload, fps=self.profile.sparse_fps)
@@ -420,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         "encoders": extra.get("encoders"),
         "ann": extra.get("ann"),
         "shots": extra.get("shots"),
+        "audio": extra.get("audio"),
         "runs": bench.runs,
         "elapsed_s": round(time.perf_counter() - t0, 1),
         "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],

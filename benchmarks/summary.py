@@ -30,6 +30,7 @@ SUITE_ORDER = (
     "encoders",
     "ann",
     "shots",
+    "audio",
 )
 GOALS = {
     "limit": 0.85,
@@ -306,6 +307,7 @@ def merge(old: dict, new: dict) -> dict:
     merged["encoders"] = new.get("encoders") or old.get("encoders")
     merged["ann"] = new.get("ann") or old.get("ann")
     merged["shots"] = new.get("shots") or old.get("shots")
+    merged["audio"] = new.get("audio") or old.get("audio")
     for key in ("corpus_roles",):
         merged[key] = {**old.get(key, {}), **new.get(key, {})}
     return merged

@@ -60,6 +60,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--clip-index", type=int, default=0, help="the query clip at --level clip (default 0)"
     )
     p.add_argument("--exclude-self", action="store_true", help="leave the query video out")
+    p.add_argument(
+        "--by",
+        default="both",
+        help="--similar ranks by: both (the whole embedding; default), picture or sound (its "
+        "part, for a model made with --modalities video,audio; searched exactly)",
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda, for --similar-to-file")
     p.add_argument(
         "--search",
@@ -98,6 +104,7 @@ def build_query(args: argparse.Namespace):
                 clip_index=args.clip_index,
                 exclude_self=args.exclude_self,
                 device=args.device,
+                by=args.by,
                 **common,
             )
     elif args.sql is not None:

@@ -35,7 +35,12 @@ def clip_rows(table: pa.Table) -> pa.Table:
     if schema.FRAME_FEATURES in ok.column_names:
         kept = ok.schema.field(schema.FRAME_FEATURES).type  # list<list<float32>[D]>[T]
         frame_features = (kept.list_size, kept.value_type.list_size)
-    target = schema.clips_schema(ok.schema.field("embedding").type.list_size, frame_features)
+    audio_dim = 0
+    if schema.AUDIO_EMBEDDING in ok.column_names:
+        audio_dim = ok.schema.field(schema.AUDIO_EMBEDDING).type.list_size
+    target = schema.clips_schema(
+        ok.schema.field("embedding").type.list_size, frame_features, audio_dim
+    )
     return ok.select(target.names).cast(target)
 
 

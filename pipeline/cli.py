@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable
 
 from pipeline.config import ConfigError, InputError, OutputError, SamplingConfig
-from pipeline.models import ModelConfig, list_encoders, list_temporal_heads
+from pipeline.models import ModelConfig, list_audio_encoders, list_encoders, list_temporal_heads
 
 
 def configure_logging() -> None:
@@ -42,6 +42,12 @@ def add_sampling_flags(p: argparse.ArgumentParser) -> None:
         default="windows",
         help="windows (fixed windows, default) or shots: windows of at most --clip-frames "
         "inside each shot, never across a hard cut",
+    )
+    p.add_argument(
+        "--modalities",
+        default="video",
+        help="what the model takes: video (the frames; default), audio (the sound track, "
+        "16 kHz mono) or video,audio (both, fused before the classifier)",
     )
 
 
@@ -70,6 +76,24 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
         "must be in the torch cache",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of an untrained model")
+    p.add_argument(
+        "--audio-encoder",
+        default="audio_cnn",
+        help=f"the sound's encoder, with --modalities audio or video,audio: "
+        f"{', '.join(list_audio_encoders())} (cnn14: PANNs' network, for --audio-weights)",
+    )
+    p.add_argument(
+        "--fusion",
+        default="concat",
+        help="how --modalities video,audio joins picture and sound: concat (the two "
+        "embeddings side by side; default) or attention (one transformer over the frames' "
+        "and the sound's tokens)",
+    )
+    p.add_argument(
+        "--audio-weights",
+        help="pretrained audio encoder weights: a local path, s3:// or http(s):// URL (for "
+        "cnn14, PANNs' Cnn14_16k_mAP=0.438.pth; for audio_cnn, a state dict of it)",
+    )
 
 
 def sampling_config(args: argparse.Namespace) -> SamplingConfig:
@@ -79,6 +103,7 @@ def sampling_config(args: argparse.Namespace) -> SamplingConfig:
         clip_stride=args.clip_stride,
         image_size=args.image_size,
         clips=args.clips,
+        modalities=args.modalities,
     )
 
 
@@ -109,9 +134,14 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
             hidden_dim=args.hidden_dim,
             bidirectional=args.bidirectional,
             pretrained_weights=args.weights,
+            modalities=args.modalities,
+            audio_encoder=args.audio_encoder,
+            fusion=args.fusion,
+            audio_weights=args.audio_weights,
         )
     except ValueError as e:
-        raise ConfigError(str(e)) from e
+        flag = str(e).startswith(("modalities", "fusion"))  # these name their flag
+        raise ConfigError(f"--{e}" if flag else str(e)) from e
 
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from pipeline.cpu_priority import DECODE_TASK_CPUS
-from pipeline.models.config import ModelConfig
+from pipeline.models.config import ModelConfig, normalise_modalities
 
 
 class ConfigError(ValueError):
@@ -55,8 +55,18 @@ class SamplingConfig:
     clip_stride: int | None = None  # sampled frames between clip starts; None = clip_frames
     image_size: int = 112
     clips: str = "windows"
+    # "video", "audio" or "video,audio": with audio, each clip also carries its sound, mono at
+    # `audio_rate`, as many samples as a full clip lasts (clip_frames / fps seconds)
+    modalities: str = "video"
+    audio_rate: int = 16_000
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "modalities", normalise_modalities(self.modalities))
+        except ValueError as e:
+            raise ConfigError(f"--{e}") from None
+        if not 8_000 <= self.audio_rate <= 48_000:
+            raise ConfigError(f"audio_rate must be in [8000, 48000] Hz (got {self.audio_rate})")
         if self.clips not in CLIP_MODES:
             raise ConfigError(
                 f"--clips must be one of {', '.join(CLIP_MODES)} (got {self.clips!r})"
@@ -83,12 +93,22 @@ class SamplingConfig:
     def by_shot(self) -> bool:
         return self.clips == "shots"
 
+    @property
+    def hears(self) -> bool:
+        """Whether the decode stage reads each clip's sound."""
+        return "audio" in self.modalities
+
+    @property
+    def audio_samples(self) -> int:
+        """Samples of sound per clip: a full clip's duration (shorter clips are zero-padded)."""
+        return round(self.clip_frames / self.fps * self.audio_rate)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> SamplingConfig:
-        known = {"fps", "clip_frames", "clip_stride", "image_size", "clips"}
+        known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
@@ -299,6 +319,16 @@ class IndexConfig:
             raise ConfigError(
                 f"--commit-every must be >= 0 (got {self.commit_every}): videos per commit, "
                 "or 0 to commit once at the end"
+            )
+        if not self.checkpoint_uri and self.model.modalities != self.sampling.modalities:
+            raise ConfigError(
+                f"the model's modalities ({self.model.modalities}) and the sampling's "
+                f"({self.sampling.modalities}) differ: set both with --modalities"
+            )
+        if self.infer.keep_frame_features and self.model.modalities == "audio":
+            raise ConfigError(
+                "--keep-frame-features keeps the frame encoder's features: a model of "
+                "--modalities audio has none"
             )
 
     def to_dict(self) -> dict:

@@ -3,6 +3,10 @@
 The classes "right"/"left" (and "down"/"up") are exact time reversals of each other for the
 same seed, so they differ only in frame order: an order-blind mean of frames cannot separate
 them, while a temporal model can.
+
+`sound_corpus` writes labelled videos with sound whose classes only the sound, only the
+picture, or only both tell apart ("rising" and "falling" sweeps are exact time reversals
+too); `write_broken_audio` a video whose pictures decode and whose sound does not.
 """
 
 from __future__ import annotations
@@ -28,11 +32,19 @@ __all__ = [
     "CODECS",
     "DEFAULT_SPEC",
     "DIRECTIONS",
+    "HIGH_HZ",
+    "LOW_HZ",
+    "PICTURE_CLASSES",
     "SHAPES",
     "SHOT_ENTRANCES",
+    "SOUND_CLASSES",
+    "SOUND_CORPUS_KINDS",
+    "SWEEP_HZ",
+    "SWEEP_PERIOD_S",
     "ShotSpec",
     "Sound",
     "VideoSpec",
+    "class_sound",
     "encode_video",
     "extension_for",
     "main",
@@ -41,7 +53,11 @@ __all__ = [
     "render_shots",
     "scene_hue",
     "shot_corpus",
+    "sound_corpus",
+    "sound_corpus_labels",
+    "sweep",
     "tone",
+    "write_broken_audio",
     "write_copy",
     "write_shots",
     "write_video",
@@ -229,7 +245,10 @@ def _encode_frames(
     codec: str,
     keyframe_interval: int | None,
     sound: Sound | None = None,
+    mux_sound=None,
 ) -> None:
+    """`mux_sound(container, stream, sound)` writes the sound's packets (default `_mux_sound`,
+    its AAC encoding; `write_broken_audio` writes packets no decoder accepts)."""
     encoder, pix_fmt, _, options = CODECS[codec]
     _, height, width, _ = frames.shape
     kind = _CONTAINERS[path.suffix.lower()]
@@ -249,7 +268,7 @@ def _encode_frames(
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
         if audio is not None:
-            _mux_sound(container, audio, sound)
+            (mux_sound or _mux_sound)(container, audio, sound)
 
 
 _CHILD_CODE = """
@@ -593,6 +612,201 @@ def shot_corpus(videos: int = 12, seed: int = 0) -> dict[str, tuple[ShotSpec, ..
             )
         corpus[f"mixed_{v}"] = tuple(shots)
     return corpus
+
+
+# Labelled videos with sound, for the sound modality: classes told apart by the sound alone, by
+# the picture alone, or only by the two together.
+
+SOUND_CLASSES = ("low", "high", "rising", "falling")
+PICTURE_CLASSES = ("red", "green", "blue", "yellow")
+SOUND_CORPUS_KINDS = ("sound", "picture", "both")
+LOW_HZ, HIGH_HZ = 300.0, 1200.0  # the tones of "low" and "high"
+SWEEP_HZ = (300.0, 1500.0)  # "rising" sweeps up through these, "falling" down
+SWEEP_PERIOD_S = 0.5  # one sweep, repeated: a clip of a few seconds holds several
+_PICTURE_COLORS = dict(zip(PICTURE_CLASSES, _PALETTE[:4], strict=True))
+_BOTH_COLORS = ("red", "blue")  # the pictures of the "both" kind
+
+
+def sweep(
+    seconds: float,
+    f0: float,
+    f1: float,
+    period: float,
+    rate: int = 16_000,
+    amplitude: float = 0.5,
+    offset_s: float = 0.0,
+    taper_s: float = 0.005,
+) -> np.ndarray:
+    """A linear frequency sweep from `f0` to `f1` Hz, started again every `period` seconds.
+
+    Sample n is (n / rate + offset_s) mod period into its sweep, whose phase starts at 0; the
+    first and last `taper_s` of every sweep fade in and out (no click where it starts again).
+    The array reversed sweeps from `f1` down to `f0` with the same spectrum overall."""
+    if seconds <= 0 or period <= 0 or rate <= 0:
+        raise ValueError("seconds, period and rate must be positive")
+    u = np.mod(np.arange(round(seconds * rate)) / rate + offset_s, period)  # time into the sweep
+    phase = 2 * np.pi * (f0 * u + (f1 - f0) * u * u / (2 * period))
+    edge = np.clip(np.minimum(u, period - u) / max(taper_s, 1e-9), 0.0, 1.0)
+    envelope = np.sin(0.5 * np.pi * edge) ** 2
+    return (amplitude * envelope * np.sin(phase)).astype(np.float32)
+
+
+def class_sound(label: str, seconds: float, *, rate: int = 16_000, seed: int = 0) -> np.ndarray:
+    """The sound of a class of `SOUND_CLASSES`, mono float32 at `rate`, varied by `seed`:
+    amplitude 0.2-0.6, frequencies within 5 %, a random phase (tones) or place in the sweep
+    (sweeps), light white noise. The variation follows from `seed` alone, whatever the label:
+    "falling" is exactly the time reverse of "rising" of the same seed (noise included), so the
+    two have the same magnitude spectrum and only the order in time tells them apart."""
+    if label not in SOUND_CLASSES:
+        raise ValueError(f"unknown sound class {label!r}; expected one of {SOUND_CLASSES}")
+    rng = np.random.default_rng([seed, 11])
+    amplitude = float(rng.uniform(0.2, 0.6))
+    scale = float(rng.uniform(0.95, 1.05))
+    phase = float(rng.uniform(0, 2 * np.pi))
+    offset_s = float(rng.uniform(0, SWEEP_PERIOD_S))
+    noise_std = float(rng.uniform(0.005, 0.02))
+    n = round(seconds * rate)
+    noise = rng.normal(0.0, noise_std, n).astype(np.float32)
+    if label in ("low", "high"):
+        freq = (LOW_HZ if label == "low" else HIGH_HZ) * scale
+        wave = amplitude * np.sin(2 * np.pi * freq * np.arange(n) / rate + phase)
+        return (wave + noise).astype(np.float32)
+    f0, f1 = (f * scale for f in SWEEP_HZ)
+    rising = sweep(seconds, f0, f1, SWEEP_PERIOD_S, rate, amplitude, offset_s)[:n] + noise
+    return (rising if label == "rising" else rising[::-1]).copy()
+
+
+def sound_corpus_labels(kind: str) -> tuple[str, ...]:
+    """The labels `sound_corpus` writes for a kind."""
+    if kind == "sound":
+        return SOUND_CLASSES
+    if kind == "picture":
+        return PICTURE_CLASSES
+    if kind == "both":
+        return tuple(f"{c}_{s}" for c in _BOTH_COLORS for s in ("rising", "falling"))
+    raise ValueError(f"unknown kind {kind!r}; expected one of {SOUND_CORPUS_KINDS}")
+
+
+def sound_corpus(
+    root: str | Path,
+    kind: str = "sound",
+    videos_per_class: int = 8,
+    *,
+    seed: int = 0,
+    seconds: float = 8.0,
+    size: int = 64,
+    fps: int = 8,
+    rate: int = 16_000,
+) -> dict[str, list[Path]]:
+    """Write `videos_per_class` H.264 videos with an AAC mono sound track for every label of
+    `kind` to ``<root>/<label>/<label>_<i>.mp4`` (the folder layout training reads; no split
+    folders, so training draws a seeded split), and return {label: paths}.
+
+    The picture is `render_frames`' moving shape (`size` x `size` px at `fps`) on a per-seed
+    tint; the sound is `class_sound`'s, as long as the picture. Kinds:
+      - "sound": labels `SOUND_CLASSES`, told apart by the sound alone: the picture's shape,
+        colour (any of the palette's), direction and tint are drawn at random;
+      - "picture": labels `PICTURE_CLASSES`, the colour of the shape; its sound is one of the
+        sound classes drawn at random;
+      - "both": labels "<red|blue>_<rising|falling>": neither the picture nor the sound alone
+        tells the label.
+    Everything but what the label decides is drawn once per index i and shared by the labels:
+    in a "sound" corpus `low_3`, `high_3`, `rising_3` and `falling_3` have the same picture
+    (and `falling_3`'s sound is `rising_3`'s reversed); in a "picture" corpus `red_3` and
+    `blue_3` have the same sound and differ in the shape's colour only.
+    """
+    labels = sound_corpus_labels(kind)
+    if videos_per_class < 1:
+        raise ValueError(f"need videos_per_class >= 1, got {videos_per_class}")
+    if size < 16 or size % 2:
+        raise ValueError(f"size must be even and at least 16 (H.264, 4:2:0), got {size}")
+    root = Path(root)
+    out: dict[str, list[Path]] = {label: [] for label in labels}
+    for i in range(videos_per_class):
+        rng = np.random.default_rng([seed, i, 23])
+        shape = SHAPES[int(rng.integers(len(SHAPES)))]
+        direction = DIRECTIONS[int(rng.integers(len(DIRECTIONS)))]
+        color = _PALETTE[int(rng.integers(len(_PALETTE)))]
+        picture_seed, sound_seed = (int(x) for x in rng.integers(2**31, size=2))
+        random_sound = SOUND_CLASSES[int(rng.integers(len(SOUND_CLASSES)))]
+        spec = VideoSpec(
+            width=size,
+            height=size,
+            fps=fps,
+            seconds=seconds,
+            shape=shape,
+            direction=direction,
+            color=color,
+            seed=picture_seed,
+        )
+        for label in labels:
+            if kind == "sound":
+                picture, sound_class = color, label
+            elif kind == "picture":
+                picture, sound_class = _PICTURE_COLORS[label], random_sound
+            else:
+                name, sound_class = label.split("_")
+                picture = _PICTURE_COLORS[name]
+            frames = render_frames(replace(spec, color=picture))
+            samples = class_sound(sound_class, len(frames) / fps, rate=rate, seed=sound_seed)
+            path = root / label / f"{label}_{i}.mp4"
+            out[label].append(encode_video(frames, path, fps=fps, sound=Sound(samples, rate)))
+    return out
+
+
+def _mux_undecodable(container, stream, sound: Sound, seed: int = 0) -> None:
+    """Packets of random bytes in place of the sound's AAC frames, with the frames' timestamps:
+    each is checked against an AAC decoder (with the stream's own configuration) and drawn
+    again in the rare case it decodes."""
+    checker = av.CodecContext.create("aac", "r")
+    checker.extradata = stream.codec_context.extradata
+    rng = np.random.default_rng([seed, 31])
+    frames = -(-len(np.asarray(sound.samples).reshape(-1)) // 1024)
+    for i in range(frames):
+        while True:
+            data = rng.integers(0, 256, int(rng.integers(64, 256)), dtype=np.uint8).tobytes()
+            try:
+                checker.decode(av.Packet(data))
+            except av.FFmpegError:
+                break
+        packet = av.Packet(data)
+        packet.stream = stream
+        packet.pts = packet.dts = i * 1024
+        packet.duration = 1024
+        packet.time_base = Fraction(1, sound.rate)
+        container.mux(packet)
+
+
+def write_broken_audio(
+    path: str | Path,
+    *,
+    seconds: float = 3.0,
+    size: int = 64,
+    fps: int = 8,
+    rate: int = 16_000,
+    seed: int = 0,
+) -> Path:
+    """A video whose picture decodes and whose sound does not: an H.264 picture
+    (`render_frames`) and an AAC stream declared as any other (rate, channels, the encoder's
+    configuration) whose packets are random bytes the AAC decoder refuses, timed as
+    `seconds` of 1024-sample frames. `pipeline.video.audio.read_audio` then raises
+    av.InvalidDataError (an av.FFmpegError). MP4 (default) or Matroska, by the extension."""
+    path = Path(path)
+    if path.suffix.lower() not in (".mp4", ".mkv"):
+        raise ValueError(f"AAC sound needs an .mp4 or .mkv file, got {path.suffix!r}")
+    frames = render_frames(VideoSpec(width=size, height=size, fps=fps, seconds=seconds, seed=seed))
+    sound = Sound(np.zeros(round(len(frames) / fps * rate), np.float32), rate)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _encode_frames(
+        frames,
+        path,
+        fps=fps,
+        codec="h264",
+        keyframe_interval=None,
+        sound=sound,
+        mux_sound=lambda container, stream, s: _mux_undecodable(container, stream, s, seed),
+    )
+    return path
 
 
 def make_sample_corpus(

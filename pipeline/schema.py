@@ -64,11 +64,15 @@ UNIT_SHOT_COLUMNS = ("unit_index", "unit_first_frame", "unit_clips", "unit_cuts"
 FRAME_HASHES_TYPE = pa.list_(pa.list_(pa.int64(), 2))
 
 FRAME_FEATURES = "frame_features"  # optional clips column: (T, D) CNN features per clip
+AUDIO_EMBEDDING = "audio_embedding"  # clips column of models that hear: the sound's part
 
 
-def clips_schema(dim: int, frame_features: tuple[int, int] | None = None) -> pa.Schema:
+def clips_schema(
+    dim: int, frame_features: tuple[int, int] | None = None, audio_dim: int = 0
+) -> pa.Schema:
     """The clips table; with `frame_features=(T, D)` it also keeps the per-frame CNN features
-    (--keep-frame-features), which training can reuse to fit new temporal heads cheaply."""
+    (--keep-frame-features), which training can reuse to fit new temporal heads cheaply; with
+    `audio_dim`, a model that hears, the sound's embedding."""
     base = pa.schema(
         [
             ("video_uri", pa.string()),
@@ -83,11 +87,16 @@ def clips_schema(dim: int, frame_features: tuple[int, int] | None = None) -> pa.
             ("score", pa.float32()),
             ("topk_labels", pa.list_(pa.string())),
             ("topk_scores", pa.list_(pa.float32())),
+            # the clip's loudness (RMS of its samples, 0 silent .. 1); null where the run did
+            # not read sound (--modalities video) or the video has none
+            ("audio_rms", pa.float32()),
             ("model_version", pa.string()),
             ("run_id", pa.string()),
         ],
         metadata=VERSION_METADATA,
     )
+    if audio_dim:  # the embedding's last audio_dim values, null where the clip had no sound
+        base = base.append(pa.field(AUDIO_EMBEDDING, embedding_type(audio_dim)))
     if frame_features is None:
         return base
     t, d = frame_features

@@ -69,3 +69,73 @@ def test_log_mel_puts_a_tone_in_its_band_and_silence_at_the_floor():
     assert abs(centres[loudest] - 440) < 60  # the band the tone falls in
     assert torch.allclose(mel[1], torch.full_like(mel[1], float(np.log(FLOOR))), atol=1e-3)
     np.testing.assert_allclose(mel_to_hz(hz_to_mel(440.0)), 440.0)
+
+
+# The decode stage: each clip's sound beside its frames (pipeline.video.decode), no Ray.
+
+
+def decode_rows(path, modalities: str, fps: float = 2.0, clip_frames: int = 4) -> list[dict]:
+    from dataclasses import asdict
+
+    from pipeline.config import PlanConfig, SamplingConfig, StorageConfig
+    from pipeline.listing import list_videos
+    from pipeline.video.decode import DecodeUnit
+    from pipeline.video.plan import PlanVideo
+
+    sampling = SamplingConfig(
+        fps=fps, clip_frames=clip_frames, image_size=32, modalities=modalities
+    )
+    plan, storage_cfg = PlanConfig(unit_frames=3), StorageConfig()
+    [entry] = list_videos(str(path), storage_cfg)
+    units = PlanVideo(sampling, plan, storage_cfg)(asdict(entry))
+    return [row for unit in units for row in DecodeUnit(sampling, plan, storage_cfg)(unit)]
+
+
+def test_each_clip_carries_the_sound_of_its_own_time(two_tones):
+    rows = decode_rows(two_tones, "video,audio")  # 2 samples/s, 4 a clip: 2 s clips
+    clips = [r for r in rows if not r["error_stage"]]
+    assert [r["clip_index"] for r in clips] == [0, 1]
+    for row, hz in zip(clips, (440, 880), strict=True):
+        assert row["audio"].shape == (32_000,) and row["audio"].dtype == np.float32
+        assert abs(dominant_hz(row["audio"], RATE) - hz) < 5  # 0-2 s is 440 Hz, 2-4 s 880 Hz
+        assert abs(row["audio_rms"] - 0.5 / np.sqrt(2)) < 0.03
+
+
+def test_a_picture_model_reads_no_sound(two_tones):
+    rows = decode_rows(two_tones, "video")
+    assert rows and not any("audio" in r or "audio_rms" in r for r in rows)
+
+
+def test_a_padded_clip_hears_only_its_own_time(tmp_path):
+    """1.5 s of video at 2 samples/s is 3 samples, one clip of 4 (the last repeated): it
+    hears the 1.5 s its samples stand for, then zeros to the 2 s a full clip lasts."""
+    frames = render_frames(VideoSpec(seconds=1.5, fps=10))
+    path = encode_video(frames, tmp_path / "short.mp4", fps=10, sound=Sound(tone(1.5, 440)))
+    [clip] = [r for r in decode_rows(path, "video,audio") if not r["error_stage"]]
+    heard = np.flatnonzero(np.abs(clip["audio"]) > 1e-3)
+    assert len(clip["audio"]) == 2 * RATE
+    assert len(heard) > 1.4 * RATE and heard[-1] < 1.52 * RATE
+
+
+def test_no_audio_stream_is_silence_not_an_error(tmp_path):
+    path = encode_video(render_frames(VideoSpec(seconds=2.0)), tmp_path / "mute.mp4", fps=10)
+    rows = decode_rows(path, "audio")
+    assert rows and not any(r["error_stage"] for r in rows)
+    assert all(np.isnan(r["audio_rms"]) and not r["audio"].any() for r in rows)
+
+
+def test_a_broken_audio_stream_costs_the_sound_or_the_clips(tmp_path):
+    from pipeline.samples import write_broken_audio
+
+    path = write_broken_audio(tmp_path / "broken.mp4", seconds=4.0)
+    # a model of both: the clips are indexed on their pictures, and a row says why not the sound
+    rows = decode_rows(path, "video,audio")
+    clips = [r for r in rows if not r["error_stage"]]
+    errors = [r for r in rows if r["error_stage"]]
+    assert clips and all(np.isnan(r["audio_rms"]) and not r["audio"].any() for r in clips)
+    assert {(e["error_stage"], e["error_type"]) for e in errors} == {("decode", "UnreadableAudio")}
+    assert "indexed on their pictures" in errors[0]["error_message"]
+    # a model of sound alone: nothing to index, the unit is an error row
+    rows = decode_rows(path, "audio")
+    assert rows and all(r["error_type"] == "UnreadableAudio" for r in rows)
+    assert all(r["clip_index"] == -1 for r in rows)

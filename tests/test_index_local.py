@@ -519,6 +519,11 @@ def test_cli_path_like_run_id_exits_2(cli, tmp_path: Path):
         (["--temporal", "attention", "--hidden-dim", "250"], "--hidden-dim must be a multiple"),
         (["--commit-every", "-1"], "--commit-every"),
         (["--stall-timeout", "60", "--decode-timeout", "60"], "--stall-timeout 60 must be"),
+        (["--modalities", "sound"], "--modalities must be one of video, audio, video,audio"),
+        (["--modalities", "video,audio", "--fusion", "sum"], "--fusion must be one of"),
+        (["--modalities", "audio", "--audio-encoder", "wav2vec"], "unknown audio encoder"),
+        (["--audio-weights", "/no/cnn14.pth"], "--audio-weights needs a model that hears"),
+        (["--modalities", "audio", "--keep-frame-features"], "--keep-frame-features"),
     ],
 )
 def test_cli_bad_resource_and_model_flags_exit_2_naming_the_flag(
@@ -530,6 +535,14 @@ def test_cli_bad_resource_and_model_flags_exit_2_naming_the_flag(
     assert not (tmp_path / "o").exists()  # a bad flag fails before anything is written
     with pytest.raises(ConfigError, match="--precision"):
         InferConfig(precision="fp8")
+
+
+def test_cli_missing_audio_weights_exit_2_naming_the_file(cli, tmp_path: Path):
+    (tmp_path / "in").mkdir()
+    flags = ("--modalities", "audio", "--audio-weights", str(tmp_path / "cnn14.pth"))
+    code, logs, _ = cli("--input", str(tmp_path / "in"), "--output", str(tmp_path / "o"), *flags)
+    assert code == 2 and f"--audio-weights {tmp_path / 'cnn14.pth'}: no such file" in logs
+    assert not list(tmp_path.glob("o/_runs/*.json"))  # nothing committed
 
 
 def test_cli_refuses_an_output_that_another_live_run_is_writing(cli, tmp_path: Path):

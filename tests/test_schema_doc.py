@@ -10,6 +10,7 @@ from pipeline import schema
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "schema.md"
 D = 7  # any embedding size: the doc writes it as [D]
+A = 3  # any sound part's size: [A]
 
 
 def doc_columns(table: str) -> dict[str, str]:
@@ -24,7 +25,7 @@ def doc_type(arrow_type: pa.DataType) -> str:
     """How docs/schema.md spells an Arrow type."""
     if pa.types.is_fixed_size_list(arrow_type):
         inner = doc_type(arrow_type.value_type)
-        size = {D: "D", 16: "T"}.get(arrow_type.list_size, str(arrow_type.list_size))
+        size = {D: "D", A: "A", 16: "T"}.get(arrow_type.list_size, str(arrow_type.list_size))
         return f"fixed_size_list<{inner}>[{size}]"
     if pa.types.is_list(arrow_type):
         return f"list<{doc_type(arrow_type.value_type)}>"
@@ -37,7 +38,7 @@ def doc_type(arrow_type: pa.DataType) -> str:
     ("table", "arrow_schema"),
     [
         ("videos", schema.videos_schema(D)),
-        ("clips", schema.clips_schema(D, frame_features=(16, D))),
+        ("clips", schema.clips_schema(D, frame_features=(16, D), audio_dim=A)),
         ("errors", schema.ERRORS_SCHEMA),
         ("shots", schema.SHOTS_SCHEMA),
     ],

@@ -221,6 +221,8 @@ def index_part(
         "config": cfg.to_dict(),
         "sampling": sampling.to_dict(),
         "model_version": spec.model_version,
+        # the embedding's last audio_dim values are the sound's (0: a model of pictures)
+        "audio_dim": spec.audio_dim,
         "labels": list(spec.labels),
         "counts": counts,
         "timings_s": watch.timings,

@@ -12,6 +12,7 @@ _EXPORTS = {
     "load_checkpoint": "checkpoint",
     "save_checkpoint": "checkpoint",
     "ModelConfig": "config",
+    "list_audio_encoders": "registry",
     "list_encoders": "registry",
     "list_temporal_heads": "registry",
     "VideoModel": "video_model",

@@ -97,6 +97,12 @@ class Checkpoint:
             raise ValueError("no classifier.weight of 2 dimensions: not a reelay VideoModel")
         return int(weight.shape[1])
 
+    @property
+    def audio_dim(self) -> int:
+        """How many of the embedding's last values are the sound's (0: a model that does not
+        hear; pipeline.models.fusion)."""
+        return self.model.hidden_dim if self.model.hears else 0
+
     def build_model(self) -> VideoModel:
         """Rebuild the architecture (no pretrained file read), load weights strictly; eval."""
         model = build_model(self.model, load_pretrained=False)

@@ -125,9 +125,11 @@ class ClipInferencer:
         model = load_model(spec)
         self.torch = torch
         with torch.inference_mode():
-            probe = torch.zeros(1, 1, 3, 32, 32)
-            self.dim = int(model(probe)[0].shape[1])
-            self.frame_dim = int(model.encode_frames(probe).shape[2])
+            frames = torch.zeros(1, 1, 3, 32, 32) if model.sees else None
+            sound = torch.zeros(1, 16_000) if model.audio_dim else None
+            self.dim = int(model(frames, sound)[0].shape[1])
+            self.frame_dim = int(model.encode_frames(frames).shape[2]) if model.sees else 0
+        self.audio_dim = model.audio_dim
         return model
 
     def _to_device(self, frames: np.ndarray):
@@ -144,14 +146,33 @@ class ClipInferencer:
         return self._staging.to(self.device, non_blocking=True)
 
     def _forward(
-        self, frames: np.ndarray, frame_keys: np.ndarray
+        self, frames: np.ndarray, frame_keys: np.ndarray, audio: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(B, T, H, W, 3) uint8 -> embeddings (B, E), probabilities (B, K), and the per-frame
-        CNN features (B, T, D) when they are kept. `frame_keys` (B, T) names each frame (its
-        video and index): on a CPU the CNN sees each distinct frame once (a padded last clip
-        repeats its last frame, overlapping clips share frames) and its features are copied
-        to every place the frame holds. On a GPU every batch keeps one shape, which cuDNN's
-        autotuning wants more than the CNN wants fewer frames."""
+        """(B, T, H, W, 3) uint8 frames and, for a model that hears, (B, N) float32 samples
+        -> embeddings (B, E), probabilities (B, K), and the per-frame CNN features (B, T, D)
+        when they are kept."""
+        torch = self.torch
+        with (
+            torch.inference_mode(),
+            torch.autocast(
+                self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None
+            ),
+        ):
+            feats = self._frame_features(frames, frame_keys) if self.model.sees else None
+            sound = None
+            if audio is not None:
+                sound = self.model.encode_audio(torch.from_numpy(audio).to(self.device))
+            emb, logits = self.model.forward_features(feats, sound)  # (B, E), (B, K)
+        probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
+        kept = feats.float().cpu().numpy() if self.keep_frame_features else None
+        return emb.float().cpu().numpy(), probs, kept
+
+    def _frame_features(self, frames: np.ndarray, frame_keys: np.ndarray):
+        """(B, T, D) CNN features. `frame_keys` (B, T) names each frame (its video and
+        index): on a CPU the CNN sees each distinct frame once (a padded last clip repeats its
+        last frame, overlapping clips share frames) and its features are copied to every
+        place the frame holds. On a GPU every batch keeps one shape, which cuDNN's autotuning
+        wants more than the CNN wants fewer frames."""
         torch = self.torch
         b, t = frames.shape[:2]
         x = self._to_device(frames).flatten(0, 1)  # (B*T, H, W, 3)
@@ -163,21 +184,22 @@ class ClipInferencer:
             else:
                 x = x[torch.from_numpy(first)]
         x = x.permute(0, 3, 1, 2).float().div_(255).sub_(self.mean).div_(self.std)  # (N,3,H,W)
-        with (
-            torch.inference_mode(),
-            torch.autocast(
-                self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None
-            ),
-        ):
-            x = x.contiguous(memory_format=torch.channels_last)
-            feats = self.model.encode_images(x)  # (N, D)
-            if places is not None:
-                feats = feats[torch.from_numpy(places.reshape(-1))]
-            feats = feats.reshape(b, t, -1)  # (B, T, D)
-            emb, logits = self.model.forward_features(feats)  # (B, E), (B, K)
-        probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
-        kept = feats.float().cpu().numpy() if self.keep_frame_features else None
-        return emb.float().cpu().numpy(), probs, kept
+        x = x.contiguous(memory_format=torch.channels_last)
+        feats = self.model.encode_images(x)  # (N, D)
+        if places is not None:
+            feats = feats[torch.from_numpy(places.reshape(-1))]
+        return feats.reshape(b, t, -1)  # (B, T, D)
+
+    def _sound_columns(self, batch: dict, emb: np.ndarray, ok: np.ndarray) -> dict:
+        """`audio_rms` (null: no sound was read) and, for a model that hears, the embedding's
+        sound part as `audio_embedding` (null where the clip had no sound)."""
+        n = len(ok)
+        rms = np.asarray(batch.get("audio_rms", np.full(n, np.nan)), np.float32)
+        heard = ok & ~np.isnan(rms)
+        columns = {"audio_rms": pa.array(np.nan_to_num(rms), pa.float32(), mask=~heard)}
+        if self.audio_dim:
+            columns[schema.AUDIO_EMBEDDING] = fixed_size_lists(emb[:, -self.audio_dim :], heard)
+        return columns
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         self.priority.adopt()
@@ -187,11 +209,14 @@ class ClipInferencer:
         emb = np.zeros((n, self.dim), np.float32)
         probs = np.zeros((n, len(self.labels)), np.float32)
         frames = np.asarray(batch["frames"])
+        audio = np.asarray(batch["audio"], np.float32) if self.audio_dim else None
         feats = np.zeros((n, frames.shape[1], self.frame_dim), np.float32)
         if ok.any():
             frames = frames if ok.all() else frames[ok]  # a batch of 8 clips is ~20 MB at 224 px
+            if audio is not None and not ok.all():
+                audio = audio[ok]
             started = time.perf_counter()
-            emb[ok], probs[ok], kept = self._forward(frames, frame_keys(batch, ok))
+            emb[ok], probs[ok], kept = self._forward(frames, frame_keys(batch, ok), audio)
             seconds = time.perf_counter() - started
             if kept is not None:
                 feats[ok] = kept
@@ -227,6 +252,7 @@ class ClipInferencer:
                 [s.tolist() if v else None for s, v in zip(top_scores, ok, strict=True)],
                 pa.list_(pa.float32()),
             ),
+            **self._sound_columns(batch, emb, ok),
             "model_version": pa.array([self.model_version] * n, pa.string()),
             "run_id": pa.array([self.run_id] * n, pa.string()),
         }

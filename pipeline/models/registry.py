@@ -1,13 +1,16 @@
-"""Name -> builder registries for frame encoders and temporal heads (torchvision style)."""
+"""Name -> builder registries for frame encoders, temporal heads and audio encoders
+(torchvision style)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib import import_module
 from typing import Any, TypeVar
 
-# The registry imports nothing: the built-in builders (encoders.py, clip.py, temporal.py) register
-# themselves when pipeline.models.video_model imports them to build a model, and names are
-# checked against BUILTIN_* without torch (plan, decode and listing never import it).
+# The registry imports nothing: the built-in builders (encoders.py, clip.py, temporal.py,
+# audio_encoders.py) register themselves when pipeline.models.video_model imports them to build a
+# model, and names are checked against BUILTIN_* without torch (plan, decode and listing never
+# import it).
 Builder = Callable[..., Any]
 F = TypeVar("F", bound=Builder)
 
@@ -15,9 +18,17 @@ BUILTIN_ENCODERS = frozenset(
     {"small_cnn", "resnet18", "resnet50", "mobilenet_v3_small", "efficientnet_b0", "clip"}
 )
 BUILTIN_TEMPORAL = frozenset({"mean", "lstm", "gru", "attention"})
+BUILTIN_AUDIO_ENCODERS = frozenset({"audio_cnn", "cnn14"})
 
 _ENCODERS: dict[str, Builder] = {}
 _TEMPORAL: dict[str, Builder] = {}
+_AUDIO_ENCODERS: dict[str, Builder] = {}
+# kind (as is_known takes it) -> (table, built-in names, label in messages)
+_KINDS = {
+    "encoder": (_ENCODERS, BUILTIN_ENCODERS, "encoder"),
+    "temporal": (_TEMPORAL, BUILTIN_TEMPORAL, "temporal head"),
+    "audio_encoder": (_AUDIO_ENCODERS, BUILTIN_AUDIO_ENCODERS, "audio encoder"),
+}
 
 
 def _register(table: dict[str, Builder], kind: str, name: str) -> Callable[[F], F]:
@@ -40,11 +51,11 @@ def _unknown(kind: str, name: str, table: dict[str, Builder], builtin: frozenset
 
 def is_known(kind: str, name: str) -> bool:
     """Whether `name` is a built-in or registered builder; a ValueError listing the known
-    names otherwise. Needs no torch: the built-ins are known by name."""
-    if kind == "encoder":
-        table, builtin, label = _ENCODERS, BUILTIN_ENCODERS, "encoder"
-    else:
-        table, builtin, label = _TEMPORAL, BUILTIN_TEMPORAL, "temporal head"
+    names otherwise. `kind`: "encoder", "temporal" or "audio_encoder". Needs no torch: the
+    built-ins are known by name."""
+    if kind not in _KINDS:
+        raise ValueError(f"unknown registry kind '{kind}'; known: {', '.join(sorted(_KINDS))}")
+    table, builtin, label = _KINDS[kind]
     if name not in builtin and name not in table:
         raise _unknown(label, name, table, builtin)
     return True
@@ -66,12 +77,22 @@ def register_temporal(name: str) -> Callable[[F], F]:
     return _register(_TEMPORAL, "temporal head", name)
 
 
+def register_audio_encoder(name: str) -> Callable[[F], F]:
+    """Register a keyword-only builder `(*, out_dim, weights=None)` of an audio encoder:
+    `(B, N)` mono samples at 16 kHz -> `(B, Ta, out_dim)` tokens along time."""
+    return _register(_AUDIO_ENCODERS, "audio encoder", name)
+
+
 def list_encoders() -> list[str]:
     return _known(_ENCODERS, BUILTIN_ENCODERS)
 
 
 def list_temporal_heads() -> list[str]:
     return _known(_TEMPORAL, BUILTIN_TEMPORAL)
+
+
+def list_audio_encoders() -> list[str]:
+    return _known(_AUDIO_ENCODERS, BUILTIN_AUDIO_ENCODERS)
 
 
 def get_encoder_builder(name: str) -> Builder:
@@ -82,3 +103,12 @@ def get_encoder_builder(name: str) -> Builder:
 
 def get_temporal_builder(name: str) -> Builder:
     return _get(_TEMPORAL, BUILTIN_TEMPORAL, "temporal head", name)
+
+
+def get_audio_encoder_builder(name: str) -> Builder:
+    """The builder of audio encoder `name`. The built-ins' module is imported here on first use,
+    so that a caller which never imported pipeline.models.video_model still finds them while
+    this module stays free of torch."""
+    if name in BUILTIN_AUDIO_ENCODERS and name not in _AUDIO_ENCODERS:
+        import_module("pipeline.models.audio_encoders")
+    return _get(_AUDIO_ENCODERS, BUILTIN_AUDIO_ENCODERS, "audio encoder", name)

@@ -49,6 +49,8 @@ class ModelSpec:
     # copy in the object store), never fetched again by each node
     pretrained: PretrainedFile | PretrainedFolder | None = None
     zero_shot_labels: tuple[str, ...] = ()  # --labels: a CLIP model's classes, from text
+    audio_pretrained: PretrainedFile | None = None  # the --audio-weights file, likewise
+    audio_dim: int = 0  # the embedding's last `audio_dim` values are the sound's (0: none)
 
 
 def resolve_checkpoint_uri(uri: str, storage_cfg: StorageConfig) -> str:
@@ -83,7 +85,10 @@ def resolve_model(cfg: IndexConfig) -> tuple[ModelSpec, SamplingConfig]:
             dim = ckpt.embedding_dim  # the model is built by the inference actors only
         except ValueError as e:  # not a checkpoint, tampered, or pickled code: refused
             raise ConfigError(f"--checkpoint {storage.redact(uri)}: {e}") from e
-        sampling = SamplingConfig.from_dict({**cfg.sampling.to_dict(), **ckpt.sampling})
+        # what the checkpoint was trained on, whatever the flags say: its sound included
+        sampling = SamplingConfig.from_dict(
+            {**cfg.sampling.to_dict(), **ckpt.sampling, "modalities": ckpt.model.modalities}
+        )
         spec = ModelSpec(
             ckpt.model,
             tuple(ckpt.labels),
@@ -93,6 +98,7 @@ def resolve_model(cfg: IndexConfig) -> tuple[ModelSpec, SamplingConfig]:
             tuple(ckpt.normalization["std"]),
             checkpoint_uri=uri,
             storage=cfg.storage,
+            audio_dim=ckpt.audio_dim,
         )
         return spec, sampling
     return untrained_model(cfg)[1], cfg.sampling
@@ -103,8 +109,11 @@ def untrained_model(cfg: IndexConfig):
     built once on the driver: the spec's model_version hashes its weights."""
     check_model_flags(cfg.model, cfg.labels)
     pretrained = fetch_pretrained(cfg.model, cfg.storage, cfg.offline)
+    audio = fetch_audio_weights(cfg.model, cfg.storage, cfg.offline)
+    if audio is not None:
+        audio_state(cfg.model, audio)  # checked against the audio encoder here: a bad flag
     try:
-        model, labels = _build_untrained(cfg.model, cfg.seed, pretrained, cfg.labels)
+        model, labels = _build_untrained(cfg.model, cfg.seed, pretrained, cfg.labels, audio)
         mean, std = normalization(cfg.model, pretrained)
     except (WeightsError, ValueError) as e:  # unreadable, or not this encoder's weights
         if not cfg.model.pretrained_weights:
@@ -116,12 +125,14 @@ def untrained_model(cfg: IndexConfig):
         config,
         tuple(labels),
         version,
-        model.temporal.out_dim,
+        model.embedding_dim,
         mean,
         std,
         seed=cfg.seed,
         pretrained=pretrained,
         zero_shot_labels=tuple(cfg.labels),
+        audio_pretrained=audio,
+        audio_dim=model.audio_dim,
     )
     return model, spec
 
@@ -129,6 +140,43 @@ def untrained_model(cfg: IndexConfig):
 def weights_flag_error(model: ModelConfig, error: Exception) -> ConfigError:
     """A --weights problem as a bad flag: one line, exit 2."""
     return ConfigError(f"--weights {storage.redact(model.pretrained_weights)}: {error}")
+
+
+def fetch_audio_weights(
+    model: ModelConfig, storage_cfg: StorageConfig, offline_flag: bool
+) -> PretrainedFile | None:
+    """The --audio-weights file (a local path, s3:// or http(s):// URL), fetched once on the
+    driver; None without the flag. A failure is a bad flag."""
+    value = model.audio_weights
+    if not value:
+        return None
+    if is_weights_name(value):
+        raise ConfigError(
+            f"--audio-weights {storage.redact(value)}: give the weights file's path or URI (a "
+            "local path, s3:// or http(s)://)"
+        )
+    try:
+        return fetch(value, model.audio_encoder, storage_cfg, no_network=offline(offline_flag))
+    except WeightsError as e:
+        raise ConfigError(f"--audio-weights {e}") from None
+
+
+def audio_state(model: ModelConfig, audio: PretrainedFile) -> dict:
+    """The --audio-weights file's state dict, checked against the audio encoder: ConfigError
+    where it is not a state dict or does not fit."""
+    import pipeline.models.audio_encoders  # noqa: F401 (registers the audio encoders)
+    from pipeline.models.registry import get_audio_encoder_builder
+
+    try:
+        state = audio.payload()
+        get_audio_encoder_builder(model.audio_encoder)(out_dim=model.hidden_dim, weights=state)
+    except (WeightsError, ValueError) as e:
+        raise ConfigError(f"--audio-weights {audio.source}: {_one_line(e)}") from e
+    return state
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())[:300]
 
 
 def check_model_flags(model: ModelConfig, labels: tuple[str, ...]) -> None:
@@ -139,7 +187,7 @@ def check_model_flags(model: ModelConfig, labels: tuple[str, ...]) -> None:
             "--encoder clip needs --weights: a Hugging Face CLIPModel folder (local or "
             "s3://), as CLIPModel.save_pretrained and its processor's save_pretrained write it"
         )
-    if labels and (model.encoder, model.temporal) != ("clip", "mean"):
+    if labels and ((model.encoder, model.temporal) != ("clip", "mean") or model.hears):
         raise ConfigError(
             "--labels gives zero-shot labels from a CLIP model's text: use it with "
             f"--encoder clip --temporal mean (got --encoder {model.encoder} --temporal "
@@ -193,17 +241,25 @@ def _untrained_version(model, config: ModelConfig, labels: list[str], seed: int)
     """A seeded or pretrained model's version: how it was made, and a hash of its weights."""
     from pipeline.models import model_version
 
-    kind = "pretrained" if config.pretrained_weights else "seeded"
-    prefix = f"{kind}-{config.encoder}-{config.temporal}-s{seed}-"
+    kind = "pretrained" if config.pretrained_weights or config.audio_weights else "seeded"
+    parts = [config.encoder, config.temporal] if config.sees else []
+    parts += [config.audio_encoder] if config.hears else []
+    prefix = f"{kind}-{'-'.join(parts)}-s{seed}-"
     if config.pretrained_weights and not is_weights_name(config.pretrained_weights):
         # a file's weights are hashed with the model; where the file was is not: the same
         # bytes from a path, S3 or HTTP are the same model
         config = replace(config, pretrained_weights="file")
+    if config.audio_weights:
+        config = replace(config, audio_weights="file")
     return prefix + model_version(model, config, labels)
 
 
 def _build_untrained(
-    model_cfg: ModelConfig, seed: int, pretrained, zero_shot: tuple[str, ...] = ()
+    model_cfg: ModelConfig,
+    seed: int,
+    pretrained,
+    zero_shot: tuple[str, ...] = (),
+    audio: PretrainedFile | None = None,
 ):
     """A seeded model; with ImageNet weights and a `mean` head, the ImageNet classifier and
     its category names are used, so labels mean something without training; with a CLIP
@@ -213,7 +269,12 @@ def _build_untrained(
     payload = pretrained.payload() if pretrained is not None else None
     if zero_shot:
         model_cfg = replace(model_cfg, num_classes=len(zero_shot))
-    model = build_model(model_cfg, seed=seed, pretrained_state=payload)
+    model = build_model(
+        model_cfg,
+        seed=seed,
+        pretrained_state=payload,
+        audio_state=audio.payload() if audio is not None else None,
+    )
     if zero_shot:
         from pipeline.models.clip import zero_shot_classifier
 
@@ -221,7 +282,7 @@ def _build_untrained(
         return model.eval(), list(zero_shot)
     head = getattr(model.encoder, "imagenet_head", None)
     categories = getattr(model.encoder, "categories", None)
-    if head is not None and categories and model_cfg.temporal == "mean":
+    if head is not None and categories and model_cfg.temporal == "mean" and not model_cfg.hears:
         model.classifier = head
         return model.eval(), list(categories)
     return model.eval(), [f"class_{i}" for i in range(model_cfg.num_classes)]
@@ -237,7 +298,9 @@ def load_model(spec: ModelSpec):
                 "the run; rerun the job"
             )
         return ckpt.build_model()
-    model, labels = _build_untrained(spec.model, spec.seed, spec.pretrained, spec.zero_shot_labels)
+    model, labels = _build_untrained(
+        spec.model, spec.seed, spec.pretrained, spec.zero_shot_labels, spec.audio_pretrained
+    )
     built = _untrained_version(model, spec.model, labels, spec.seed)
     if built != spec.model_version:
         raise RuntimeError(

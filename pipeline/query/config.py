@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pipeline.config import ConfigError, StorageConfig
 from pipeline.query.duplicates import DEFAULT_THRESHOLD
 from pipeline.query.formats import FORMATS
-from pipeline.query.vectors import LEVELS
+from pipeline.query.vectors import BY, LEVELS
 
 SEARCH_METHODS = ("auto", "exact", "ann")
 
@@ -76,9 +76,17 @@ class SimilarQuery:
     device: str = "cpu"  # where --similar-to-file runs the model
     search: str = "auto"  # exact, ann, or auto (pipeline.query.graphs.use_graphs)
     storage: StorageConfig = StorageConfig()
+    by: str = "both"  # rank by picture, sound or both (pipeline.query.vectors.BY)
 
     def __post_init__(self) -> None:
         check_search(self.search)
+        if self.by not in BY:
+            raise ConfigError(f"--by must be one of {', '.join(BY)} (got {self.by!r})")
+        if self.by != "both" and self.search == "ann":
+            raise ConfigError(
+                f"--by {self.by} compares a part of each embedding and searches exactly; the "
+                "graphs (--search ann) hold whole embeddings: leave --search at auto or exact"
+            )
         if (self.video_uri is None) == (self.file is None):
             raise ConfigError("give exactly one of --similar VIDEO_URI and --similar-to-file PATH")
         if self.k < 1:

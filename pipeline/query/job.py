@@ -74,37 +74,39 @@ def run_similar(query: SimilarQuery) -> pa.Table:
             if level == "video"
             else embedded.clip_embedding(query.clip_index)
         )
+        sound = int(run.record.get("audio_dim") or 0)
         return nearest(
-            catalog, level, run.model_version, vector, query.k, query.search,
+            catalog, level, run.model_version,
+            vectors.part_of(vector, query.by, sound, run.model_version), query.k, query.search,
             own_key=(embedded.video_uri, clip_index) if query.exclude_self else None,
-            exclude_self=query.exclude_self,
+            exclude_self=query.exclude_self, by=query.by,
         )  # fmt: skip
 
     parts = vectors.latest_rows(vectors.read_parts(catalog, level, embeddings=False), level)
     uri, part = _find_video(parts, level, query.video_uri, clip_index, catalog.output_uri)
     return nearest(
         catalog, level, part.run.model_version, None, query.k, query.search,
-        own_key=(uri, clip_index), exclude_self=query.exclude_self, keys=parts,
+        own_key=(uri, clip_index), exclude_self=query.exclude_self, keys=parts, by=query.by,
     )  # fmt: skip
 
 
 def nearest(
     catalog, level: str, model_version: str | None, vector, k: int, method: str,
     own_key: tuple[str, int | None] | None = None, exclude_self: bool = False,
-    keys: list[vectors.Part] | None = None,
+    keys: list[vectors.Part] | None = None, by: str = "both",
 ) -> pa.Table:  # fmt: skip
     """The k rows of `model_version` nearest `vector` (None: the embedding of `own_key`, the
     query's own row, which then scores 1.0 first among ties unless `exclude_self`), exactly or
-    through the runs' graphs (graphs.use_graphs). `keys`: the newest rows' key columns, when
-    the caller has read them already."""
-    if graphs.use_graphs(catalog, level, model_version, method):
+    through the runs' graphs (graphs.use_graphs; whole embeddings only: `by` "both").
+    `keys`: the newest rows' key columns, when the caller has read them already."""
+    if by == "both" and graphs.use_graphs(catalog, level, model_version, method):
         found = graphs.GraphSearch(catalog, level, model_version, keys)
         own = found.find(*own_key) if own_key is not None else None
         if vector is None:
             vector = found.vector(*own)
         return found.search(vector, k, own, exclude_self=exclude_self)
     parts = vectors.latest_rows(vectors.read_parts(catalog, level), level)
-    index = vectors.build_index(parts, level, model_version)
+    index = vectors.build_index(parts, level, model_version, by)
     own = index.position(*own_key) if own_key is not None else None
     if vector is None:
         if own is None:

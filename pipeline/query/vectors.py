@@ -24,6 +24,9 @@ from pipeline.query.duplicates import hashes_by_video
 from pipeline.query.errors import QueryError
 
 LEVELS = ("video", "clip")
+# what --similar ranks by: the whole embedding, or its picture or sound part (a model that
+# hears lays its embedding out [picture ; sound], the sound's part `audio_dim` wide)
+BY = ("both", "picture", "sound")
 TABLE_OF = {"video": schema.VIDEOS, "clip": schema.CLIPS}
 KEYS = {"video": ("video_uri",), "clip": ("video_uri", "clip_index")}
 READ_THREADS = 8
@@ -169,8 +172,38 @@ def locate(parts: list[Part], level: str, video_uri: str, clip_index: int | None
     return None
 
 
-def build_index(parts: list[Part], level: str, model_version: str | None) -> EmbeddingIndex:
-    """The rows of one model version with an embedding, as a normalised matrix."""
+def audio_dim(parts: list[Part], model_version: str | None) -> int:
+    """How many of the model's embedding values are the sound's (its runs' records say)."""
+    for part in parts:
+        if part.run.model_version == model_version:
+            return int(part.run.record.get("audio_dim") or 0)
+    return 0
+
+
+def part_of(matrix: np.ndarray, by: str, sound: int, model_version: str | None) -> np.ndarray:
+    """(N, D) embeddings -> the columns `by` ranks with (the whole for "both", and for a
+    model of one kind the part it has); QueryError where the model lacks that part."""
+    if by == "both":
+        return matrix
+    width = matrix.shape[-1]
+    if by == "sound":
+        if not sound:
+            raise QueryError(
+                f"model {model_version} does not hear: --by sound needs an index made with "
+                "--modalities audio or video,audio"
+            )
+        return matrix[..., width - sound :]
+    if sound == width:
+        raise QueryError(f"model {model_version} hears only: --by picture needs one that sees")
+    return matrix[..., : width - sound]
+
+
+def build_index(
+    parts: list[Part], level: str, model_version: str | None, by: str = "both"
+) -> EmbeddingIndex:
+    """The rows of one model version with an embedding, as a normalised matrix of the part
+    `by` names."""
+    sound = audio_dim(parts, model_version)
     tables = []
     for part in parts:
         if part.run.model_version != model_version:
@@ -183,9 +216,13 @@ def build_index(parts: list[Part], level: str, model_version: str | None) -> Emb
     if not tables:
         raise QueryError(f"no {level} embeddings of model {model_version} in the index")
     table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-    return EmbeddingIndex(
-        level, model_version, table.drop_columns(["embedding"]), unit_rows(table["embedding"])
-    )
+    if by == "both":
+        matrix = unit_rows(table["embedding"])
+    else:
+        values = table["embedding"].combine_chunks()
+        whole = values.flatten().to_numpy().reshape(len(values), values.type.list_size)
+        matrix = np.stack([unit(row) for row in part_of(whole, by, sound, model_version)])
+    return EmbeddingIndex(level, model_version, table.drop_columns(["embedding"]), matrix)
 
 
 def unit(vector: np.ndarray) -> np.ndarray:

@@ -94,6 +94,16 @@ class TrainConfig:
                 "--text) and labels zero-shot (--labels); training on it is not supported: "
                 "train a torchvision or small_cnn encoder"
             )
+        if self.model.modalities != self.sampling.modalities:
+            raise ConfigError(
+                f"the model's modalities ({self.model.modalities}) and the sampling's "
+                f"({self.sampling.modalities}) differ: set both with --modalities"
+            )
+        if self.features_from and self.model.hears:
+            raise ConfigError(
+                "--features-from trains a picture head on an index run's stored frame "
+                "features, which hold no sound: leave --modalities at video"
+            )
         if self.sampling.clip_frames > self.model.max_frames:
             raise ConfigError(
                 f"--clip-frames {self.sampling.clip_frames} is more than the model's "

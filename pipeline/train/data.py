@@ -30,6 +30,7 @@ from pipeline.video.plan import PlanVideo
 log = logging.getLogger("reelay.train")
 
 FRAMES, LABEL = "frames", "label"  # the columns the training loop reads
+AUDIO = "audio"  # and, for a model that hears, each clip's sound (N,) float32
 FAILURE_COLUMNS = ("video_uri", *ERROR_FIELDS)
 
 
@@ -129,7 +130,9 @@ def _decode(
         failures += errors
         counts += clean
         clips = decoded.filter(expr="error_stage == ''") if errors else decoded
-        clips = clips.select_columns([FRAMES, LABEL]).materialize()
+        clips = clips.select_columns(
+            [FRAMES, LABEL, *([AUDIO] if sampling.hears else [])]
+        ).materialize()
         del decoded  # its blocks are freed; only the clean clips stay in the object store
     return ClipSplit(clips if counts.sum() else None, counts, len(items), failures)
 

@@ -12,7 +12,7 @@ import ray
 
 from pipeline.config import StorageConfig
 from pipeline.models.inference import read_only_tensor
-from pipeline.train.data import LABEL
+from pipeline.train.data import AUDIO, LABEL
 from pipeline.train.metrics import Evaluation
 
 
@@ -33,13 +33,16 @@ class ClipPredictor:
         device = torch.device(device)
         self.model = wrap(ckpt.build_model().to(device), inputs).eval()
         norm = ckpt.normalization
-        self.to_input = ModelInput.create(inputs, norm["mean"], norm["std"], device)
+        self.to_input = ModelInput.create(
+            inputs, norm["mean"], norm["std"], device, ckpt.model.modalities
+        )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self.torch
-        x = read_only_tensor(np.ascontiguousarray(batch[self.inputs]))  # only read
+        names = [self.inputs, *([AUDIO] if AUDIO in batch else [])]
+        x = {k: read_only_tensor(np.ascontiguousarray(batch[k])) for k in names}  # only read
         with torch.inference_mode():
-            _, logits = self.model(self.to_input({self.inputs: x}))  # (B, K)
+            _, logits = self.model(*self.to_input(x))  # (B, K)
         return {LABEL: batch[LABEL], "predicted": logits.argmax(dim=1).cpu().numpy()}
 
 

@@ -1,7 +1,8 @@
 """What the model is fed, in training and evaluation: decoded frames or stored frame features.
 
 Two kinds of input (the training datasets' column besides LABEL):
-  frames    uint8 clips (B, T, S, S, 3), normalised here; the whole VideoModel runs
+  frames    uint8 clips (B, T, S, S, 3), normalised here; the whole VideoModel runs; a model
+            that hears also gets the clips' sound (AUDIO, (B, N) float32 samples)
   features  per-frame CNN features (B, T, D) float32 from an index run (--features-from); only
             the temporal head and the classifier run (`HeadOnly`), the encoder never does
 """
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 from pipeline.models import VideoModel
-from pipeline.train.data import FRAMES, LABEL
+from pipeline.train.data import AUDIO, FRAMES, LABEL
 from pipeline.train.features import FEATURES
 
 INPUTS = (FRAMES, FEATURES)  # what a training dataset's clips hold (besides LABEL)
@@ -65,28 +66,42 @@ def trainable(module: nn.Module) -> list[nn.Parameter]:
 
 @dataclass(frozen=True)
 class ModelInput:
-    """Batch -> model input on `device`: normalised frames, or float32 features."""
+    """Batch -> the model's arguments on `device`: normalised frames and, for a model that
+    hears, the sound's samples; or float32 features."""
 
     inputs: str  # FRAMES or FEATURES
     mean: torch.Tensor  # (3,) on the device
     std: torch.Tensor
+    sees: bool = True
+    hears: bool = False
 
     @classmethod
     def create(
-        cls, inputs: str, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+        cls,
+        inputs: str,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        device: torch.device,
+        modalities: str = "video",
     ) -> ModelInput:
         if inputs not in INPUTS:
             raise ValueError(f"inputs must be one of {INPUTS}, got {inputs!r}")
-        return cls(inputs, torch.tensor(mean, device=device), torch.tensor(std, device=device))
+        mean_t, std_t = torch.tensor(mean, device=device), torch.tensor(std, device=device)
+        return cls(inputs, mean_t, std_t, "video" in modalities, "audio" in modalities)
 
     @property
     def device(self) -> torch.device:
         return self.mean.device
 
-    def __call__(self, batch: Batch) -> torch.Tensor:
-        if self.inputs == FRAMES:
-            return normalise(batch[FRAMES].to(self.device), self.mean, self.std)  # (B,T,3,H,W)
-        return batch[FEATURES].to(self.device, torch.float32)  # (B, T, D)
+    def __call__(self, batch: Batch) -> tuple[torch.Tensor | None, ...]:
+        if self.inputs == FEATURES:
+            return (batch[FEATURES].to(self.device, torch.float32),)  # (B, T, D)
+        frames = None
+        if self.sees:  # (B, T, 3, H, W)
+            frames = normalise(batch[FRAMES].to(self.device), self.mean, self.std)
+        if not self.hears:
+            return (frames,)
+        return frames, batch[AUDIO].to(self.device, torch.float32)  # (B, N)
 
     def labels(self, batch: Batch) -> torch.Tensor:
         return batch[LABEL].to(self.device)  # (B,)

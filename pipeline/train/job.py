@@ -24,7 +24,12 @@ import pyarrow as pa
 
 from pipeline import storage
 from pipeline.config import ConfigError
-from pipeline.models.source import pretrained_state, read_checkpoint
+from pipeline.models.source import (
+    audio_state,
+    fetch_audio_weights,
+    pretrained_state,
+    read_checkpoint,
+)
 from pipeline.ray_env import actor_beside_driver, ensure_ray
 from pipeline.runs import Stopwatch, new_run_id
 from pipeline.train import output as names
@@ -100,6 +105,8 @@ def _run(cfg: TrainConfig, started: datetime) -> TrainSummary:
     _check_output(out, cfg, mode.identity(data.labels))
     # --weights: fetched once, here; the workers get it through the object store
     pretrained = None if mode.source else pretrained_state(cfg.model, cfg.storage, cfg.offline)
+    audio = fetch_audio_weights(cfg.model, cfg.storage, cfg.offline)
+    audio = audio_state(cfg.model, audio) if audio is not None else None
     log.info(
         "%d labeled videos, classes %s, split from %s: %s",
         len(data.videos),
@@ -146,7 +153,7 @@ def _run(cfg: TrainConfig, started: datetime) -> TrainSummary:
 
     # 3. train (Ray Train workers, DDP)
     encoder = encoder_state(mode.source.spec) if mode.source is not None else None
-    spec = _loop_spec(cfg, mode, data, counts, encoder, pretrained)
+    spec = _loop_spec(cfg, mode, data, counts, encoder, pretrained, audio)
     try:
         result, restarts = _fit(cfg, spec, out, splits)
     except Exception as e:
@@ -273,6 +280,7 @@ def _loop_spec(
     counts: dict,
     encoder: dict | None,
     pretrained: dict | None,
+    audio: dict | None = None,
 ) -> LoopSpec:
     import ray
 
@@ -303,6 +311,7 @@ def _loop_spec(
         # features: the index run's encoder, once in the object store for every worker
         encoder=ray.put(encoder) if encoder is not None else None,
         pretrained=ray.put(pretrained) if pretrained is not None else None,
+        audio_pretrained=ray.put(audio) if audio is not None else None,
     )
 
 

@@ -69,9 +69,9 @@ def train_one_epoch(
     totals = Totals()
     loss_fn = nn.CrossEntropyLoss()
     for batch in batches:
-        x = to_input(batch)  # (B, T, 3, H, W) frames or (B, T, D) features
+        x = to_input(batch)  # frames (B, T, 3, H, W) [and sound (B, N)], or features (B, T, D)
         y = to_input.labels(batch)  # (B,)
-        _, logits = model(x)  # (B, K)
+        _, logits = model(*x)  # (B, K)
         loss = loss_fn(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -89,7 +89,7 @@ def evaluate(
     loss_fn = nn.CrossEntropyLoss()
     for batch in batches:
         x, y = to_input(batch), to_input.labels(batch)
-        _, logits = model(x)
+        _, logits = model(*x)
         totals.add(loss_fn(logits, y), logits, y)
     return totals
 
@@ -114,6 +114,7 @@ def train_loop_per_worker(config: dict) -> list[dict]:
         seed=spec.seed,
         load_pretrained=spec.encoder is None,  # FEATURES: the index's encoder replaces it
         pretrained_state=pretrained,
+        audio_state=ray.get(spec.audio_pretrained) if spec.audio_pretrained is not None else None,
     )
     if spec.encoder is not None:  # features: the index run's encoder, so checkpoints are whole
         model.encoder.load_state_dict(ray.get(spec.encoder), strict=True)
@@ -137,7 +138,7 @@ def train_loop_per_worker(config: dict) -> list[dict]:
     optimizer = torch.optim.AdamW(trainable(model), lr=spec.lr, weight_decay=spec.weight_decay)
     if optim_state is not None:
         optimizer.load_state_dict(optim_state)  # after the move: state follows the params
-    to_input = ModelInput.create(spec.inputs, spec.mean, spec.std, device)
+    to_input = ModelInput.create(spec.inputs, spec.mean, spec.std, device, spec.model.modalities)
     train_shard = ray.train.get_dataset_shard(TRAIN_SPLIT)
 
     for epoch in range(start_epoch + 1, spec.epochs + 1):  # 1-based

@@ -31,6 +31,7 @@ class LoopSpec:
     inputs: str = FRAMES  # FRAMES (decoded clips) or FEATURES (stored frame features)
     encoder: Any = None  # FEATURES: ObjectRef of the index run's encoder state dict
     pretrained: Any = None  # --weights: ObjectRef of the encoder's pretrained state dict
+    audio_pretrained: Any = None  # --audio-weights: ObjectRef of the audio encoder's
     attempts: Any = None  # an Attempts actor (the driver's), or None
 
     @property

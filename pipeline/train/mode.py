@@ -32,12 +32,14 @@ class TrainMode:
 
     @property
     def clip_bytes(self) -> int:
-        """Bytes of one training clip: uint8 frames, or float32 (T, D) features."""
+        """Bytes of one training clip: uint8 frames (and float32 sound), or float32 (T, D)
+        features."""
         if self.source is not None:
             t, d = self.source.shape
             return t * d * 4
         s = self.sampling
-        return s.clip_frames * s.image_size * s.image_size * 3
+        sound = 4 * s.audio_samples if s.hears else 0
+        return s.clip_frames * s.image_size * s.image_size * 3 + sound
 
     def identity(self, labels: tuple[str, ...]) -> dict:
         """What a --resume must find unchanged in the run it continues."""

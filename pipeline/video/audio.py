@@ -16,6 +16,39 @@ import numpy as np
 RATE = 16_000  # samples per second: what speech and sound-event models take
 
 
+class UnreadableAudio(RuntimeError):
+    """A video's audio stream could not be decoded (its pictures may still be fine)."""
+
+
+@dataclass(frozen=True)
+class UnitSound:
+    """What a work unit's sound read gave: the track over its frames' span (empty where the
+    video has none), or why the stream could not be decoded."""
+
+    track: AudioTrack
+    error: str = ""
+
+    def clip(self, start_s: float, end_s: float, length: int) -> tuple[np.ndarray, float]:
+        """A clip's `length` samples (its own span, zero-padded after: a short clip is not
+        given its neighbour's sound) and its loudness (NaN: no sound to measure)."""
+        samples = self.track.between(start_s, end_s)[:length]
+        out = np.zeros(length, np.float32)
+        out[: len(samples)] = samples
+        if not len(self.track.samples) or not len(samples):
+            return out, float("nan")
+        return out, float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+
+
+def read_unit_sound(path: str | Path, start_s: float, end_s: float, rate: int) -> UnitSound:
+    """The sound of a unit's span; a stream that fails to decode is reported, not raised, so
+    that the unit's pictures are kept where the model can do without the sound."""
+    try:
+        return UnitSound(read_audio(path, start_s, end_s, rate))
+    except Exception as e:  # av.FFmpegError and what a damaged stream makes PyAV raise
+        why = " ".join(str(e).split()) or type(e).__name__
+        return UnitSound(AudioTrack.absent(rate), f"{type(e).__name__}: {why}"[:500])
+
+
 @dataclass(frozen=True)
 class AudioTrack:
     """A range of a video's sound: mono float32 samples at `rate`, from `start_s`."""

@@ -21,6 +21,7 @@ from pipeline.faults import crash_point
 from pipeline.ray_env import this_node
 from pipeline.schema import ERROR_FIELDS, error_fields, no_error
 from pipeline.video import shots
+from pipeline.video.audio import AudioTrack, UnitSound, UnreadableAudio, read_unit_sound
 from pipeline.video.fingerprint import ZOOMS, frame_fingerprints
 from pipeline.video.guard import guarded
 from pipeline.video.io import (
@@ -53,10 +54,28 @@ def fetch_and_read(
     size: int,
     info: VideoInfo,
     chunk_bytes: int,
-) -> DecodedFrames:
+    sound: tuple[int, float] | None = None,
+) -> tuple[DecodedFrames, UnitSound | None]:
+    """The frames at `indices`; with `sound` (rate, seconds a sample stands for), also the
+    sound of the time the decoded frames stand for (in the same guarded call: a hang in
+    either costs the unit, never the run)."""
     crash_point("decode", uri)
     path = storage.local_copy(uri, fingerprint, storage_cfg)
-    return read_frames_and_times(path, indices, size, info, chunk_bytes)
+    got = read_frames_and_times(path, indices, size, info, chunk_bytes)
+    if sound is None:
+        return got, None
+    rate, per_sample_s = sound
+    decoded = got.decoded()
+    if not decoded.any():
+        return got, UnitSound(AudioTrack.absent(rate))
+    span = got.times[decoded]
+    end = max(float(span[:, 1].max()), float(span[:, 0].max()) + per_sample_s)
+    return got, read_unit_sound(path, float(span[:, 0].min()), end, rate)
+
+
+def per_sample_s(info: VideoInfo, sampling: SamplingConfig) -> float:
+    """The seconds one sampled frame stands for (sampling never goes past the native rate)."""
+    return 1.0 / min(sampling.fps, info.fps) if info.fps > 0 else 1.0 / sampling.fps
 
 
 @dataclass(frozen=True)
@@ -148,8 +167,9 @@ class DecodeUnit:
             rows = [self._error_row(meta, unit, {k: unit[k] for k in ERROR_FIELDS})]
             return self._with_unit_columns(rows, unit, found), None
         try:
-            info, clips, wanted, got, found = self._read(unit)
-            rows = list(self._clip_rows(unit, meta, info, clips, wanted, got))
+            info, clips, wanted, (got, sound), found = self._read(unit)
+            self._check_sound(sound)
+            rows = list(self._clip_rows(unit, meta, info, clips, wanted, got, sound))
         except Exception as e:  # recorded on the row: see class docstring
             rows = [self._error_row(meta, unit, error_fields("decode", e))]
         else:
@@ -164,6 +184,22 @@ class DecodeUnit:
                 row |= unit_columns(unit, found if i == 0 else None)
         return rows
 
+    def _check_sound(self, sound: UnitSound | None) -> None:
+        """A model of sound alone cannot index a clip whose sound is unreadable."""
+        if sound is not None and sound.error and self.sampling.modalities == "audio":
+            raise UnreadableAudio(f"the audio stream cannot be decoded ({sound.error})")
+
+    def _sound_columns(self, sound: UnitSound | None, start_s: float, seconds: float) -> dict:
+        """A clip's `audio` (the samples of `seconds` from `start_s`) and `audio_rms` where
+        the model hears; none otherwise."""
+        if not self.sampling.hears:
+            return {}
+        if sound is None:
+            return {"audio": np.zeros(self.sampling.audio_samples, np.float32),
+                    "audio_rms": float("nan")}  # fmt: skip
+        samples, rms = sound.clip(start_s, start_s + seconds, self.sampling.audio_samples)
+        return {"audio": samples, "audio_rms": rms}
+
     def _error_row(self, meta: dict, unit: dict, error: dict) -> dict:
         size, frames = self.sampling.image_size, self.sampling.clip_frames
         return {
@@ -176,6 +212,7 @@ class DecodeUnit:
             "frame_hashes": np.zeros((frames, len(ZOOMS)), np.int64),
             "shot_index": -1,
             "unit_frames": unit["sampled_frames"],
+            **self._sound_columns(None, 0.0, 0.0),
             **error,
         }
 
@@ -203,13 +240,20 @@ class DecodeUnit:
         a, b = unit["sample_start"], unit["sample_end"]
         lo, hi = max(0, a - shots.CONTEXT_BEFORE), min(len(samples), b + shots.CONTEXT_AFTER)
         wanted = [int(f) for f in samples[lo:hi]]
-        got = self._fetch(unit, info, wanted)
+        got, sound = self._fetch(unit, info, wanted)
         found = unit_shots(got, wanted, (a - lo, b - lo), a, self.sampling.clip_frames)
-        return info, found.clips, wanted, got, found
+        return info, found.clips, wanted, (got, sound), found
 
-    def _fetch(self, unit: dict, info: VideoInfo, wanted: list[int]) -> DecodedFrames:
+    def _fetch(
+        self, unit: dict, info: VideoInfo, wanted: list[int]
+    ) -> tuple[DecodedFrames, UnitSound | None]:
+        """The frames, guarded; where the model hears, the sound too (a video whose header
+        lists no audio stream is silent without a read)."""
         first, last = unit["clip_start"], unit["clip_end"] - 1
-        return guarded(
+        sound = None
+        if self.sampling.hears and unit.get("has_audio") is not False:
+            sound = (self.sampling.audio_rate, per_sample_s(info, self.sampling))
+        got, sound = guarded(
             fetch_and_read,
             unit["video_uri"],
             unit["fingerprint"],
@@ -218,16 +262,22 @@ class DecodeUnit:
             self.sampling.image_size,
             info,
             self.plan.chunk_bytes,
+            sound,
             guard=self.plan.guard,
             what=f"decoding clips {first}-{last}",
             key=f"decode {unit['video_uri']} {unit['fingerprint']} {first}",
             book=self.book,
         )
+        if self.sampling.hears and sound is None:  # no stream: silence, a fact
+            sound = UnitSound(AudioTrack.absent(self.sampling.audio_rate))
+        return got, sound
 
     def _clip_rows(
-        self, unit: dict, meta: dict, info: VideoInfo, clips: list, wanted: list[int], got
-    ):
-        """The unit's clip rows, then one error row per run of frames that did not decode."""
+        self, unit: dict, meta: dict, info: VideoInfo, clips: list, wanted: list[int], got,
+        sound: UnitSound | None = None,
+    ):  # fmt: skip
+        """The unit's clip rows, then one error row per run of frames that did not decode
+        (and one where a model of picture and sound got no sound from a damaged stream)."""
         position = {f: i for i, f in enumerate(wanted)}
         decoded = got.decoded()
         hashes = frame_fingerprints(got.frames).view(np.int64)  # (N, 2): whole, zoomed
@@ -237,16 +287,22 @@ class DecodeUnit:
             take = [position[f] for f in clip.frame_indices]
             if not decoded[take].all():
                 continue
+            # presentation times (true for variable frame rates), not index / average fps
+            start_s, end_s = float(got.times[take[0], 0]), float(got.times[take[-1], 1])
             yield {
                 **meta,
                 "clip_index": clip.clip_index,
-                # presentation times (true for variable frame rates), not index / average fps
-                "start_s": float(got.times[take[0], 0]),
-                "end_s": float(got.times[take[-1], 1]),
+                "start_s": start_s,
+                "end_s": end_s,
                 "frame_indices": np.asarray(clip.frame_indices, dtype=np.int32),
                 "frames": got.frames[take],
                 "frame_hashes": hashes[take],
                 "shot_index": -1 if clip.shot_index is None else clip.shot_index,
+                # the sound of the time its distinct samples stand for (a padded clip's
+                # repeats add none)
+                **self._sound_columns(
+                    sound, start_s, len(set(clip.frame_indices)) * per_sample_s(info, self.sampling)
+                ),
                 **no_error(),
             }
         for failure in got.failures:  # after the clips: a unit's first row is a clip if any
@@ -255,6 +311,13 @@ class DecodeUnit:
             clips_lost = f"clip {lost[0]}" if len(lost) == 1 else f"clips {lost[0]}-{lost[-1]}"
             error = UndecodableFrames(
                 f"{failure.message(wanted, info.num_frames)}; {clips_lost} not indexed"
+            )
+            yield self._error_row(meta, unit, error_fields("decode", error))
+        if sound is not None and sound.error and clips:
+            error = UnreadableAudio(
+                f"the audio stream cannot be decoded ({sound.error}); clips "
+                f"{clips[0].clip_index}-{clips[-1].clip_index} were indexed on their pictures "
+                "with silence for their sound"
             )
             yield self._error_row(meta, unit, error_fields("decode", error))
 
