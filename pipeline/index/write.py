@@ -100,9 +100,9 @@ def drop_orphans(out: RunOutput, named: set[str]) -> None:
 
 def result_rows_per_task(spec: ModelSpec, clip_frames: int, keep_frame_features: bool) -> int:
     """Clip results per staging task: about RESULT_TASK_BYTES of them, from the width of a
-    row (embedding, scores, metadata; per-frame features, if kept, taken as wide as the
-    embedding for each frame)."""
-    row = 4 * (spec.embedding_dim + 3 * len(spec.labels)) + 512
+    row (embedding and its sound's part, scores, metadata; per-frame features, if kept, taken
+    as wide as the embedding for each frame)."""
+    row = 4 * (spec.embedding_dim + spec.audio_dim + 3 * len(spec.labels)) + 512
     if keep_frame_features:
         row += 4 * spec.embedding_dim * clip_frames
     return max(64, RESULT_TASK_BYTES // row)
