@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from pipeline.models.config import ModelConfig
+from pipeline.models.temporal import transformer
 
 
 class ConcatFusion(nn.Module):
@@ -55,17 +56,7 @@ class AttentionFusion(nn.Module):
         # unit scale, as the attention head's positions (pipeline.models.temporal)
         nn.init.trunc_normal_(self.frame_pos, std=1.0, a=-2.0, b=2.0)
         nn.init.trunc_normal_(self.kind, std=1.0, a=-2.0, b=2.0)
-        layer = nn.TransformerEncoderLayer(
-            d,
-            cfg.attention_heads,
-            dim_feedforward=2 * d,
-            dropout=cfg.dropout,
-            batch_first=True,
-            norm_first=True,
-        )
-        self.encoder = nn.TransformerEncoder(
-            layer, cfg.attention_layers, enable_nested_tensor=False
-        )
+        self.encoder = transformer(cfg)
         self.norm = nn.LayerNorm(d)
         self.out_dim = 2 * d
 

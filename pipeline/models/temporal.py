@@ -43,6 +43,20 @@ class RecurrentHead(nn.Module):
         return torch.cat(list(h[-self.directions :]), dim=-1)  # (B, H * directions)
 
 
+def transformer(cfg: ModelConfig) -> nn.TransformerEncoder:
+    """Pre-norm transformer layers of width `hidden_dim` (the attention head's, and attention
+    fusion's: pipeline.models.fusion)."""
+    layer = nn.TransformerEncoderLayer(
+        cfg.hidden_dim,
+        cfg.attention_heads,
+        dim_feedforward=2 * cfg.hidden_dim,
+        dropout=cfg.dropout,
+        batch_first=True,
+        norm_first=True,
+    )
+    return nn.TransformerEncoder(layer, cfg.attention_layers, enable_nested_tensor=False)
+
+
 class AttentionHead(nn.Module):
     """Pre-norm transformer over frames with a learned class token and positions."""
 
@@ -58,17 +72,7 @@ class AttentionHead(nn.Module):
         # differ within a clip at first (measured; docs/training.md).
         nn.init.trunc_normal_(self.cls_token, std=1.0, a=-2.0, b=2.0)
         nn.init.trunc_normal_(self.pos_embed, std=1.0, a=-2.0, b=2.0)
-        layer = nn.TransformerEncoderLayer(
-            d,
-            cfg.attention_heads,
-            dim_feedforward=2 * d,
-            dropout=cfg.dropout,
-            batch_first=True,
-            norm_first=True,
-        )
-        self.encoder = nn.TransformerEncoder(
-            layer, cfg.attention_layers, enable_nested_tensor=False
-        )
+        self.encoder = transformer(cfg)
         self.norm = nn.LayerNorm(d)
         self.out_dim = d
 
