@@ -51,13 +51,24 @@ def index_cli():
     return module
 
 
-def model_version(output: str, manifest: str) -> str:
-    """The model_version the CLI's default model has (what the ledger must hold)."""
-    from pipeline.models.source import resolve_model
+def model_record(output: str, manifest: str) -> dict:
+    """What a run of the CLI's default model records of it: its model_version (what the
+    ledger must hold) and what a later night needs to trust that version without building
+    the model (pipeline.models.source.recorded_spec)."""
+    from pipeline.models.source import environment, resolve_model
 
     cli = index_cli()
     cfg = cli.build_config(cli.parse_args(["--input", manifest, "--output", output]))
-    return resolve_model(cfg)[0].model_version
+    spec, sampling = resolve_model(cfg)
+    return {
+        "config": json.loads(json.dumps(cfg.to_dict())),
+        "sampling": sampling.to_dict(),
+        "model_version": spec.model_version,
+        "labels": list(spec.labels),
+        "embedding_dim": spec.embedding_dim,
+        "audio_dim": spec.audio_dim,
+        "environment": environment(),
+    }
 
 
 def uris(first: int, count: int) -> list[str]:
@@ -81,8 +92,9 @@ def write_manifest(path: Path, first: int, count: int) -> None:
     )
 
 
-def write_index(output: str, videos: int, runs: int, version: str) -> None:
+def write_index(output: str, videos: int, runs: int, model: dict) -> None:
     """`videos` indexed videos in `runs` committed runs: their ledgers and run records."""
+    version = model["model_version"]
     per_run = -(-videos // runs)
     for r in range(runs):
         first = r * per_run
@@ -103,7 +115,7 @@ def write_index(output: str, videos: int, runs: int, version: str) -> None:
                 "run_id": run_id,
                 "schema_version": schema.SCHEMA_VERSION,
                 "status": "ok",
-                "model_version": version,
+                **model,
                 "counts": {"listed": count, "processed": count},
             }
         )
@@ -175,8 +187,9 @@ def main() -> None:
     start = time.perf_counter()
     write_manifest(noop, 0, args.videos)
     write_manifest(some_new, new, args.videos)  # drops the first `new`, adds as many
-    version = model_version(output, str(noop))
-    write_index(output, args.videos, args.runs, version)
+    model = model_record(output, str(noop))
+    version = model["model_version"]
+    write_index(output, args.videos, args.runs, model)
     print(f"synthetic index of {args.videos:,} videos in {args.runs} runs: "
           f"{time.perf_counter() - start:.0f} s ({root})", flush=True)  # fmt: skip
 

@@ -170,6 +170,26 @@ def test_growing_folder_dry_run_and_model_change(ray_local, tmp_path):
     # Run 5: the same new model again -> nothing to do.
     run5 = run_index(str(corpus), str(out), incremental=True, seed=1)
     assert_counts(run5, listed=4, skipped=4, processed=0, failed=0)
+    # runs 2, 3 and 5 took the seeded model's version from the run before (same flags, seed,
+    # torch): run 3's actors built the model and found the same version, or it would have failed
+    assert run2.model_version == run3.model_version == run1.model_version
+    assert run5.model_version == run4.model_version
+    assert record_of(str(out), run5.run_id)["environment"]["torch"]
+
+    # A nightly run with nothing new, as the CLI runs it: torch is never imported on the driver.
+    flags = ["--input", str(corpus), "--output", str(out), "--incremental", "--seed", "1",
+             "--fps", "2", "--clip-frames", "4", "--image-size", "32"]  # fmt: skip
+    night = (
+        "import runpy, sys; sys.argv = ['index.py', *sys.argv[1:]]\n"
+        "try:\n    runpy.run_path('jobs/index.py', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "print('torch imported:', 'torch' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", night, *flags], cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "torch imported: False" in done.stdout, done.stderr[-2000:]
 
     # Every (video, model) is committed once per fingerprint; nothing is left in staging.
     videos = committed_table(str(out), schema.VIDEOS).to_pylist()

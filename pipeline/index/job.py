@@ -36,7 +36,7 @@ from pipeline.index.search import stage_graphs
 from pipeline.index.stream import index_stream, plan_units
 from pipeline.index.write import write_tables
 from pipeline.listing import VIDEO_EXTENSIONS, VideoEntry, list_videos
-from pipeline.models.source import ModelSpec, resolve_model
+from pipeline.models.source import ModelSpec, environment, resolve_model
 from pipeline.ray_env import ensure_ray
 from pipeline.runs import Stopwatch, committed_runs, new_run_id
 from pipeline.video.guard import open_book
@@ -110,10 +110,13 @@ def run(cfg: IndexConfig) -> RunSummary:
         # the model, resolved once (a checkpoint's sampling overrides the flags'), then what
         # the ledger already holds for it (--incremental, --retry-errors), then Ray, when
         # there is work: a no-op nightly run never starts it
-        spec, sampling = resolve_model(cfg)
-        entries, skipped = listed, 0
+        records = None
         if cfg.mode.incremental or cfg.mode.retry_errors:
-            ledger = read_ledger(cfg.output_uri, cfg.storage)
+            records = committed_runs(cfg.output_uri, cfg.storage)
+        spec, sampling = resolve_model(cfg, records)
+        entries, skipped = listed, 0
+        if records is not None:
+            ledger = read_ledger(cfg.output_uri, cfg.storage, records)
             selection = select_videos(
                 listed, ledger, spec.model_version, retry_errors=cfg.mode.retry_errors
             )
@@ -221,8 +224,10 @@ def index_part(
         "config": cfg.to_dict(),
         "sampling": sampling.to_dict(),
         "model_version": spec.model_version,
+        "embedding_dim": spec.embedding_dim,
         # the embedding's last audio_dim values are the sound's (0: a model of pictures)
         "audio_dim": spec.audio_dim,
+        "environment": environment(),  # torch and torchvision: what seeded weights depend on
         "labels": list(spec.labels),
         "counts": counts,
         "timings_s": watch.timings,

@@ -20,13 +20,18 @@ from pipeline.listing import VideoEntry
 from pipeline.runs import committed_runs
 
 
-def read_ledger(output_uri: str, storage_cfg: StorageConfig) -> pa.Table:
-    """Ledger rows of committed runs only (a crashed run's files are not in any record)."""
+def read_ledger(
+    output_uri: str, storage_cfg: StorageConfig, records: list[dict] | None = None
+) -> pa.Table:
+    """Ledger rows of committed runs only (a crashed run's files are not in any record).
+    `records`: the committed run records, when the caller has read them."""
     fs = storage.filesystem(output_uri, storage_cfg)
     ledger_dir = storage.strip_scheme(storage.join(output_uri, schema.LEDGER))
     tables = []
     marker = f"/{schema.LEDGER}/"
-    for record in committed_runs(output_uri, storage_cfg):
+    if records is None:
+        records = committed_runs(output_uri, storage_cfg)
+    for record in records:
         for uri in record.get("files", []):
             if marker in uri:  # re-rooted under this output: an index may have been moved
                 path = ledger_dir + "/" + uri.rsplit(marker, 1)[1]
