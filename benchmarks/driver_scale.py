@@ -108,7 +108,7 @@ def write_index(output: str, videos: int, runs: int, model: dict) -> None:
             for k, u in enumerate(uris(first, count))
         ]
         out.write_small_table(
-            schema.LEDGER, ledger_table(entries, set(), version, run_id), "ledger"
+            schema.LEDGER, ledger_table(entries, set(), set(), version, run_id), "ledger"
         )
         out.commit(
             {
