@@ -117,3 +117,28 @@ def test_a_killed_worker_restarts_from_the_last_checkpoint(sample_corpus, tmp_pa
     metrics = pq.read_table(out / "metrics.parquet").to_pylist()
     expected = [(e, 0 if e <= restart["from_epoch"] else 1) for e in (1, 2, 3)]
     assert [(m["epoch"], m["attempt"]) for m in metrics] == expected
+
+
+def test_a_restart_after_a_lost_worker_keeps_the_accuracy(direction_corpus, tmp_path):
+    """A worker killed at the start of epoch 3 (--max-failures 1) on the corpus that learns
+    time order: the run restarts from a checkpoint and its best model still separates the
+    directions (>= 0.95, as without a failure)."""
+    from tests.job_process import run_python
+
+    out, marks = tmp_path / "out", tmp_path / "marks"
+    marks.mkdir()
+    args = [
+        "jobs/train.py", "--data", str(direction_corpus / "manifest.csv"), "--output", str(out),
+        "--epochs", "6", "--fps", "10", "--clip-frames", "16", "--image-size", "64",
+        "--encoder", "small_cnn", "--temporal", "gru", "--hidden-dim", "128",
+        "--batch-size", "16", "--max-failures", "1",
+    ]  # fmt: skip
+    faults = {"REELAY_CRASH_ONCE_AT": "train_epoch:3", "REELAY_FAULT_DIR": str(marks)}
+    code, log = run_python(args, faults, tmp_path / "train.log", timeout_s=1500)
+    assert code == 0, log[-4000:]
+    assert (marks / "crashed-train_epoch").exists()
+    record = json.loads((out / "train_run.json").read_text())
+    (restart,) = record["restarts"]
+    assert restart["from_epoch"] in (0, 1, 2), record["restarts"]
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert evaluation["accuracy"] >= 0.95, evaluation
