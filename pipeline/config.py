@@ -112,6 +112,16 @@ class SamplingConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+def check_modalities(model: ModelConfig, sampling: SamplingConfig) -> None:
+    """What the model takes and what the decode stage reads must agree (both from
+    --modalities)."""
+    if model.modalities != sampling.modalities:
+        raise ConfigError(
+            f"the model's modalities ({model.modalities}) and the sampling's "
+            f"({sampling.modalities}) differ: set both with --modalities"
+        )
+
+
 @dataclass(frozen=True)
 class PlanConfig:
     """How videos are cut into work units, within a memory budget per decode task.
@@ -320,11 +330,8 @@ class IndexConfig:
                 f"--commit-every must be >= 0 (got {self.commit_every}): videos per commit, "
                 "or 0 to commit once at the end"
             )
-        if not self.checkpoint_uri and self.model.modalities != self.sampling.modalities:
-            raise ConfigError(
-                f"the model's modalities ({self.model.modalities}) and the sampling's "
-                f"({self.sampling.modalities}) differ: set both with --modalities"
-            )
+        if not self.checkpoint_uri:  # a checkpoint brings both its own
+            check_modalities(self.model, self.sampling)
         if self.infer.keep_frame_features and self.model.modalities == "audio":
             raise ConfigError(
                 "--keep-frame-features keeps the frame encoder's features: a model of "

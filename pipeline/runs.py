@@ -54,6 +54,12 @@ class Run:
         return self.record.get("model_version")
 
     @property
+    def audio_dim(self) -> int:
+        """How many of the embedding's last values are the sound's (0: a model of pictures,
+        or a run recorded before sound)."""
+        return int(self.record.get("audio_dim") or 0)
+
+    @property
     def commit_order(self) -> tuple[str, str, str]:
         """Sort key: when the run ended (its commit), then started, then its id."""
         return (

@@ -132,6 +132,11 @@ _SECRET_QUERY = re.compile(
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
 
 
+def one_line(error: BaseException) -> str:
+    """An exception as one line of at most 300 characters (its type where it says nothing)."""
+    return " ".join(str(error).split())[:300] or type(error).__name__
+
+
 def redact(text: str) -> str:
     """Remove credentials from URIs and messages: userinfo and signed query strings."""
     text = _USERINFO.sub(r"\1***@", text)

@@ -101,7 +101,7 @@ class Checkpoint:
     def audio_dim(self) -> int:
         """How many of the embedding's last values are the sound's (0: a model that does not
         hear; pipeline.models.fusion)."""
-        return self.model.hidden_dim if self.model.hears else 0
+        return self.model.audio_dim
 
     def build_model(self) -> VideoModel:
         """Rebuild the architecture (no pretrained file read), load weights strictly; eval."""

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from pipeline.models.registry import register_encoder
+from pipeline.storage import one_line
 
 # The folder's files that are read; a folder needs the first two.
 REQUIRED_FILES = ("config.json", "model.safetensors")
@@ -71,7 +72,7 @@ class ClipFolder:
             try:
                 return CLIPModel.from_pretrained(self._folder(Path(tmp))).eval()
             except Exception as e:  # not a CLIP config, weights that do not fit
-                raise ValueError(f"not a loadable CLIPModel ({_one_line(e)})") from None
+                raise ValueError(f"not a loadable CLIPModel ({one_line(e)})") from None
 
     def tokenizer(self):
         from transformers import AutoTokenizer
@@ -80,7 +81,7 @@ class ClipFolder:
             try:
                 return AutoTokenizer.from_pretrained(self._folder(Path(tmp)))
             except Exception as e:
-                raise ValueError(f"the folder has no usable tokenizer ({_one_line(e)})") from None
+                raise ValueError(f"the folder has no usable tokenizer ({one_line(e)})") from None
 
 
 class ClipImageEncoder(nn.Module):
@@ -136,7 +137,3 @@ def clip(
             "(pipeline.models.weights.fetch); checkpoints of it are not supported"
         )
     return ClipImageEncoder(pretrained_state.model())
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())[:300] or type(error).__name__

@@ -95,6 +95,11 @@ class ModelConfig:
     def hears(self) -> bool:
         return "audio" in self.modalities
 
+    @property
+    def audio_dim(self) -> int:
+        """The width of the sound's part of the embedding (its encoder's output; 0: none)."""
+        return self.hidden_dim if self.hears else 0
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of primitives (safe to store in a weights-only checkpoint); a
         picture-only model's dict has no sound fields (SOUND_FIELDS)."""

@@ -121,7 +121,7 @@ def recorded_spec(cfg: IndexConfig, records: list[dict]) -> ModelSpec | None:
             record["model_version"],
             record["embedding_dim"],
             seed=cfg.seed,
-            audio_dim=int(record.get("audio_dim") or 0),
+            audio_dim=model.audio_dim,
         )
     return None
 
@@ -166,10 +166,10 @@ def untrained_model(cfg: IndexConfig):
     check_model_flags(cfg.model, cfg.labels)
     pretrained = fetch_pretrained(cfg.model, cfg.storage, cfg.offline)
     audio = fetch_audio_weights(cfg.model, cfg.storage, cfg.offline)
-    if audio is not None:
-        audio_state(cfg.model, audio)  # checked against the audio encoder here: a bad flag
+    # checked against the audio encoder here, so that a file that does not fit is a bad flag
+    sound = audio_state(cfg.model, audio) if audio is not None else None
     try:
-        model, labels = _build_untrained(cfg.model, cfg.seed, pretrained, cfg.labels, audio)
+        model, labels = _build_untrained(cfg.model, cfg.seed, pretrained, cfg.labels, sound)
         mean, std = normalization(cfg.model, pretrained)
     except (WeightsError, ValueError) as e:  # unreadable, or not this encoder's weights
         if not cfg.model.pretrained_weights:
@@ -225,14 +225,10 @@ def audio_state(model: ModelConfig, audio: PretrainedFile) -> dict:
 
     try:
         state = audio.payload()
-        get_audio_encoder_builder(model.audio_encoder)(out_dim=model.hidden_dim, weights=state)
+        get_audio_encoder_builder(model.audio_encoder)(out_dim=model.audio_dim, weights=state)
     except (WeightsError, ValueError) as e:
-        raise ConfigError(f"--audio-weights {audio.source}: {_one_line(e)}") from e
+        raise ConfigError(f"--audio-weights {audio.source}: {storage.one_line(e)}") from e
     return state
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())[:300]
 
 
 def check_model_flags(model: ModelConfig, labels: tuple[str, ...]) -> None:
@@ -315,7 +311,7 @@ def _build_untrained(
     seed: int,
     pretrained,
     zero_shot: tuple[str, ...] = (),
-    audio: PretrainedFile | None = None,
+    sound: dict | None = None,
 ):
     """A seeded model; with ImageNet weights and a `mean` head, the ImageNet classifier and
     its category names are used, so labels mean something without training; with a CLIP
@@ -329,7 +325,7 @@ def _build_untrained(
         model_cfg,
         seed=seed,
         pretrained_state=payload,
-        audio_state=audio.payload() if audio is not None else None,
+        audio_state=sound,  # the --audio-weights state dict
     )
     if zero_shot:
         from pipeline.models.clip import zero_shot_classifier
@@ -354,8 +350,9 @@ def load_model(spec: ModelSpec):
                 "the run; rerun the job"
             )
         return ckpt.build_model()
+    sound = spec.audio_pretrained.payload() if spec.audio_pretrained is not None else None
     model, labels = _build_untrained(
-        spec.model, spec.seed, spec.pretrained, spec.zero_shot_labels, spec.audio_pretrained
+        spec.model, spec.seed, spec.pretrained, spec.zero_shot_labels, sound
     )
     built = _untrained_version(model, spec.model, labels, spec.seed)
     if built != spec.model_version:

@@ -110,7 +110,7 @@ def _build(
             temporal = get_temporal_builder(config.temporal)(in_dim=encoder.out_dim, config=config)
     if config.hears:
         audio = get_audio_encoder_builder(config.audio_encoder)(
-            out_dim=config.hidden_dim, weights=audio_state if load_pretrained else None
+            out_dim=config.audio_dim, weights=audio_state if load_pretrained else None
         )
     if encoder is not None and audio is not None:
         if temporal is None:

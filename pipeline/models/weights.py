@@ -47,7 +47,7 @@ class PretrainedFile:
             state = torch.load(io.BytesIO(self.data), map_location="cpu", weights_only=True)
         except Exception as e:  # truncated, corrupt, or not a PyTorch file
             raise WeightsError(
-                f"{self.source} is not a readable PyTorch weights file ({_one_line(e)})"
+                f"{self.source} is not a readable PyTorch weights file ({storage.one_line(e)})"
             ) from None
         if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
             raise WeightsError(f"{self.source} holds no state dict (name -> tensor)")
@@ -102,7 +102,7 @@ def fetch(value: str, arch: str, storage_cfg: StorageConfig, *, no_network: bool
     except FileNotFoundError:
         raise WeightsError(f"{source}: no such file") from None
     except OSError as e:
-        raise WeightsError(f"{source}: cannot read it ({_one_line(e)})") from None
+        raise WeightsError(f"{source}: cannot read it ({storage.one_line(e)})") from None
 
 
 def _folder(value: str, storage_cfg: StorageConfig) -> PretrainedFolder:
@@ -121,7 +121,7 @@ def _folder(value: str, storage_cfg: StorageConfig) -> PretrainedFolder:
             if fs.isfile(f"{root}/{name}"):
                 files[name] = fs.cat_file(f"{root}/{name}")
     except OSError as e:
-        raise WeightsError(f"{source}: cannot read it ({_one_line(e)})") from None
+        raise WeightsError(f"{source}: cannot read it ({storage.one_line(e)})") from None
     return PretrainedFolder(source, files)
 
 
@@ -156,7 +156,7 @@ def _torchvision_file(name: str, arch: str, no_network: bool) -> PretrainedFile:
                 weights.url, str(path), match.group(1) if match else None, progress=True
             )
         except Exception as e:  # network, hash mismatch
-            raise WeightsError(f"cannot download {weights.url}: {_one_line(e)}") from None
+            raise WeightsError(f"cannot download {weights.url}: {storage.one_line(e)}") from None
     return PretrainedFile(f"{arch} {name} ({path})", path.read_bytes())
 
 
@@ -172,10 +172,8 @@ def _download(url: str) -> bytes:
         with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as response:
             data = response.read()
     except Exception as e:  # HTTP errors, refused connections, timeouts
-        raise WeightsError(f"{storage.redact(url)}: cannot download it ({_one_line(e)})") from None
+        raise WeightsError(
+            f"{storage.redact(url)}: cannot download it ({storage.one_line(e)})"
+        ) from None
     log.info("downloaded %s (%.1f MB)", storage.redact(url), len(data) / 1e6)
     return data
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())[:300] or type(error).__name__

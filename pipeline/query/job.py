@@ -74,10 +74,10 @@ def run_similar(query: SimilarQuery) -> pa.Table:
             if level == "video"
             else embedded.clip_embedding(query.clip_index)
         )
-        sound = int(run.record.get("audio_dim") or 0)
         return nearest(
             catalog, level, run.model_version,
-            vectors.part_of(vector, query.by, sound, run.model_version), query.k, query.search,
+            vectors.part_of(vector, query.by, run.audio_dim, run.model_version), query.k,
+            query.search,
             own_key=(embedded.video_uri, clip_index) if query.exclude_self else None,
             exclude_self=query.exclude_self, by=query.by,
         )  # fmt: skip

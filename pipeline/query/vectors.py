@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import schema, storage
+from pipeline.aggregate import list_matrix
 from pipeline.ann import unit_rows
 from pipeline.query.catalog import Catalog, Run
 from pipeline.query.duplicates import hashes_by_video
@@ -176,7 +177,7 @@ def audio_dim(parts: list[Part], model_version: str | None) -> int:
     """How many of the model's embedding values are the sound's (its runs' records say)."""
     for part in parts:
         if part.run.model_version == model_version:
-            return int(part.run.record.get("audio_dim") or 0)
+            return part.run.audio_dim
     return 0
 
 
@@ -219,9 +220,9 @@ def build_index(
     if by == "both":
         matrix = unit_rows(table["embedding"])
     else:
-        values = table["embedding"].combine_chunks()
-        whole = values.flatten().to_numpy().reshape(len(values), values.type.list_size)
-        matrix = np.stack([unit(row) for row in part_of(whole, by, sound, model_version)])
+        matrix = part_of(list_matrix(table["embedding"]), by, sound, model_version)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        matrix = matrix / np.where(norms > 0, norms, 1.0)  # all-zero rows stay zero, as unit()
     return EmbeddingIndex(level, model_version, table.drop_columns(["embedding"]), matrix)
 
 

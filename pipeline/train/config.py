@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from pipeline.config import ConfigError, PlanConfig, SamplingConfig, StorageConfig
+from pipeline.config import (
+    ConfigError,
+    PlanConfig,
+    SamplingConfig,
+    StorageConfig,
+    check_modalities,
+)
 from pipeline.models import ModelConfig
 
 # Defaults that learn time order quickly on a CPU: small frames, a clip that covers a short
@@ -94,11 +100,7 @@ class TrainConfig:
                 "--text) and labels zero-shot (--labels); training on it is not supported: "
                 "train a torchvision or small_cnn encoder"
             )
-        if self.model.modalities != self.sampling.modalities:
-            raise ConfigError(
-                f"the model's modalities ({self.model.modalities}) and the sampling's "
-                f"({self.sampling.modalities}) differ: set both with --modalities"
-            )
+        check_modalities(self.model, self.sampling)
         if self.features_from and self.model.hears:
             raise ConfigError(
                 "--features-from trains a picture head on an index run's stored frame "

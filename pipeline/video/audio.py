@@ -16,6 +16,13 @@ import numpy as np
 RATE = 16_000  # samples per second: what speech and sound-event models take
 
 
+def rms(samples: np.ndarray) -> float:
+    """Loudness: the root mean square of the samples (0 for silence or none)."""
+    if not len(samples):
+        return 0.0
+    return float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+
+
 class UnreadableAudio(RuntimeError):
     """A video's audio stream could not be decoded (its pictures may still be fine)."""
 
@@ -36,7 +43,7 @@ class UnitSound:
         out[: len(samples)] = samples
         if not len(self.track.samples) or not len(samples):
             return out, float("nan")
-        return out, float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+        return out, rms(samples)
 
 
 def read_unit_sound(path: str | Path, start_s: float, end_s: float, rate: int) -> UnitSound:
@@ -66,10 +73,7 @@ class AudioTrack:
         return len(self.samples) / self.rate
 
     def rms(self) -> float:
-        """Loudness: the root mean square of the samples (0 for silence or no sound)."""
-        if not len(self.samples):
-            return 0.0
-        return float(np.sqrt(np.mean(np.square(self.samples, dtype=np.float64))))
+        return rms(self.samples)
 
     def between(self, start_s: float, end_s: float) -> np.ndarray:
         """The samples of [start_s, end_s) (a clip's part of a unit's range)."""
